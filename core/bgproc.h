@@ -1,0 +1,114 @@
+/*
+ * bgproc.h: what loop.c, job.c and the module entry share.
+ *
+ * Two userdata types, each with one metatable:
+ *   bgproc.core.Loop  an epoll set, the guardian, the jobs still running
+ *   bgproc.core.Job   one spawned process group and its output ring
+ * A Job's user value is its Loop (so the Loop outlives its Jobs); the Loop's
+ * user value is a table lightuserdata(job) -> Job of the jobs it still
+ * watches, so a running Job is never collected.
+ */
+#ifndef BGPROC_H
+#define BGPROC_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "guardian.h"
+#include "ring.h"
+
+#define BG_LOOP_MT "bgproc.core.Loop"
+#define BG_JOB_MT "bgproc.core.Job"
+
+#define BG_DEFAULT_RING (1024 * 1024)
+#define BG_MIN_RING 64
+#define BG_MAX_RING ((size_t)1 << 30)
+#define BG_MAX_STDIN_QUEUE (16 * 1024 * 1024)
+
+enum { W_PIDFD, W_OUT, W_ERR, W_IN, W_GUARD, W_COUNT };
+
+/* Pending event bits, coalesced per job per dispatch. */
+enum { EV_OUTPUT = 1, EV_EXIT = 2, EV_EOF = 4, EV_STDIN = 8 };
+
+typedef struct bg_job bg_job;
+typedef struct bg_loop bg_loop;
+
+typedef struct bg_watch {
+  bg_job *job; /* NULL for the guardian's watch */
+  int kind;
+} bg_watch;
+
+typedef enum { STDIN_NULL, STDIN_PIPE, STDIN_PTY } bg_stdin_kind;
+
+struct bg_job {
+  bg_loop *loop; /* NULL once detached (loop closed) */
+  pid_t pid;     /* also the process group and session id */
+  int pidfd, out_fd, err_fd, in_fd;
+  bg_stdin_kind stdin_kind;
+  int reaped, code, signal, core_dumped;
+  int guarded;   /* the guardian knows this group */
+  int group_empty;
+  int closed;    /* job:close() ran: ring freed */
+  int live;      /* in the loop's table of watched jobs */
+  double started_ms, ended_ms;  /* wall clock, ms since the epoch */
+  int64_t t0_ns, t1_ns;         /* monotonic */
+  bg_ring ring;
+  /* queued stdin bytes not yet accepted by the pipe */
+  unsigned char *inq;
+  size_t inq_len, inq_off, inq_cap;
+  int in_close_pending, in_watched;
+  unsigned pend;
+  bg_job *pend_next;
+  bg_job *gprev, *gnext; /* the loop's list of guarded jobs */
+  bg_watch w[4];
+};
+
+struct bg_loop {
+  int epfd;
+  int closed;
+  int use_guardian;
+  bg_guardian guard;
+  bg_watch guard_watch;
+  void *stack;
+  size_t stack_size;
+  size_t default_ring;
+  int pipe_size;
+  bg_job *pend_head;
+  bg_job *guarded;
+  long nlive;
+};
+
+/* errors.c */
+int bg_fail(lua_State *L, int err, const char *fmt, ...);
+const char *bg_errname(int err);
+int64_t bg_now_ns(void);
+double bg_wall_ms(void);
+
+/* signals.c */
+int bg_checksignal(lua_State *L, int idx);
+const char *bg_signame(int sig);
+void bg_push_signals(lua_State *L);
+
+/* job.c */
+void bg_job_open(lua_State *L);
+bg_job *bg_job_new(lua_State *L, int loop_idx); /* pushes a half-built job */
+void bg_job_pend(bg_job *j, unsigned bits);
+void bg_job_drain(bg_job *j, int kind, size_t budget);
+void bg_job_reap(bg_job *j);
+void bg_job_flush_stdin(bg_job *j);
+void bg_job_drop_stdin(bg_job *j);
+int bg_job_finished(const bg_job *j);
+void bg_job_unguard(bg_job *j);
+void bg_job_guard(bg_job *j);
+void bg_job_terminate(bg_job *j); /* SIGKILL the group, reap, close fds */
+long bg_job_signal(bg_job *j, int sig); /* processes/groups hit, -1+errno */
+
+/* loop.c */
+void bg_loop_open(lua_State *L);
+int bg_core_new(lua_State *L);
+int bg_loop_watch(bg_loop *lp, bg_job *j, int kind, int fd, uint32_t ev);
+void bg_loop_unwatch(bg_loop *lp, int fd);
+
+#endif

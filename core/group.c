@@ -1,0 +1,180 @@
+/*
+ * group.c: /proc scan and pidfd-verified group signalling (see group.h).
+ */
+#define _GNU_SOURCE
+#include "group.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int bg_pidfd_open(pid_t pid) {
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int bg_pidfd_signal(int pidfd, int sig) {
+  return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+/* Parse "/proc/<pid>/stat": state and pgrp come after the last ')' of the
+ * command name, which may itself contain spaces and parentheses. */
+static int read_stat(int procfd, const char *name, char *state, pid_t *pgrp) {
+  char path[64];
+  size_t len = strlen(name);
+  if (len + 6 > sizeof path) return -1;
+  memcpy(path, name, len);
+  memcpy(path + len, "/stat", 6);
+  int fd = openat(procfd, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[512];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');
+  if (p == NULL || p[1] != ' ') return -1;
+  p += 2;
+  *state = *p;
+  /* fields: state ppid pgrp */
+  for (int field = 0; field < 2; field++) {
+    p = strchr(p, ' ');
+    if (p == NULL) return -1;
+    p++;
+  }
+  long v = 0;
+  int neg = 0;
+  if (*p == '-') {
+    neg = 1;
+    p++;
+  }
+  while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
+  *pgrp = (pid_t)(neg ? -v : v);
+  return 0;
+}
+
+static int pid_of_name(const char *s, pid_t *pid) {
+  long v = 0;
+  if (*s == '\0') return 0;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9') return 0;
+    v = v * 10 + (*s - '0');
+    if (v > INT32_MAX) return 0;
+  }
+  *pid = (pid_t)v;
+  return 1;
+}
+
+static int in_set(const pid_t *a, size_t n, pid_t x) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (a[mid] == x) return 1;
+    if (a[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return 0;
+}
+
+struct linux_dirent64 {
+  uint64_t d_ino;
+  int64_t d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[];
+};
+
+int bg_proc_scan(const pid_t *sorted_pgids, size_t n,
+                 void (*fn)(pid_t, pid_t, void *), void *ud) {
+  int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (procfd < 0) return errno;
+  char buf[8192] __attribute__((aligned(8)));
+  for (;;) {
+    long nread = syscall(SYS_getdents64, procfd, buf, sizeof buf);
+    if (nread < 0) {
+      int e = errno;
+      close(procfd);
+      return e;
+    }
+    if (nread == 0) break;
+    for (long off = 0; off < nread;) {
+      struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
+      off += d->d_reclen;
+      pid_t pid, pgrp;
+      char state;
+      if (!pid_of_name(d->d_name, &pid)) continue;
+      if (read_stat(procfd, d->d_name, &state, &pgrp) < 0) continue;
+      if (state == 'Z' || state == 'X') continue;
+      if (in_set(sorted_pgids, n, pgrp)) fn(pid, pgrp, ud);
+    }
+  }
+  close(procfd);
+  return 0;
+}
+
+pid_t bg_proc_pgid(pid_t pid) {
+  char name[16];
+  int len = 0;
+  char tmp[16];
+  do {
+    tmp[len++] = (char)('0' + pid % 10);
+    pid /= 10;
+  } while (pid > 0 && len < 15);
+  for (int i = 0; i < len; i++) name[i] = tmp[len - 1 - i];
+  name[len] = '\0';
+  int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (procfd < 0) return -1;
+  char state;
+  pid_t pgrp;
+  int rc = read_stat(procfd, name, &state, &pgrp);
+  close(procfd);
+  if (rc < 0 || state == 'Z' || state == 'X') return -1;
+  return pgrp;
+}
+
+struct signal_ctx {
+  const pid_t *pgids;
+  size_t n;
+  int sig;
+  long hits;
+};
+
+static void signal_member(pid_t pid, pid_t pgid, void *ud) {
+  struct signal_ctx *c = ud;
+  int pidfd = bg_pidfd_open(pid);
+  if (pidfd < 0) return; /* gone already */
+  /* The pidfd now pins this exact process: check it is still ours. */
+  if (bg_proc_pgid(pid) == pgid && bg_pidfd_signal(pidfd, c->sig) == 0)
+    c->hits++;
+  close(pidfd);
+}
+
+long bg_group_signal_verified(const pid_t *sorted_pgids, size_t n, int sig) {
+  struct signal_ctx c = {sorted_pgids, n, sig, 0};
+  int err = bg_proc_scan(sorted_pgids, n, signal_member, &c);
+  if (err) {
+    errno = err;
+    return -1;
+  }
+  return c.hits;
+}
+
+static void count_member(pid_t pid, pid_t pgid, void *ud) {
+  (void)pid;
+  (void)pgid;
+  ++*(long *)ud;
+}
+
+long bg_group_count(pid_t pgid) {
+  long count = 0;
+  int err = bg_proc_scan(&pgid, 1, count_member, &count);
+  if (err) {
+    errno = err;
+    return -1;
+  }
+  return count;
+}

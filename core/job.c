@@ -1,0 +1,660 @@
+/*
+ * job.c: the bgproc.core.Job userdata: one process group, its pipes, its
+ * ring, its exit status.
+ *
+ * Misuse (wrong types, bad stream names) raises; operational failures
+ * (nothing left to signal, stdin closed, job closed) return
+ * nil, "ENAME: ...", "ENAME".
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "bgproc.h"
+#include "group.h"
+
+static bg_job *checkjob(lua_State *L) {
+  return luaL_checkudata(L, 1, BG_JOB_MT);
+}
+
+/* A job whose ring is gone cannot answer reads. */
+static bg_job *checkopen(lua_State *L) {
+  bg_job *j = checkjob(L);
+  if (j->closed) luaL_error(L, "attempt to use a closed job");
+  return j;
+}
+
+static int checkstream(lua_State *L, int idx) {
+  static const char *const opts[] = {"both", "stdout", "stderr", NULL};
+  static const int vals[] = {BG_SEL_BOTH, BG_SEL_STDOUT, BG_SEL_STDERR};
+  return vals[luaL_checkoption(L, idx, "both", opts)];
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) {
+    close(*fd);
+    *fd = -1;
+  }
+}
+
+bg_job *bg_job_new(lua_State *L, int loop_idx) {
+  loop_idx = lua_absindex(L, loop_idx);
+  bg_job *j = lua_newuserdatauv(L, sizeof *j, 1);
+  memset(j, 0, sizeof *j);
+  j->pid = -1;
+  j->pidfd = j->out_fd = j->err_fd = j->in_fd = -1;
+  j->code = -1;
+  for (int k = 0; k < 4; k++) {
+    j->w[k].job = j;
+    j->w[k].kind = k;
+  }
+  j->loop = luaL_checkudata(L, loop_idx, BG_LOOP_MT);
+  luaL_setmetatable(L, BG_JOB_MT); /* from here __gc sees a sane object */
+  lua_pushvalue(L, loop_idx);
+  lua_setiuservalue(L, -2, 1);
+  return j;
+}
+
+void bg_job_pend(bg_job *j, unsigned bits) {
+  if (j->loop == NULL) return;
+  if (j->pend == 0) {
+    j->pend_next = j->loop->pend_head;
+    j->loop->pend_head = j;
+  }
+  j->pend |= bits;
+}
+
+static void unpend(bg_job *j) {
+  if (j->pend == 0 || j->loop == NULL) return;
+  for (bg_job **p = &j->loop->pend_head; *p; p = &(*p)->pend_next) {
+    if (*p == j) {
+      *p = j->pend_next;
+      break;
+    }
+  }
+  j->pend = 0;
+}
+
+static void unwatch_close(bg_job *j, int *fd) {
+  if (*fd < 0) return;
+  if (j->loop) bg_loop_unwatch(j->loop, *fd);
+  close_fd(fd);
+}
+
+int bg_job_finished(const bg_job *j) {
+  return j->reaped && j->out_fd < 0 && j->err_fd < 0;
+}
+
+/* ---- guardian registration -------------------------------------------- */
+
+void bg_job_guard(bg_job *j) {
+  bg_loop *lp = j->loop;
+  if (j->guarded || lp == NULL) return;
+  j->guarded = 1;
+  j->gprev = NULL;
+  j->gnext = lp->guarded;
+  if (lp->guarded) lp->guarded->gprev = j;
+  lp->guarded = j;
+}
+
+void bg_job_unguard(bg_job *j) {
+  bg_loop *lp = j->loop;
+  if (!j->guarded) return;
+  j->guarded = 0;
+  if (lp == NULL) return;
+  if (j->gprev) j->gprev->gnext = j->gnext;
+  else lp->guarded = j->gnext;
+  if (j->gnext) j->gnext->gprev = j->gprev;
+  j->gprev = j->gnext = NULL;
+  if (lp->guard.sock >= 0) bg_guardian_del(&lp->guard, j->pid);
+}
+
+/* After the leader is reaped: is anything of the group left? */
+static void check_group(bg_job *j) {
+  if (j->group_empty || !j->reaped) return;
+  if (kill(-j->pid, 0) < 0 && errno == ESRCH) {
+    j->group_empty = 1;
+    bg_job_unguard(j);
+  }
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void close_stream(bg_job *j, int kind) {
+  unwatch_close(j, kind == W_OUT ? &j->out_fd : &j->err_fd);
+  if (j->out_fd < 0 && j->err_fd < 0) {
+    bg_job_pend(j, EV_EOF);
+    check_group(j);
+  }
+}
+
+void bg_job_drain(bg_job *j, int kind, size_t budget) {
+  int fd = kind == W_OUT ? j->out_fd : j->err_fd;
+  int stream = kind == W_OUT ? BG_STDOUT : BG_STDERR;
+  size_t total = 0;
+  if (fd < 0 || j->closed) return;
+  while (total < budget) {
+    struct iovec iov[2];
+    bg_ring_write_iov(&j->ring, iov);
+    ssize_t n = readv(fd, iov, 2);
+    if (n > 0) {
+      bg_ring_commit(&j->ring, (size_t)n, stream);
+      total += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    close_stream(j, kind); /* EOF, or EIO once a pty's slave side is gone */
+    break;
+  }
+  if (total) bg_job_pend(j, EV_OUTPUT);
+}
+
+/* ---- stdin --------------------------------------------------------------- */
+
+void bg_job_drop_stdin(bg_job *j) {
+  unwatch_close(j, &j->in_fd);
+  j->in_watched = 0;
+  free(j->inq);
+  j->inq = NULL;
+  j->inq_len = j->inq_off = j->inq_cap = 0;
+  j->in_close_pending = 0;
+}
+
+/* write() that turns a reader-less pipe into EPIPE instead of SIGPIPE. */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t n) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  ssize_t w = write(fd, buf, n);
+  int saved = errno;
+  if (w < 0 && saved == EPIPE && !sigismember(&old, SIGPIPE)) {
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe_set, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  errno = saved;
+  return w;
+}
+
+static void finish_stdin(bg_job *j) {
+  if (j->stdin_kind == STDIN_PTY) {
+    /* A pty has no half-close: send the terminal's EOF character. */
+    struct termios tio;
+    unsigned char eof = 4;
+    if (tcgetattr(j->in_fd, &tio) == 0 && tio.c_cc[VEOF]) eof = tio.c_cc[VEOF];
+    write_nosigpipe(j->in_fd, &eof, 1);
+  }
+  bg_job_drop_stdin(j);
+}
+
+void bg_job_flush_stdin(bg_job *j) {
+  while (j->in_fd >= 0 && j->inq_off < j->inq_len) {
+    ssize_t n = write_nosigpipe(j->in_fd, j->inq + j->inq_off,
+                                j->inq_len - j->inq_off);
+    if (n > 0) {
+      j->inq_off += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!j->in_watched && j->loop &&
+          bg_loop_watch(j->loop, j, W_IN, j->in_fd, EPOLLOUT) == 0)
+        j->in_watched = 1;
+      return;
+    }
+    bg_job_drop_stdin(j); /* EPIPE: nobody reads stdin any more */
+    return;
+  }
+  if (j->in_fd < 0) return;
+  if (j->in_watched) {
+    bg_loop_unwatch(j->loop, j->in_fd);
+    j->in_watched = 0;
+  }
+  j->inq_len = j->inq_off = 0;
+  if (j->in_close_pending) finish_stdin(j);
+}
+
+/* ---- exit ---------------------------------------------------------------- */
+
+void bg_job_reap(bg_job *j) {
+  if (j->reaped || j->pidfd < 0) return;
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  if (waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED | WNOHANG | __WALL) < 0) {
+    if (errno != ECHILD) return;
+    j->code = -1; /* reaped behind our back (a host's waitpid(-1)) */
+  } else if (si.si_pid == 0) {
+    return; /* not yet */
+  } else if (si.si_code == CLD_EXITED) {
+    j->code = si.si_status;
+  } else {
+    j->signal = si.si_status;
+    j->core_dumped = si.si_code == CLD_DUMPED;
+  }
+  j->reaped = 1;
+  j->t1_ns = bg_now_ns();
+  j->ended_ms = bg_wall_ms();
+  unwatch_close(j, &j->pidfd);
+  if (j->stdin_kind == STDIN_PTY) {
+    /* Keep the master open while output may still arrive. */
+    free(j->inq);
+    j->inq = NULL;
+    j->inq_len = j->inq_off = j->inq_cap = 0;
+    j->in_close_pending = 0;
+    if (j->in_watched && j->loop) bg_loop_unwatch(j->loop, j->in_fd);
+    j->in_watched = 0;
+    close_fd(&j->in_fd);
+  } else {
+    bg_job_drop_stdin(j);
+  }
+  check_group(j);
+  bg_job_pend(j, EV_EXIT);
+}
+
+/* ---- signals ------------------------------------------------------------- */
+
+long bg_job_signal(bg_job *j, int sig) {
+  if (j->pid <= 0) {
+    errno = ESRCH;
+    return -1;
+  }
+  if (!j->reaped && j->pidfd >= 0) {
+    /* The unreaped leader pins its pid, which is also the group id. */
+    long hits = kill(-j->pid, sig) == 0;
+    /* The leader itself, even if it left the group. */
+    if (bg_pidfd_signal(j->pidfd, sig) == 0 && !hits) hits = 1;
+    if (!hits) errno = ESRCH;
+    return hits ? hits : -1;
+  }
+  if (j->group_empty) {
+    errno = ESRCH;
+    return -1;
+  }
+  long n = bg_group_signal_verified(&j->pid, 1, sig);
+  if (n == 0) {
+    j->group_empty = 1;
+    bg_job_unguard(j);
+    errno = ESRCH;
+    return -1;
+  }
+  return n;
+}
+
+static void wait_leader(bg_job *j, int timeout_ms) {
+  struct pollfd p = {j->pidfd, POLLIN, 0};
+  while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR) {
+  }
+  bg_job_reap(j);
+}
+
+void bg_job_terminate(bg_job *j) {
+  if (j->pid <= 0) return;
+  if (!j->reaped && j->pidfd >= 0) {
+    bg_job_signal(j, SIGKILL);
+    wait_leader(j, 5000);
+    if (!j->reaped) { /* stuck in the kernel: wait it out rather than leak */
+      siginfo_t si;
+      while (waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED | __WALL) < 0 &&
+             errno == EINTR) {
+      }
+      j->reaped = 1;
+      unwatch_close(j, &j->pidfd);
+    }
+  }
+  for (int pass = 0; pass < 3 && !j->group_empty; pass++)
+    if (bg_job_signal(j, SIGKILL) < 0) break;
+  bg_job_unguard(j);
+}
+
+/* Everything but the memory of the userdata itself. */
+static void job_release(bg_job *j) {
+  if (j->closed) return;
+  bg_job_terminate(j);
+  unpend(j);
+  bg_job_drop_stdin(j);
+  unwatch_close(j, &j->out_fd);
+  unwatch_close(j, &j->err_fd);
+  unwatch_close(j, &j->pidfd);
+  bg_ring_free(&j->ring);
+  j->closed = 1;
+}
+
+/* Drop the job from its loop's table of watched jobs. */
+static void unlive(lua_State *L, bg_job *j) {
+  if (!j->live || j->loop == NULL) return;
+  j->live = 0;
+  j->loop->nlive--;
+  if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA &&
+      lua_getiuservalue(L, -1, 1) == LUA_TTABLE) {
+    lua_pushnil(L);
+    lua_rawsetp(L, -2, j);
+  }
+  lua_settop(L, 1);
+}
+
+/* ---- methods ------------------------------------------------------------- */
+
+static int job_pid(lua_State *L) {
+  bg_job *j = checkjob(L);
+  if (j->pid <= 0) return 0;
+  lua_pushinteger(L, j->pid);
+  return 1;
+}
+
+static int job_alive(lua_State *L) {
+  bg_job *j = checkjob(L);
+  lua_pushboolean(L, j->pid > 0 && !j->reaped);
+  return 1;
+}
+
+static void push_exit(lua_State *L, const bg_job *j) {
+  if (j->signal) {
+    lua_pushnil(L);
+    lua_pushstring(L, bg_signame(j->signal));
+  } else {
+    if (j->code >= 0) lua_pushinteger(L, j->code);
+    else lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  lua_pushboolean(L, j->core_dumped);
+}
+
+/* job:exit() -> code|nil, signal-name|nil, core-dumped; nothing if running */
+static int job_exit(lua_State *L) {
+  bg_job *j = checkjob(L);
+  if (!j->reaped) return 0;
+  push_exit(L, j);
+  return 3;
+}
+
+static void setfield_num(lua_State *L, const char *k, lua_Number v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void setfield_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static int job_info(lua_State *L) {
+  static const char *const stdin_names[] = {"null", "pipe", "pty"};
+  bg_job *j = checkjob(L);
+  lua_createtable(L, 0, 16);
+  if (j->pid > 0) {
+    setfield_int(L, "pid", j->pid);
+    setfield_int(L, "pgid", j->pid);
+  }
+  lua_pushstring(L, j->closed ? "closed" : j->reaped ? "exited" : "running");
+  lua_setfield(L, -2, "state");
+  if (j->reaped) {
+    push_exit(L, j);
+    lua_setfield(L, -4, "core_dumped");
+    lua_setfield(L, -3, "signal");
+    lua_setfield(L, -2, "code");
+    setfield_num(L, "ended", j->ended_ms);
+  }
+  setfield_num(L, "started", j->started_ms);
+  int64_t end = j->reaped ? j->t1_ns : bg_now_ns();
+  setfield_num(L, "duration_ms", (double)(end - j->t0_ns) / 1e6);
+  lua_pushstring(L, stdin_names[j->stdin_kind]);
+  lua_setfield(L, -2, "stdin");
+  lua_pushboolean(L, j->in_fd >= 0);
+  lua_setfield(L, -2, "stdin_open");
+  lua_pushboolean(L, j->out_fd < 0 && j->err_fd < 0);
+  lua_setfield(L, -2, "eof");
+  lua_pushboolean(L, j->group_empty);
+  lua_setfield(L, -2, "group_empty");
+  if (!j->closed) {
+    setfield_int(L, "ring", (lua_Integer)j->ring.cap);
+    setfield_int(L, "head", (lua_Integer)j->ring.head);
+    setfield_int(L, "tail", (lua_Integer)bg_ring_tail(&j->ring));
+  }
+  return 1;
+}
+
+static lua_Integer opt_offset(lua_State *L, int idx) {
+  lua_Integer v = luaL_optinteger(L, idx, 0);
+  luaL_argcheck(L, v >= 0, idx, "offset must be >= 0");
+  return v;
+}
+
+static size_t opt_size(lua_State *L, int idx, size_t dflt) {
+  lua_Integer v = luaL_optinteger(L, idx, (lua_Integer)dflt);
+  luaL_argcheck(L, v >= 0, idx, "size must be >= 0");
+  return (size_t)v;
+}
+
+/* job:read([since [, max [, stream]]]) -> data, next, dropped */
+static int job_read(lua_State *L) {
+  bg_job *j = checkopen(L);
+  uint64_t since = (uint64_t)opt_offset(L, 2);
+  size_t max = opt_size(L, 3, j->ring.cap);
+  int sel = checkstream(L, 4);
+  uint64_t tail = bg_ring_tail(&j->ring);
+  uint64_t from = since < tail ? tail : since;
+  if (max > j->ring.cap) max = j->ring.cap;
+  luaL_Buffer b;
+  unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, max);
+  uint64_t next;
+  size_t n = bg_ring_copy(&j->ring, from, sel, out, max, &next);
+  luaL_pushresultsize(&b, n);
+  lua_pushinteger(L, (lua_Integer)next);
+  lua_pushinteger(L, (lua_Integer)(since < tail ? tail - since : 0));
+  return 3;
+}
+
+/* job:tail([lines [, stream [, max_bytes]]]) -> data, from */
+static int job_tail(lua_State *L) {
+  bg_job *j = checkopen(L);
+  size_t lines = opt_size(L, 2, 10);
+  int sel = checkstream(L, 3);
+  size_t max = opt_size(L, 4, j->ring.cap);
+  if (max > j->ring.cap) max = j->ring.cap;
+  uint64_t from = bg_ring_tail_start(&j->ring, lines, sel, max);
+  luaL_Buffer b;
+  unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, max);
+  uint64_t next;
+  size_t n = bg_ring_copy(&j->ring, from, sel, out, max, &next);
+  luaL_pushresultsize(&b, n);
+  lua_pushinteger(L, (lua_Integer)from);
+  return 2;
+}
+
+struct runs_ctx {
+  lua_State *L;
+  lua_Integer n;
+};
+
+static int push_run(uint64_t from, uint64_t to, int stream, void *ud) {
+  struct runs_ctx *c = ud;
+  lua_State *L = c->L;
+  lua_createtable(L, 3, 0);
+  lua_pushinteger(L, (lua_Integer)from);
+  lua_rawseti(L, -2, 1);
+  lua_pushinteger(L, (lua_Integer)to);
+  lua_rawseti(L, -2, 2);
+  lua_pushstring(L, stream == BG_STDERR ? "stderr" : "stdout");
+  lua_rawseti(L, -2, 3);
+  lua_rawseti(L, -2, ++c->n);
+  return 0;
+}
+
+/* job:runs([from [, to]]) -> { {from, to, "stdout"|"stderr"}, ... } */
+static int job_runs(lua_State *L) {
+  bg_job *j = checkopen(L);
+  uint64_t from = (uint64_t)opt_offset(L, 2);
+  lua_Integer to = luaL_optinteger(L, 3, (lua_Integer)j->ring.head);
+  luaL_argcheck(L, to >= 0, 3, "offset must be >= 0");
+  lua_newtable(L);
+  struct runs_ctx c = {L, 0};
+  luaL_checkstack(L, 4, NULL);
+  bg_ring_runs(&j->ring, from, (uint64_t)to, push_run, &c);
+  return 1;
+}
+
+/* job:offsets() -> tail, head */
+static int job_offsets(lua_State *L) {
+  bg_job *j = checkopen(L);
+  lua_pushinteger(L, (lua_Integer)bg_ring_tail(&j->ring));
+  lua_pushinteger(L, (lua_Integer)j->ring.head);
+  return 2;
+}
+
+/* job:kill([sig]) -> hits | nil, msg, "ESRCH" */
+static int job_kill(lua_State *L) {
+  bg_job *j = checkjob(L);
+  int sig = lua_isnoneornil(L, 2) ? SIGTERM : bg_checksignal(L, 2);
+  long hits = bg_job_signal(j, sig);
+  if (hits < 0)
+    return bg_fail(L, errno, "signal %s to process group %d",
+                   sig ? bg_signame(sig) : "0", (int)j->pid);
+  lua_pushinteger(L, hits);
+  return 1;
+}
+
+/* job:members() -> live processes left in the job's group */
+static int job_members(lua_State *L) {
+  bg_job *j = checkjob(L);
+  long n = 0;
+  if (j->pid > 0 && !j->group_empty) {
+    if (j->reaped && kill(-j->pid, 0) < 0 && errno == ESRCH) n = 0;
+    else if ((n = bg_group_count(j->pid)) < 0)
+      return bg_fail(L, errno, "read /proc");
+    if (n == 0 && j->reaped) {
+      j->group_empty = 1;
+      bg_job_unguard(j);
+    }
+  }
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+static int stdin_unusable(lua_State *L, bg_job *j) {
+  if (j->stdin_kind == STDIN_NULL)
+    return bg_fail(L, EBADF, "stdin of job %d is /dev/null (spawn it with "
+                   "stdin = \"pipe\" or pty = true)", (int)j->pid);
+  return bg_fail(L, EPIPE, "stdin of job %d is closed", (int)j->pid);
+}
+
+/* job:write(data) -> bytes accepted (queued if the pipe is full) */
+static int job_write(lua_State *L) {
+  bg_job *j = checkjob(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  if (j->in_fd < 0 || j->in_close_pending) return stdin_unusable(L, j);
+  size_t pending = j->inq_len - j->inq_off;
+  if (pending + len > BG_MAX_STDIN_QUEUE)
+    return bg_fail(L, ENOBUFS, "stdin queue of job %d is full (%d bytes "
+                   "unread)", (int)j->pid, (int)pending);
+  if (j->inq_off > 0 && pending > 0) {
+    memmove(j->inq, j->inq + j->inq_off, pending);
+  }
+  j->inq_len = pending;
+  j->inq_off = 0;
+  if (j->inq_len + len > j->inq_cap) {
+    size_t cap = j->inq_cap ? j->inq_cap : 4096;
+    while (cap < j->inq_len + len) cap *= 2;
+    unsigned char *q = realloc(j->inq, cap);
+    if (q == NULL) return bg_fail(L, ENOMEM, "queue stdin");
+    j->inq = q;
+    j->inq_cap = cap;
+  }
+  memcpy(j->inq + j->inq_len, data, len);
+  j->inq_len += len;
+  bg_job_flush_stdin(j);
+  if (j->in_fd < 0) return bg_fail(L, EPIPE, "write to stdin of job %d",
+                                   (int)j->pid);
+  lua_pushinteger(L, (lua_Integer)len);
+  return 1;
+}
+
+/* job:close_stdin() -> true; pending bytes are written first */
+static int job_close_stdin(lua_State *L) {
+  bg_job *j = checkjob(L);
+  if (j->in_fd < 0 || j->in_close_pending) return stdin_unusable(L, j);
+  j->in_close_pending = 1;
+  bg_job_flush_stdin(j);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* job:resize(rows, cols) for pty jobs */
+static int job_resize(lua_State *L) {
+  bg_job *j = checkjob(L);
+  lua_Integer rows = luaL_checkinteger(L, 2), cols = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, rows > 0 && rows < 65536, 2, "rows must be 1-65535");
+  luaL_argcheck(L, cols > 0 && cols < 65536, 3, "cols must be 1-65535");
+  int fd = j->out_fd >= 0 ? j->out_fd : j->in_fd;
+  if (j->stdin_kind != STDIN_PTY)
+    return bg_fail(L, ENOTTY, "job %d has no pty", (int)j->pid);
+  if (fd < 0) return bg_fail(L, EBADF, "pty of job %d is closed", (int)j->pid);
+  struct winsize ws = {.ws_row = (unsigned short)rows,
+                       .ws_col = (unsigned short)cols};
+  if (ioctl(fd, TIOCSWINSZ, &ws) < 0)
+    return bg_fail(L, errno, "resize pty of job %d", (int)j->pid);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* job:close(): SIGKILL whatever is left of the group, reap, free. */
+static int job_close(lua_State *L) {
+  bg_job *j = checkjob(L);
+  lua_settop(L, 1);
+  unlive(L, j);
+  job_release(j);
+  return 0;
+}
+
+static int job_gc(lua_State *L) {
+  bg_job *j = checkjob(L);
+  job_release(j);
+  return 0;
+}
+
+static int job_tostring(lua_State *L) {
+  bg_job *j = checkjob(L);
+  if (j->pid <= 0) lua_pushstring(L, "bgproc.core.Job (not started)");
+  else
+    lua_pushfstring(L, "bgproc.core.Job: pid %d (%s)", (int)j->pid,
+                    j->closed ? "closed" : j->reaped ? "exited" : "running");
+  return 1;
+}
+
+static const luaL_Reg job_methods[] = {
+    {"pid", job_pid},         {"alive", job_alive},
+    {"exit", job_exit},       {"info", job_info},
+    {"read", job_read},       {"tail", job_tail},
+    {"runs", job_runs},       {"offsets", job_offsets},
+    {"kill", job_kill},       {"members", job_members},
+    {"write", job_write},     {"close_stdin", job_close_stdin},
+    {"resize", job_resize},   {"close", job_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg job_meta[] = {
+    {"__gc", job_gc},
+    {"__close", job_close},
+    {"__tostring", job_tostring},
+    {"__index", NULL},
+    {NULL, NULL},
+};
+
+void bg_job_open(lua_State *L) {
+  luaL_newmetatable(L, BG_JOB_MT);
+  luaL_setfuncs(L, job_meta, 0);
+  luaL_newlibtable(L, job_methods);
+  luaL_setfuncs(L, job_methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}

@@ -1,0 +1,69 @@
+/*
+ * ring.h: a byte ring with 64-bit monotonic offsets and a stream bit per
+ * byte (stdout or stderr), so one ring keeps arrival order across both
+ * streams and a reader can still tell them apart.
+ *
+ * Offsets count every byte ever written. The ring holds the window
+ * [tail, head) where tail = head - min(head, cap). Pure C, no Lua.
+ */
+#ifndef BGPROC_RING_H
+#define BGPROC_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+enum { BG_STDOUT = 0, BG_STDERR = 1 };
+
+/* Stream selectors for reads. */
+enum { BG_SEL_BOTH = -1, BG_SEL_STDOUT = BG_STDOUT, BG_SEL_STDERR = BG_STDERR };
+
+typedef struct bg_ring {
+  unsigned char *data;  /* cap bytes */
+  unsigned char *bits;  /* cap/8 rounded up: bit set = byte came from stderr */
+  size_t cap;
+  uint64_t head;        /* offset of the next byte to be written */
+} bg_ring;
+
+/* 0 on success, ENOMEM on failure (the ring is left empty and freeable). */
+int bg_ring_init(bg_ring *r, size_t cap);
+void bg_ring_free(bg_ring *r);
+
+static inline uint64_t bg_ring_tail(const bg_ring *r) {
+  return r->head > r->cap ? r->head - r->cap : 0;
+}
+
+/* The two spans where the next write lands, together exactly cap bytes,
+ * for readv() straight into the ring. */
+void bg_ring_write_iov(const bg_ring *r, struct iovec iov[2]);
+/* Account n bytes just placed by readv() as coming from `stream`. */
+void bg_ring_commit(bg_ring *r, size_t n, int stream);
+/* Copy-in write (used for tests and small writes). */
+void bg_ring_write(bg_ring *r, const void *buf, size_t n, int stream);
+
+int bg_ring_stream_at(const bg_ring *r, uint64_t off);
+
+/*
+ * Copy bytes of the selected stream from offset `from` (clamped into the
+ * window) into out, at most max bytes of output. Returns the number of
+ * bytes copied; *next is the offset after the last byte examined.
+ */
+size_t bg_ring_copy(const bg_ring *r, uint64_t from, int sel,
+                    unsigned char *out, size_t max, uint64_t *next);
+
+/*
+ * Offset where the last `lines` lines of the selected stream begin, looking
+ * no further back than max_bytes of that stream's bytes. A final line
+ * without a newline counts as a line.
+ */
+uint64_t bg_ring_tail_start(const bg_ring *r, size_t lines, int sel,
+                            size_t max_bytes);
+
+/*
+ * Runs of one stream inside [from, to): calls fn(start, end, stream, ud) for
+ * each maximal run, in order. Stops early when fn returns non-zero.
+ */
+void bg_ring_runs(const bg_ring *r, uint64_t from, uint64_t to,
+                  int (*fn)(uint64_t, uint64_t, int, void *), void *ud);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * signals.c: signal names <-> numbers ("TERM", "SIGTERM", "term", 15).
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "bgproc.h"
+
+typedef struct sig_name {
+  const char *name;
+  int num;
+} sig_name;
+
+static const sig_name names[] = {
+    {"HUP", SIGHUP},       {"INT", SIGINT},       {"QUIT", SIGQUIT},
+    {"ILL", SIGILL},       {"TRAP", SIGTRAP},     {"ABRT", SIGABRT},
+    {"BUS", SIGBUS},       {"FPE", SIGFPE},       {"KILL", SIGKILL},
+    {"USR1", SIGUSR1},     {"SEGV", SIGSEGV},     {"USR2", SIGUSR2},
+    {"PIPE", SIGPIPE},     {"ALRM", SIGALRM},     {"TERM", SIGTERM},
+    {"STKFLT", SIGSTKFLT}, {"CHLD", SIGCHLD},     {"CONT", SIGCONT},
+    {"STOP", SIGSTOP},     {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN},
+    {"TTOU", SIGTTOU},     {"URG", SIGURG},       {"XCPU", SIGXCPU},
+    {"XFSZ", SIGXFSZ},     {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},
+    {"WINCH", SIGWINCH},   {"IO", SIGIO},         {"PWR", SIGPWR},
+    {"SYS", SIGSYS},       {"IOT", SIGABRT},      {"POLL", SIGIO},
+    {"CLD", SIGCHLD},
+};
+
+#define NNAMES (sizeof names / sizeof *names)
+
+const char *bg_signame(int sig) {
+  static char rt[NSIG][12];
+  for (size_t i = 0; i < NNAMES; i++)
+    if (names[i].num == sig) return names[i].name;
+  if (sig >= SIGRTMIN && sig <= SIGRTMAX && sig < NSIG) {
+    if (rt[sig][0] == '\0') {
+      int off = sig - SIGRTMIN;
+      snprintf(rt[sig], sizeof rt[sig], off ? "RTMIN+%d" : "RTMIN", off);
+    }
+    return rt[sig];
+  }
+  return NULL;
+}
+
+/* Number of the signal named s, or -1. */
+static int parse_name(const char *s) {
+  if (strncasecmp(s, "SIG", 3) == 0) s += 3;
+  for (size_t i = 0; i < NNAMES; i++)
+    if (strcasecmp(s, names[i].name) == 0) return names[i].num;
+  if (strncasecmp(s, "RTMIN", 5) == 0) {
+    const char *p = s + 5;
+    long off = 0;
+    if (*p == '+') {
+      char *end;
+      off = strtol(p + 1, &end, 10);
+      if (end == p + 1 || *end != '\0') return -1;
+    } else if (*p != '\0') {
+      return -1;
+    }
+    if (off < 0 || SIGRTMIN + off > SIGRTMAX) return -1;
+    return (int)(SIGRTMIN + off);
+  }
+  /* a number given as a string */
+  if (isdigit((unsigned char)*s)) {
+    char *end;
+    long n = strtol(s, &end, 10);
+    if (*end == '\0' && n >= 0 && n < NSIG) return (int)n;
+  }
+  return -1;
+}
+
+int bg_checksignal(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Integer n;
+    if (!lua_isinteger(L, idx) || (n = lua_tointeger(L, idx)) < 0 ||
+        n >= NSIG)
+      return luaL_argerror(L, idx, lua_pushfstring(
+          L, "signal number must be an integer 0-%d", NSIG - 1));
+    return (int)n;
+  }
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    int n = parse_name(lua_tostring(L, idx));
+    if (n < 0)
+      return luaL_argerror(L, idx, lua_pushfstring(
+          L, "unknown signal '%s' (expected a name like TERM or a number)",
+          lua_tostring(L, idx)));
+    return n;
+  }
+  return luaL_typeerror(L, idx, "signal name or number");
+}
+
+/* signals = { TERM = 15, ... } for the module table. */
+void bg_push_signals(lua_State *L) {
+  lua_createtable(L, 0, (int)NNAMES);
+  for (size_t i = 0; i < NNAMES; i++) {
+    lua_pushinteger(L, names[i].num);
+    lua_setfield(L, -2, names[i].name);
+  }
+}

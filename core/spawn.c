@@ -1,0 +1,324 @@
+/*
+ * spawn.c: start a job with clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD).
+ *
+ * Like glibc's posix_spawn, the child runs on a separate stack in the
+ * parent's memory until it execs, so a spawn costs no page-table copy.
+ * Unlike posix_spawn it hands back a pidfd atomically (so the job is never
+ * confused with a recycled pid), makes the child a session leader, can
+ * attach a pty as the controlling terminal, marks every inherited fd above
+ * 2 close-on-exec with one close_range() call, and reports exactly which
+ * step failed (chdir or exec) through a close-on-exec error pipe.
+ *
+ * The child's exit signal is 0: its exit never raises SIGCHLD in the host,
+ * so the host's own SIGCHLD handling (luv, ...) is not disturbed. It is
+ * collected by waitid(P_PIDFD, ..., __WALL) in loop.c.
+ */
+#define _GNU_SOURCE
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+/* The child runs on a foreign stack before exec: sanitizer instrumentation
+ * there would misread that stack, so it is left uninstrumented. */
+#if defined(__GNUC__)
+#define CHILD_CODE __attribute__((no_sanitize("address", "undefined"), noinline))
+#else
+#define CHILD_CODE
+#endif
+
+typedef struct child_ctx {
+  const bg_spawn_req *req;
+  int fd0, fd1, fd2; /* become the child's 0, 1, 2; all >= 3 */
+  int ctty;          /* pty slave to make the controlling tty, or -1 */
+  int errfd;         /* write end of the error pipe, close-on-exec */
+} child_ctx;
+
+typedef struct child_report {
+  int err;
+  int stage;
+} child_report;
+
+static const char *const stage_names[] = {
+    "spawn", "pipe", "pty", "fork", "child setup", "chdir", "exec",
+};
+
+const char *bg_stage_name(bg_stage stage) {
+  if ((unsigned)stage >= sizeof stage_names / sizeof *stage_names)
+    return "spawn";
+  return stage_names[stage];
+}
+
+int bg_fd_above_stdio(int fd) {
+  if (fd < 0 || fd > 2) return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return moved;
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) {
+    close(*fd);
+    *fd = -1;
+  }
+}
+
+/* ---- child side: async-signal-safe calls only ------------------------ */
+
+CHILD_CODE static void child_reset_signals(void) {
+  for (int s = 1; s < NSIG; s++) {
+    struct sigaction sa;
+    if (s == SIGKILL || s == SIGSTOP) continue;
+    if (sigaction(s, NULL, &sa) != 0) continue; /* libc-internal signals */
+    if (sa.sa_handler == SIG_DFL) continue;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigaction(s, &sa, NULL);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* execvpe() without malloc: search `path` for a name without a slash. */
+CHILD_CODE static void child_exec(const bg_spawn_req *req) {
+  const char *file = req->file;
+  if (strchr(file, '/') != NULL) {
+    execve(file, req->argv, req->envp);
+    return;
+  }
+  const char *p = req->path ? req->path : "/usr/local/bin:/usr/bin:/bin";
+  size_t flen = strlen(file);
+  int saw_eacces = 0;
+  char buf[PATH_MAX];
+  for (;;) {
+    const char *end = strchrnul(p, ':');
+    size_t dlen = (size_t)(end - p);
+    if (dlen + flen + 3 <= sizeof buf) {
+      size_t n = 0;
+      if (dlen == 0) {
+        buf[n++] = '.';
+      } else {
+        memcpy(buf, p, dlen);
+        n = dlen;
+      }
+      buf[n++] = '/';
+      memcpy(buf + n, file, flen + 1);
+      execve(buf, req->argv, req->envp);
+      switch (errno) {
+        case EACCES: saw_eacces = 1; break;
+        case ENOENT: case ENOTDIR: case ESTALE: case ENODEV: case ETIMEDOUT:
+          break;
+        default: return; /* a real failure of an existing file */
+      }
+    }
+    if (*end == '\0') break;
+    p = end + 1;
+  }
+  errno = saw_eacces ? EACCES : ENOENT;
+}
+
+CHILD_CODE static int child_main(void *arg) {
+  const child_ctx *c = arg;
+  child_report rep = {0, BG_STAGE_SETUP};
+  if (setsid() < 0) goto fail;
+  if (c->ctty >= 0 && ioctl(c->ctty, TIOCSCTTY, 0) < 0) goto fail;
+  if (dup2(c->fd0, 0) < 0 || dup2(c->fd1, 1) < 0 || dup2(c->fd2, 2) < 0)
+    goto fail;
+  /* Nothing the host opened reaches the program, O_CLOEXEC or not; the
+   * error pipe stays usable until exec closes it. */
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+    long max = sysconf(_SC_OPEN_MAX);
+    for (int fd = 3; fd < max; fd++)
+      if (fd != c->errfd) close(fd);
+  }
+  if (c->req->cwd != NULL && chdir(c->req->cwd) < 0) {
+    rep.stage = BG_STAGE_CHDIR;
+    goto fail;
+  }
+  child_reset_signals();
+  rep.stage = BG_STAGE_EXEC;
+  child_exec(c->req);
+fail:
+  rep.err = errno;
+  while (write(c->errfd, &rep, sizeof rep) < 0 && errno == EINTR) {
+  }
+  _exit(127);
+}
+
+/* ---- parent side ----------------------------------------------------- */
+
+static int set_nonblock(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static int open_pty(const bg_spawn_req *req, int *master, int *slave) {
+  *master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (*master < 0) return -1;
+  if (grantpt(*master) < 0 || unlockpt(*master) < 0) return -1;
+  *slave = ioctl(*master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (*slave < 0) {
+    char name[64];
+    if (ptsname_r(*master, name, sizeof name) != 0) return -1;
+    *slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (*slave < 0) return -1;
+  }
+  struct winsize ws = {.ws_row = req->rows ? req->rows : 24,
+                       .ws_col = req->cols ? req->cols : 80};
+  ioctl(*slave, TIOCSWINSZ, &ws);
+  return 0;
+}
+
+/* Pipe whose parent end is non-blocking; both ends close-on-exec. */
+static int make_pipe(int *parent_end, int *child_end, int child_reads) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return -1;
+  *child_end = child_reads ? p[0] : p[1];
+  *parent_end = child_reads ? p[1] : p[0];
+  return set_nonblock(*parent_end);
+}
+
+static pid_t do_clone(child_ctx *ctx, void *stack, size_t stack_size,
+                      int *pidfd) {
+  uintptr_t top = ((uintptr_t)stack + stack_size) & ~(uintptr_t)15;
+  sigset_t all, old;
+  sigfillset(&all);
+  /* Host signal handlers must not run on the child's stack before exec. */
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = clone(child_main, (void *)top,
+                    CLONE_VM | CLONE_VFORK | CLONE_PIDFD, ctx, pidfd);
+  if (pid < 0 && errno == EINVAL) { /* kernels without CLONE_PIDFD */
+    pid = clone(child_main, (void *)top, CLONE_VM | CLONE_VFORK, ctx);
+    if (pid > 0) *pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  }
+  int saved = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  errno = saved;
+  return pid;
+}
+
+int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
+             size_t stack_size, bg_stage *stage) {
+  int err = 0;
+  int ep[2] = {-1, -1};
+  int c_in = -1, c_out = -1, c_err = -1, slave = -1;
+  int p_in = -1, p_out = -1, p_err = -1;
+  int pidfd = -1;
+  pid_t pid = -1;
+
+  *stage = BG_STAGE_PIPE;
+  if (pipe2(ep, O_CLOEXEC) < 0) goto sys_fail;
+  if (req->pty) {
+    *stage = BG_STAGE_PTY;
+    if (open_pty(req, &p_out, &slave) < 0) goto sys_fail;
+    if (set_nonblock(p_out) < 0) goto sys_fail;
+    p_in = fcntl(p_out, F_DUPFD_CLOEXEC, 3);
+    if (p_in < 0) goto sys_fail;
+    if ((slave = bg_fd_above_stdio(slave)) < 0) goto sys_fail;
+  } else {
+    if (req->stdin_mode == BG_STDIN_PIPE) {
+      if (make_pipe(&p_in, &c_in, 1) < 0) goto sys_fail;
+    } else if ((c_in = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+      goto sys_fail;
+    }
+    if (make_pipe(&p_out, &c_out, 0) < 0) goto sys_fail;
+    if (make_pipe(&p_err, &c_err, 0) < 0) goto sys_fail;
+    if (req->pipe_size > 0) { /* best effort: a bigger pipe, fewer wakeups */
+      fcntl(p_out, F_SETPIPE_SZ, req->pipe_size);
+      fcntl(p_err, F_SETPIPE_SZ, req->pipe_size);
+    }
+    if ((c_in = bg_fd_above_stdio(c_in)) < 0 ||
+        (c_out = bg_fd_above_stdio(c_out)) < 0 ||
+        (c_err = bg_fd_above_stdio(c_err)) < 0)
+      goto sys_fail;
+  }
+  if ((ep[1] = bg_fd_above_stdio(ep[1])) < 0) goto sys_fail;
+
+  child_ctx ctx = {
+      .req = req,
+      .fd0 = req->pty ? slave : c_in,
+      .fd1 = req->pty ? slave : c_out,
+      .fd2 = req->pty ? slave : c_err,
+      .ctty = req->pty ? slave : -1,
+      .errfd = ep[1],
+  };
+  *stage = BG_STAGE_FORK;
+  pid = do_clone(&ctx, stack, stack_size, &pidfd);
+  if (pid < 0) goto sys_fail;
+  if (pidfd < 0) { /* pidfd_open failed after the fallback clone */
+    err = errno;
+    kill(pid, SIGKILL);
+    siginfo_t si;
+    waitid(P_PID, (id_t)pid, &si, WEXITED | __WALL);
+    pid = -1;
+    goto fail;
+  }
+  close_fd(&ep[1]);
+  close_fd(&c_in);
+  close_fd(&c_out);
+  close_fd(&c_err);
+  close_fd(&slave);
+
+  child_report rep;
+  ssize_t n;
+  while ((n = read(ep[0], &rep, sizeof rep)) < 0 && errno == EINTR) {
+  }
+  if (n == (ssize_t)sizeof rep) { /* the child failed before exec */
+    siginfo_t si;
+    while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | __WALL) < 0 &&
+           errno == EINTR) {
+    }
+    close_fd(&pidfd);
+    *stage = (bg_stage)rep.stage;
+    err = rep.err ? rep.err : EIO;
+    goto fail;
+  }
+  close_fd(&ep[0]);
+  res->pid = pid;
+  res->pidfd = pidfd;
+  res->in_fd = p_in;
+  res->out_fd = p_out;
+  res->err_fd = p_err;
+  *stage = BG_STAGE_NONE;
+  return 0;
+
+sys_fail:
+  err = errno ? errno : EIO;
+fail:
+  close_fd(&ep[0]);
+  close_fd(&ep[1]);
+  close_fd(&c_in);
+  close_fd(&c_out);
+  close_fd(&c_err);
+  close_fd(&slave);
+  close_fd(&p_in);
+  close_fd(&p_out);
+  close_fd(&p_err);
+  close_fd(&pidfd);
+  return err;
+}
