@@ -26,6 +26,8 @@
 #define BG_MIN_RING 64
 #define BG_MAX_RING ((size_t)1 << 30)
 #define BG_MAX_STDIN_QUEUE (16 * 1024 * 1024)
+#define BG_DEFAULT_PIPE (256 * 1024)
+#define BG_PIPE_FULL 65536 /* a read this big means the writer outruns us */
 
 enum { W_PIDFD, W_OUT, W_ERR, W_IN, W_GUARD, W_COUNT };
 
@@ -48,7 +50,10 @@ struct bg_job {
   int pidfd, out_fd, err_fd, in_fd;
   bg_stdin_kind stdin_kind;
   int reaped, code, signal, core_dumped;
-  int guarded;   /* the guardian knows this group */
+  int pipe_max;        /* grow busy stdout/stderr pipes to this; 0: never */
+  unsigned char grown; /* bit per stream: pipe already grown */
+  int guarded;   /* in the guardian's table, at gslot */
+  long gslot;
   int group_empty;
   int closed;    /* job:close() ran: ring freed */
   int live;      /* in the loop's table of watched jobs */
@@ -75,6 +80,7 @@ struct bg_loop {
   size_t stack_size;
   size_t default_ring;
   int pipe_size;
+  int null_fd;
   bg_job *pend_head;
   bg_job *guarded;
   long nlive;
@@ -101,7 +107,7 @@ void bg_job_flush_stdin(bg_job *j);
 void bg_job_drop_stdin(bg_job *j);
 int bg_job_finished(const bg_job *j);
 void bg_job_unguard(bg_job *j);
-void bg_job_guard(bg_job *j);
+int bg_job_guard(bg_job *j); /* 0, or -1 with errno */
 void bg_job_terminate(bg_job *j); /* SIGKILL the group, reap, close fds */
 long bg_job_signal(bg_job *j, int sig); /* processes/groups hit, -1+errno */
 

@@ -13,12 +13,28 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* Set once a pidfd call reports ENOSYS (old kernels, valgrind): from then
+ * on callers fall back to kill() on a pid they have just verified. */
+static volatile int no_pidfd_open, no_pidfd_signal;
+
 int bg_pidfd_open(pid_t pid) {
-  return (int)syscall(SYS_pidfd_open, pid, 0);
+  if (no_pidfd_open) {
+    errno = ENOSYS;
+    return -1;
+  }
+  int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0 && errno == ENOSYS) no_pidfd_open = 1;
+  return fd;
 }
 
 int bg_pidfd_signal(int pidfd, int sig) {
-  return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+  if (no_pidfd_signal) {
+    errno = ENOSYS;
+    return -1;
+  }
+  int rc = (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+  if (rc < 0 && errno == ENOSYS) no_pidfd_signal = 1;
+  return rc;
 }
 
 /* Parse "/proc/<pid>/stat": state and pgrp come after the last ')' of the
@@ -146,10 +162,18 @@ struct signal_ctx {
 static void signal_member(pid_t pid, pid_t pgid, void *ud) {
   struct signal_ctx *c = ud;
   int pidfd = bg_pidfd_open(pid);
-  if (pidfd < 0) return; /* gone already */
+  if (pidfd < 0) {
+    /* Without pidfds only a check right before kill() is possible. */
+    if (errno == ENOSYS && bg_proc_pgid(pid) == pgid && kill(pid, c->sig) == 0)
+      c->hits++;
+    return; /* or: gone already */
+  }
   /* The pidfd now pins this exact process: check it is still ours. */
-  if (bg_proc_pgid(pid) == pgid && bg_pidfd_signal(pidfd, c->sig) == 0)
-    c->hits++;
+  if (bg_proc_pgid(pid) == pgid) {
+    int rc = bg_pidfd_signal(pidfd, c->sig);
+    if (rc < 0 && errno == ENOSYS) rc = kill(pid, c->sig);
+    if (rc == 0) c->hits++;
+  }
   close(pidfd);
 }
 

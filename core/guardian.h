@@ -1,36 +1,49 @@
 /*
  * guardian.h: a small process that outlives the host if the host dies.
  *
- * The core tells it about every job's process group (with a pidfd of the
- * leader) over a SOCK_SEQPACKET socket. When that socket reaches EOF, which
- * happens when the host exits or is killed, even by SIGKILL, the guardian
- * sends SIGTERM to every group it still knows, gives them a short grace
- * period, sends SIGKILL to what is left, and exits.
+ * The host keeps the process group id of every job in a table in shared
+ * memory (a memfd) and holds the write end of a pipe whose read end the
+ * guardian blocks on. Registering a job is a store into the table: no
+ * syscall, no wakeup. When the pipe reaches EOF, which happens when the
+ * host exits or is killed, even by SIGKILL, the guardian maps the table,
+ * sends SIGTERM to every group in it, waits a short grace period, sends
+ * SIGKILL to what is left, and exits. Members are found in /proc and
+ * signalled through pidfds, so a recycled pid is never hit.
  */
 #ifndef BGPROC_GUARDIAN_H
 #define BGPROC_GUARDIAN_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Grace between SIGTERM and SIGKILL when the host has died. */
 #define BG_GUARDIAN_GRACE_MS 400
 
 typedef struct bg_guardian {
-  pid_t pid;   /* -1 when not running */
-  int pidfd;   /* readable when the guardian exits */
-  int sock;    /* our end of the socket */
+  pid_t pid;       /* -1 when not running */
+  int pidfd;       /* readable when the guardian exits */
+  int pipe_w;      /* our end; its EOF wakes the guardian */
+  int memfd;       /* the table, shared with every guardian we start */
+  int32_t *slots;  /* mapped table: a process group id, or 0 when free */
+  size_t cap;      /* slots in the table */
+  size_t used;     /* slots ever handed out (high-water mark) */
+  uint32_t *free;  /* freed slot indexes */
+  size_t nfree, capfree;
 } bg_guardian;
 
 void bg_guardian_init(bg_guardian *g);
-/* Start the guardian: 0 or an errno value. */
+/* Start the guardian (creating the table on first use): 0 or errno. */
 int bg_guardian_start(bg_guardian *g);
-/* Tell it about a group (pidfd may be -1). 0 or an errno value. */
-int bg_guardian_add(bg_guardian *g, pid_t pgid, int leader_pidfd);
-/* Forget a group whose processes are all gone. 0 or an errno value. */
-int bg_guardian_del(bg_guardian *g, pid_t pgid);
-/* Close the socket and reap the guardian (it kills what it still knows). */
-void bg_guardian_stop(bg_guardian *g);
+/* Record a group; returns its slot, or -1 with errno (table full and
+ * cannot grow). */
+long bg_guardian_add(bg_guardian *g, pid_t pgid);
+/* Forget a group whose processes are all gone. */
+void bg_guardian_del(bg_guardian *g, long slot);
 /* Reap a guardian whose pidfd became readable; 1 if it had exited. */
 int bg_guardian_reap(bg_guardian *g);
+/* Close our end and reap the guardian (it ends the groups still in the
+ * table); keep_table = 0 also frees the table. */
+void bg_guardian_stop(bg_guardian *g, int keep_table);
 
 #endif

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -95,14 +96,19 @@ int bg_job_finished(const bg_job *j) {
 
 /* ---- guardian registration -------------------------------------------- */
 
-void bg_job_guard(bg_job *j) {
+/* Record the group in the guardian's table: a store into shared memory. */
+int bg_job_guard(bg_job *j) {
   bg_loop *lp = j->loop;
-  if (j->guarded || lp == NULL) return;
+  if (j->guarded || lp == NULL) return 0;
+  long slot = bg_guardian_add(&lp->guard, j->pid);
+  if (slot < 0) return -1;
+  j->gslot = slot;
   j->guarded = 1;
   j->gprev = NULL;
   j->gnext = lp->guarded;
   if (lp->guarded) lp->guarded->gprev = j;
   lp->guarded = j;
+  return 0;
 }
 
 void bg_job_unguard(bg_job *j) {
@@ -114,7 +120,7 @@ void bg_job_unguard(bg_job *j) {
   else lp->guarded = j->gnext;
   if (j->gnext) j->gnext->gprev = j->gprev;
   j->gprev = j->gnext = NULL;
-  if (lp->guard.sock >= 0) bg_guardian_del(&lp->guard, j->pid);
+  bg_guardian_del(&lp->guard, j->gslot);
 }
 
 /* After the leader is reaped: is anything of the group left? */
@@ -148,6 +154,13 @@ void bg_job_drain(bg_job *j, int kind, size_t budget) {
     if (n > 0) {
       bg_ring_commit(&j->ring, (size_t)n, stream);
       total += (size_t)n;
+      if (n >= BG_PIPE_FULL && j->pipe_max > BG_PIPE_FULL &&
+          !(j->grown & (1u << stream))) {
+        /* A fast writer: a bigger pipe means fewer wakeups. Best effort
+         * (the per-user pipe quota may say no). */
+        j->grown |= (unsigned char)(1u << stream);
+        fcntl(fd, F_SETPIPE_SZ, j->pipe_max);
+      }
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -271,8 +284,11 @@ long bg_job_signal(bg_job *j, int sig) {
   if (!j->reaped && j->pidfd >= 0) {
     /* The unreaped leader pins its pid, which is also the group id. */
     long hits = kill(-j->pid, sig) == 0;
-    /* The leader itself, even if it left the group. */
-    if (bg_pidfd_signal(j->pidfd, sig) == 0 && !hits) hits = 1;
+    /* The leader itself, even if it left the group (kill() is as exact
+     * while the leader is unreaped, if pidfds are unavailable). */
+    int rc = bg_pidfd_signal(j->pidfd, sig);
+    if (rc < 0 && errno == ENOSYS) rc = kill(j->pid, sig);
+    if (rc == 0 && !hits) hits = 1;
     if (!hits) errno = ESRCH;
     return hits ? hits : -1;
   }

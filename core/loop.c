@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -45,7 +46,8 @@ void bg_loop_unwatch(bg_loop *lp, int fd) {
 
 /* ---- guardian ------------------------------------------------------------ */
 
-/* Start the guardian and tell it about every group we still answer for. */
+/* Start the guardian. The group table outlives any one guardian, so a
+ * replacement knows every group at once. */
 static int start_guardian(bg_loop *lp) {
   int err = bg_guardian_start(&lp->guard);
   if (err) return err;
@@ -55,27 +57,26 @@ static int start_guardian(bg_loop *lp) {
   e.data.ptr = &lp->guard_watch;
   if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->guard.pidfd, &e) < 0) {
     err = errno;
-    bg_guardian_stop(&lp->guard);
+    bg_guardian_stop(&lp->guard, 1);
     return err;
   }
-  for (bg_job *j = lp->guarded; j; j = j->gnext)
-    bg_guardian_add(&lp->guard, j->pid, j->reaped ? -1 : j->pidfd);
   return 0;
 }
 
 static void guardian_exited(bg_loop *lp) {
   int pidfd = lp->guard.pidfd;
   if (!bg_guardian_reap(&lp->guard)) return;
-  if (pidfd >= 0 && lp->epfd >= 0) epoll_ctl(lp->epfd, EPOLL_CTL_DEL, pidfd, NULL);
+  if (pidfd >= 0 && lp->epfd >= 0)
+    epoll_ctl(lp->epfd, EPOLL_CTL_DEL, pidfd, NULL);
   /* Someone killed it: the jobs must not go unguarded. If this fails the
    * next spawn tries again. */
   if (!lp->closed) start_guardian(lp);
 }
 
 static int ensure_guardian(bg_loop *lp) {
-  if (!lp->use_guardian || lp->guard.sock >= 0) return 0;
+  if (!lp->use_guardian || lp->guard.pipe_w >= 0) return 0;
   if (lp->guard.pidfd >= 0) guardian_exited(lp);
-  return lp->guard.sock >= 0 ? 0 : start_guardian(lp);
+  return lp->guard.pipe_w >= 0 ? 0 : start_guardian(lp);
 }
 
 /* ---- spawn option parsing ------------------------------------------------- */
@@ -229,7 +230,9 @@ static int spawn_failed(lua_State *L, int err, bg_stage stage,
 
 /* loop:spawn{ command = "sh string" | argv = {...}, cwd, env, clear_env,
  *             stdin = "null"|"pipe", pty = bool|{rows, cols}, ring,
- *             pipe_size } -> job | nil, msg, errname */
+ *             pipe_size } -> job | nil, msg, errname
+ * pipe_size: what stdout/stderr pipes grow to once the job fills them (0:
+ * never); growing only busy pipes spares the per-user pipe quota. */
 static int loop_spawn(lua_State *L) {
   bg_loop *lp = checkloop(L);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -297,8 +300,9 @@ static int loop_spawn(lua_State *L) {
   }
   size_t ring = (size_t)int_opt(L, 2, "ring", (lua_Integer)lp->default_ring,
                                 BG_MIN_RING, (lua_Integer)BG_MAX_RING);
-  req.pipe_size = (int)int_opt(L, 2, "pipe_size", lp->pipe_size, 0,
-                               64 * 1024 * 1024);
+  int pipe_max = (int)int_opt(L, 2, "pipe_size", lp->pipe_size, 0,
+                              64 * 1024 * 1024);
+  req.null_fd = lp->null_fd;
 
   int err = ensure_guardian(lp);
   if (err) return bg_fail(L, err, "start the guardian process");
@@ -307,6 +311,7 @@ static int loop_spawn(lua_State *L) {
   int job_idx = lua_gettop(L);
   if (bg_ring_init(&j->ring, ring) != 0)
     return bg_fail(L, ENOMEM, "allocate a %d-byte output ring", (int)ring);
+  j->pipe_max = pipe_max;
   j->stdin_kind = req.pty ? STDIN_PTY
                   : req.stdin_mode == BG_STDIN_PIPE ? STDIN_PIPE : STDIN_NULL;
   j->t0_ns = bg_now_ns();
@@ -326,15 +331,7 @@ static int loop_spawn(lua_State *L) {
   j->err_fd = res.err_fd;
   j->in_fd = res.in_fd;
 
-  if (lp->use_guardian) {
-    err = bg_guardian_add(&lp->guard, j->pid, j->pidfd);
-    if (err) { /* it died under us: restart it once */
-      guardian_exited(lp);
-      err = ensure_guardian(lp);
-      if (!err) err = bg_guardian_add(&lp->guard, j->pid, j->pidfd);
-    }
-    if (!err) bg_job_guard(j);
-  }
+  if (lp->use_guardian && bg_job_guard(j) < 0) err = errno;
   if (!err) err = bg_loop_watch(lp, j, W_PIDFD, j->pidfd, EPOLLIN);
   if (!err) err = bg_loop_watch(lp, j, W_OUT, j->out_fd, EPOLLIN);
   if (!err && j->err_fd >= 0)
@@ -492,9 +489,11 @@ static void loop_shutdown(lua_State *L, bg_loop *lp) {
   while (lp->guarded) bg_job_terminate(lp->guarded); /* unguards it */
   lp->pend_head = NULL;
   lp->nlive = 0;
-  bg_guardian_stop(&lp->guard);
+  bg_guardian_stop(&lp->guard, 0);
   close(lp->epfd);
   lp->epfd = -1;
+  if (lp->null_fd >= 0) close(lp->null_fd);
+  lp->null_fd = -1;
   if (lp->stack) munmap(lp->stack, lp->stack_size);
   lp->stack = NULL;
   lua_newtable(L);
@@ -517,7 +516,7 @@ static int loop_tostring(lua_State *L) {
   return 1;
 }
 
-/* core.new{ guardian = true, ring = 1 MiB, pipe_size = 0 } -> loop */
+/* core.new{ guardian = true, ring = 1 MiB, pipe_size = 256 KiB } -> loop */
 int bg_core_new(lua_State *L) {
   static const char *const keys[] = {"guardian", "ring", "pipe_size", NULL};
   int has_opts = !lua_isnoneornil(L, 1);
@@ -535,15 +534,17 @@ int bg_core_new(lua_State *L) {
   }
   lua_settop(L, 1);
   size_t ring = BG_DEFAULT_RING;
-  int pipe_size = 0;
+  int pipe_size = BG_DEFAULT_PIPE;
   if (has_opts) {
     ring = (size_t)int_opt(L, 1, "ring", BG_DEFAULT_RING, BG_MIN_RING,
                            (lua_Integer)BG_MAX_RING);
-    pipe_size = (int)int_opt(L, 1, "pipe_size", 0, 0, 64 * 1024 * 1024);
+    pipe_size = (int)int_opt(L, 1, "pipe_size", BG_DEFAULT_PIPE, 0,
+                             64 * 1024 * 1024);
   }
   bg_loop *lp = lua_newuserdatauv(L, sizeof *lp, 1);
   memset(lp, 0, sizeof *lp);
   lp->epfd = -1;
+  lp->null_fd = -1;
   lp->closed = 1; /* until fully built: __gc does nothing */
   bg_guardian_init(&lp->guard);
   lp->guard_watch.job = NULL;
@@ -566,6 +567,8 @@ int bg_core_new(lua_State *L) {
     return bg_fail(L, err, "allocate the spawn stack");
   }
   lp->stack_size = CHILD_STACK;
+  /* stdin of every job that has none; failing that, each spawn opens one */
+  lp->null_fd = bg_fd_above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC));
   lp->closed = 0;
   return 1;
 }

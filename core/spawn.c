@@ -7,11 +7,13 @@
  * confused with a recycled pid), makes the child a session leader, can
  * attach a pty as the controlling terminal, marks every inherited fd above
  * 2 close-on-exec with one close_range() call, and reports exactly which
- * step failed (chdir or exec) through a close-on-exec error pipe.
+ * step failed (chdir or exec): through the shared memory itself once the
+ * first spawn has shown that CLONE_VM is honoured, else (valgrind turns a
+ * vfork-style clone into a fork) through a close-on-exec error pipe.
  *
- * The child's exit signal is 0: its exit never raises SIGCHLD in the host,
- * so the host's own SIGCHLD handling (luv, ...) is not disturbed. It is
- * collected by waitid(P_PIDFD, ..., __WALL) in loop.c.
+ * The child is collected by waitid(P_PIDFD, ..., __WALL) in job.c, never
+ * by waitpid(-1): the SIGCHLD its exit raises (exec resets the exit signal
+ * to SIGCHLD) finds no child of the host's own to steal.
  */
 #define _GNU_SOURCE
 #include "spawn.h"
@@ -49,20 +51,25 @@
 #define CHILD_CODE
 #endif
 
-typedef struct child_ctx {
-  const bg_spawn_req *req;
-  int fd0, fd1, fd2; /* become the child's 0, 1, 2; all >= 3 */
-  int ctty;          /* pty slave to make the controlling tty, or -1 */
-  int errfd;         /* write end of the error pipe, close-on-exec */
-} child_ctx;
-
 typedef struct child_report {
+  int ran; /* set first thing by the child: memory really is shared */
   int err;
   int stage;
 } child_report;
 
+typedef struct child_ctx {
+  const bg_spawn_req *req;
+  int fd0, fd1, fd2; /* become the child's 0, 1, 2; all >= 3 */
+  int ctty;          /* pty slave to make the controlling tty, or -1 */
+  int errfd;         /* write end of the error pipe, or -1 */
+  child_report *rep; /* in the parent's memory */
+} child_ctx;
+
+/* 1 once a spawn showed that the child shares our memory until exec. */
+static volatile int vm_shared;
+
 static const char *const stage_names[] = {
-    "spawn", "pipe", "pty", "fork", "child setup", "chdir", "exec",
+    "spawn", "pipe", "pty", "clone", "child setup", "chdir", "exec",
 };
 
 const char *bg_stage_name(bg_stage stage) {
@@ -89,19 +96,29 @@ static void close_fd(int *fd) {
 
 /* ---- child side: async-signal-safe calls only ------------------------ */
 
+/* The kernel's struct sigaction: the raw syscall reaches every signal,
+ * including the two glibc keeps to itself (32, 33) and any a sanitizer's
+ * sigaction interceptor would guard. */
+struct kernel_sigaction {
+  void (*handler)(int);
+  unsigned long flags;
+  void (*restorer)(void);
+  unsigned long mask;
+};
+
 CHILD_CODE static void child_reset_signals(void) {
   for (int s = 1; s < NSIG; s++) {
-    struct sigaction sa;
+    struct kernel_sigaction cur, dfl;
     if (s == SIGKILL || s == SIGSTOP) continue;
-    if (sigaction(s, NULL, &sa) != 0) continue; /* libc-internal signals */
-    if (sa.sa_handler == SIG_DFL) continue;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    sigaction(s, &sa, NULL);
+    if (syscall(SYS_rt_sigaction, s, NULL, &cur, sizeof cur.mask) != 0)
+      continue;
+    if (cur.handler == SIG_DFL) continue;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.handler = SIG_DFL;
+    syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof dfl.mask);
   }
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
+  unsigned long none = 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none);
 }
 
 /* execvpe() without malloc: search `path` for a name without a slash. */
@@ -144,7 +161,9 @@ CHILD_CODE static void child_exec(const bg_spawn_req *req) {
 
 CHILD_CODE static int child_main(void *arg) {
   const child_ctx *c = arg;
-  child_report rep = {0, BG_STAGE_SETUP};
+  child_report *rep = c->rep;
+  rep->ran = 1;
+  rep->stage = BG_STAGE_SETUP;
   if (setsid() < 0) goto fail;
   if (c->ctty >= 0 && ioctl(c->ctty, TIOCSCTTY, 0) < 0) goto fail;
   if (dup2(c->fd0, 0) < 0 || dup2(c->fd1, 1) < 0 || dup2(c->fd2, 2) < 0)
@@ -157,16 +176,17 @@ CHILD_CODE static int child_main(void *arg) {
       if (fd != c->errfd) close(fd);
   }
   if (c->req->cwd != NULL && chdir(c->req->cwd) < 0) {
-    rep.stage = BG_STAGE_CHDIR;
+    rep->stage = BG_STAGE_CHDIR;
     goto fail;
   }
   child_reset_signals();
-  rep.stage = BG_STAGE_EXEC;
+  rep->stage = BG_STAGE_EXEC;
   child_exec(c->req);
 fail:
-  rep.err = errno;
-  while (write(c->errfd, &rep, sizeof rep) < 0 && errno == EINTR) {
-  }
+  rep->err = errno ? errno : EIO;
+  if (c->errfd >= 0)
+    while (write(c->errfd, rep, sizeof *rep) < 0 && errno == EINTR) {
+    }
   _exit(127);
 }
 
@@ -231,8 +251,11 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
   int pidfd = -1;
   pid_t pid = -1;
 
+  int own_null = 0;
+  child_report rep = {0, 0, 0};
+
   *stage = BG_STAGE_PIPE;
-  if (pipe2(ep, O_CLOEXEC) < 0) goto sys_fail;
+  if (!vm_shared && pipe2(ep, O_CLOEXEC) < 0) goto sys_fail;
   if (req->pty) {
     *stage = BG_STAGE_PTY;
     if (open_pty(req, &p_out, &slave) < 0) goto sys_fail;
@@ -243,21 +266,21 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
   } else {
     if (req->stdin_mode == BG_STDIN_PIPE) {
       if (make_pipe(&p_in, &c_in, 1) < 0) goto sys_fail;
+    } else if (req->null_fd >= 0) {
+      c_in = req->null_fd;
     } else if ((c_in = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
       goto sys_fail;
+    } else {
+      own_null = 1;
     }
     if (make_pipe(&p_out, &c_out, 0) < 0) goto sys_fail;
     if (make_pipe(&p_err, &c_err, 0) < 0) goto sys_fail;
-    if (req->pipe_size > 0) { /* best effort: a bigger pipe, fewer wakeups */
-      fcntl(p_out, F_SETPIPE_SZ, req->pipe_size);
-      fcntl(p_err, F_SETPIPE_SZ, req->pipe_size);
-    }
     if ((c_in = bg_fd_above_stdio(c_in)) < 0 ||
         (c_out = bg_fd_above_stdio(c_out)) < 0 ||
         (c_err = bg_fd_above_stdio(c_err)) < 0)
       goto sys_fail;
   }
-  if ((ep[1] = bg_fd_above_stdio(ep[1])) < 0) goto sys_fail;
+  if (ep[1] >= 0 && (ep[1] = bg_fd_above_stdio(ep[1])) < 0) goto sys_fail;
 
   child_ctx ctx = {
       .req = req,
@@ -266,6 +289,7 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
       .fd2 = req->pty ? slave : c_err,
       .ctty = req->pty ? slave : -1,
       .errfd = ep[1],
+      .rep = &rep,
   };
   *stage = BG_STAGE_FORK;
   pid = do_clone(&ctx, stack, stack_size, &pidfd);
@@ -279,23 +303,29 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
     goto fail;
   }
   close_fd(&ep[1]);
-  close_fd(&c_in);
+  if (c_in != req->null_fd || own_null) close_fd(&c_in);
+  c_in = -1;
   close_fd(&c_out);
   close_fd(&c_err);
   close_fd(&slave);
 
-  child_report rep;
-  ssize_t n;
-  while ((n = read(ep[0], &rep, sizeof rep)) < 0 && errno == EINTR) {
+  /* With CLONE_VFORK honoured we resume only after the child exec'd or
+   * exited, and rep tells which; otherwise the pipe does. */
+  if (rep.ran) vm_shared = 1;
+  if (ep[0] >= 0) {
+    ssize_t n;
+    while ((n = read(ep[0], &rep, sizeof rep)) < 0 && errno == EINTR) {
+    }
+    if (n != (ssize_t)sizeof rep) rep.err = 0;
   }
-  if (n == (ssize_t)sizeof rep) { /* the child failed before exec */
+  if (rep.err) { /* the child failed before exec */
     siginfo_t si;
     while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | __WALL) < 0 &&
            errno == EINTR) {
     }
     close_fd(&pidfd);
     *stage = (bg_stage)rep.stage;
-    err = rep.err ? rep.err : EIO;
+    err = rep.err;
     goto fail;
   }
   close_fd(&ep[0]);
@@ -312,7 +342,7 @@ sys_fail:
 fail:
   close_fd(&ep[0]);
   close_fd(&ep[1]);
-  close_fd(&c_in);
+  if (c_in != req->null_fd || own_null) close_fd(&c_in);
   close_fd(&c_out);
   close_fd(&c_err);
   close_fd(&slave);

@@ -19,7 +19,7 @@ typedef struct bg_spawn_req {
   int stdin_mode;       /* BG_STDIN_*; ignored with pty */
   int pty;              /* 0/1: stdin, stdout and stderr on a new pty */
   unsigned short rows, cols;
-  int pipe_size;        /* F_SETPIPE_SZ for stdout/stderr; 0 = leave */
+  int null_fd;          /* an open /dev/null to use as stdin, or -1 */
 } bg_spawn_req;
 
 typedef struct bg_spawn_res {

@@ -1,0 +1,111 @@
+-- bgproc benchmarks. Each bench runs bgproc and its baseline in the same
+-- invocation, on the same machine, and reports the ratio and peak RSS.
+--
+--   lua5.4 bench/run.lua [--json] [NAME...]
+--
+-- --json prints one object per line:
+--   {"bench":NAME,"value":V,"unit":U,"baseline":B,"ratio":R,"rss_kib":K}
+local here = arg[0]:match("^(.*)/[^/]*$") or "."
+local root = here .. "/.."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. here .. "/?.lua;" .. package.path
+package.cpath = root .. "/lua/?.so;" .. package.cpath
+
+local cjson = require "cjson"
+
+local groups = { "core" }
+local BASELINE = root .. "/build/bench-baseline"
+
+local function all_benches()
+  local list, by_name = {}, {}
+  for _, group in ipairs(groups) do
+    local ok, benches = pcall(require, group)
+    if ok then
+      local names = {}
+      for name in pairs(benches) do names[#names + 1] = name end
+      table.sort(names)
+      for _, name in ipairs(names) do
+        local b = benches[name]
+        b.name, b.group = name, group
+        list[#list + 1] = b
+        by_name[name] = b
+      end
+    end
+  end
+  return list, by_name
+end
+
+local function peak_rss_kib()
+  for line in io.lines("/proc/self/status") do
+    local v = line:match("^VmHWM:%s+(%d+)")
+    if v then return tonumber(v) end
+  end
+end
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local ok = p:close()
+  return ok, out
+end
+
+local function build_baseline()
+  local ok, out = sh(("mkdir -p %s/build && cc -std=c11 -Wall -Wextra -Werror -O2 -o %s %s/bench/baseline.c 2>&1")
+    :format(root, BASELINE, root))
+  assert(ok, "cannot build the baseline: " .. out)
+end
+
+-- Child mode: run one bench, print {value=, rss_kib=} as JSON.
+if arg[1] == "--child" then
+  local _, by_name = all_benches()
+  local b = assert(by_name[arg[2]], "no bench " .. tostring(arg[2]))
+  local value = b.run(b.params, BASELINE)
+  io.write(cjson.encode { value = value, rss_kib = peak_rss_kib() }, "\n")
+  os.exit(0)
+end
+
+local json, wanted = false, {}
+for _, a in ipairs(arg) do
+  if a == "--json" then json = true
+  elseif a == "-h" or a == "--help" then
+    print("usage: lua5.4 bench/run.lua [--json] [NAME...]")
+    os.exit(0)
+  else wanted[a] = true end
+end
+
+build_baseline()
+local list = all_benches()
+local results = {}
+if not json then
+  print(("%-14s %12s %-8s %12s %7s %9s  %s"):format("bench", "bgproc", "unit", "baseline", "ratio", "rss_kib", "target"))
+end
+for _, b in ipairs(list) do
+  if next(wanted) == nil or wanted[b.name] then
+    local ok, out = sh(("lua5.4 %s --child %s"):format(arg[0], b.name))
+    assert(ok, b.name .. " failed: " .. out)
+    local mine = cjson.decode(out:match("[^\n]*\n?$"))
+    local base
+    if b.baseline then
+      local cmd, args = b.baseline(b.params, BASELINE)
+      local words = { cmd }
+      for _, a in ipairs(args) do words[#words + 1] = ("%q"):format(tostring(a)) end
+      local bok, bout = sh(table.concat(words, " "))
+      assert(bok, b.name .. " baseline failed: " .. bout)
+      base = tonumber(bout:match("^(%S+)"))
+    end
+    local r = {
+      bench = b.name, value = mine.value, unit = b.unit, baseline = base,
+      ratio = base and mine.value / base or nil, rss_kib = mine.rss_kib,
+    }
+    if b.lower_is_better and base then r.ratio = base / mine.value end
+    local met = b.ok and b.ok(r, b.params)
+    results[#results + 1] = r
+    if json then
+      io.write(cjson.encode(r), "\n")
+    else
+      print(("%-14s %12.1f %-8s %12s %7s %9d  %s %s"):format(b.name, r.value, r.unit,
+        base and ("%.1f"):format(base) or "-", r.ratio and ("%.2f"):format(r.ratio) or "-",
+        r.rss_kib, b.target or "", met == nil and "" or met and "(met)" or "(MISSED)"))
+    end
+    io.stdout:flush()
+  end
+end

@@ -1,0 +1,34 @@
+rockspec_format = "3.0"
+package = "bgproc"
+version = "scm-1"
+source = {
+  url = "git+file:///bgproc",
+}
+description = {
+  summary = "Background-process manager for people and AI coding agents",
+  detailed = [[
+    Start dev servers, builds and watchers in the background, read their
+    output, and stop them with nothing left behind. A C core spawns,
+    reaps and captures output into bounded rings; Lua implements tools,
+    sessions, tags and plugins; a per-user daemon, a CLI and an MCP
+    server expose them.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["bgproc.core"] = {
+      sources = {
+        "core/core.c", "core/errors.c", "core/group.c", "core/guardian.c",
+        "core/job.c", "core/loop.c", "core/ring.c", "core/signals.c",
+        "core/spawn.c",
+      },
+      incdirs = { "core" },
+      defines = { "_GNU_SOURCE" },
+    },
+  },
+}

@@ -1,0 +1,155 @@
+-- Shared by the specs: process-table checks and small waits. Everything
+-- here reads the real /proc; nothing is mocked.
+local uv = require "luv"
+
+local helpers = {}
+
+local root = os.getenv("PWD") or "."
+helpers.root = root
+
+function helpers.sleep(ms)
+  uv.sleep(ms)
+end
+
+function helpers.now_ms()
+  return uv.hrtime() / 1e6
+end
+
+-- Poll fn() until it returns a truthy value or timeout_ms passes.
+function helpers.wait_until(fn, timeout_ms, step_ms)
+  local deadline = helpers.now_ms() + (timeout_ms or 5000)
+  repeat
+    local v = fn()
+    if v then return v end
+    uv.sleep(step_ms or 10)
+  until helpers.now_ms() > deadline
+  return fn()
+end
+
+-- /proc/<pid>/stat fields we care about, or nil when the pid is gone.
+function helpers.stat(pid)
+  local f = io.open(("/proc/%d/stat"):format(pid))
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  local rest = s:match("%) (.*)$")
+  if not rest then return nil end
+  local state, ppid, pgrp, sid = rest:match("^(%S) (%-?%d+) (%-?%d+) (%-?%d+)")
+  return { state = state, ppid = tonumber(ppid), pgrp = tonumber(pgrp),
+           sid = tonumber(sid) }
+end
+
+-- Running (not a zombie, not gone).
+function helpers.alive(pid)
+  local st = helpers.stat(pid)
+  return st ~= nil and st.state ~= "Z" and st.state ~= "X"
+end
+
+local function all_pids()
+  local pids = {}
+  local p = io.popen("ls /proc")
+  for name in p:lines() do
+    if name:match("^%d+$") then pids[#pids + 1] = tonumber(name) end
+  end
+  p:close()
+  return pids
+end
+
+-- Processes whose stat satisfies keep(st): { {pid=, state=}, ... }
+local function select_procs(keep)
+  local out = {}
+  for _, pid in ipairs(all_pids()) do
+    local st = helpers.stat(pid)
+    if st and keep(st) then out[#out + 1] = { pid = pid, state = st.state } end
+  end
+  return out
+end
+
+-- Live members of a process group: a list of pids.
+function helpers.group(pgid)
+  local out = {}
+  for _, p in ipairs(select_procs(function(st) return st.pgrp == pgid and st.state ~= "Z" end)) do
+    out[#out + 1] = p.pid
+  end
+  return out
+end
+
+-- Children of pid: { {pid=, state=}, ... }
+function helpers.children(pid)
+  return select_procs(function(st) return st.ppid == pid end)
+end
+
+-- A "Vm..." figure of /proc/self/status, in KiB.
+function helpers.vm_kib(field)
+  for line in io.lines("/proc/self/status") do
+    local v = line:match("^" .. field .. ":%s+(%d+)")
+    if v then return tonumber(v) end
+  end
+end
+
+function helpers.zombies_of(pid)
+  local out = {}
+  for _, c in ipairs(helpers.children(pid)) do
+    if c.state == "Z" then out[#out + 1] = c.pid end
+  end
+  return out
+end
+
+-- Our own pid (busted's process).
+function helpers.self_pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local s = f:read("a")
+  f:close()
+  return tonumber(s:match("^(%d+)"))
+end
+
+-- Open fds of this process (scandir's own directory fd included, always).
+function helpers.open_fds()
+  local n = 0
+  for _ in uv.fs_scandir_next, assert(uv.fs_scandir("/proc/self/fd")) do n = n + 1 end
+  return n
+end
+
+-- Environment for a child lua5.4 that must find bgproc's modules.
+function helpers.lua_env(extra)
+  local function absolute(paths)
+    return (paths:gsub("[^;]+", function(entry)
+      if entry:sub(1, 1) == "/" then return entry end
+      return root .. "/" .. entry:gsub("^%./", "")
+    end))
+  end
+  local env = {
+    LUA_PATH_5_4 = absolute(package.path),
+    LUA_CPATH_5_4 = absolute(package.cpath),
+  }
+  for k, v in pairs(extra or {}) do env[k] = v end
+  return env
+end
+
+-- Drive a core loop until pred() holds; returns true, or false on timeout.
+function helpers.pump(loop, pred, timeout_ms)
+  local deadline = helpers.now_ms() + (timeout_ms or 5000)
+  while not pred() do
+    local left = deadline - helpers.now_ms()
+    if left <= 0 then return false end
+    loop:wait(math.floor(math.min(left, 100)))
+  end
+  return true
+end
+
+-- Run a job to the end (exit and EOF) and return its output.
+function helpers.finish(loop, job, timeout_ms)
+  local ok = helpers.pump(loop, function()
+    local info = job:info()
+    return info.state ~= "running" and info.eof
+  end, timeout_ms)
+  assert(ok, "job did not finish in time: " .. tostring(job))
+  return (job:read(0))
+end
+
+-- Fixture path.
+function helpers.fixture(name)
+  return root .. "/spec/fixtures/" .. name
+end
+
+return helpers

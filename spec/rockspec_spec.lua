@@ -1,0 +1,55 @@
+-- The rockspec builds with `luarocks make` and installs a working module.
+local h = require "helpers"
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  local ok = p:close()
+  return ok, out
+end
+
+describe("bgproc-scm-1.rockspec", function()
+  local tmp
+
+  setup(function()
+    tmp = assert(io.popen("mktemp -d"):read("l"))
+  end)
+
+  teardown(function()
+    os.execute("rm -rf " .. tmp)
+  end)
+
+  it("lists every module of the source tree", function()
+    local spec = assert(io.open(h.root .. "/bgproc-scm-1.rockspec")):read("a")
+    local _, files = sh("cd " .. h.root .. " && find core -name '*.c' && find lua bin -type f ! -name '*.so' 2>/dev/null")
+    for file in files:gmatch("[^\n]+") do
+      assert.truthy(spec:find('"' .. file .. '"', 1, true), file .. " is missing from the rockspec")
+    end
+  end)
+
+  it("builds and installs with luarocks make into a fresh tree", function()
+    if not os.execute("command -v luarocks >/dev/null") then
+      pending("luarocks is not installed")
+      return
+    end
+    local src = tmp .. "/src"
+    assert(os.execute(("mkdir -p %s && cp -r %s/. %s/ && rm -rf %s/build %s/node_modules %s/lua/bgproc/*.so")
+      :format(src, h.root, src, src, src, src)))
+    local ok, out = sh(("cd %s && HOME=%s luarocks --lua-version=5.4 make --deps-mode=none --tree=%s/tree bgproc-scm-1.rockspec")
+      :format(src, tmp, tmp))
+    assert.is_true(ok, out)
+    local probe = [[
+      local core = require "bgproc.core"
+      assert(package.searchpath("bgproc.core", package.cpath):find("/tree/", 1, true))
+      local loop = core.new()
+      local job = assert(loop:spawn { argv = { "echo", "installed" } })
+      while job:alive() or not job:info().eof do loop:wait(100) end
+      io.write((job:read(0)))
+      loop:close()
+    ]]
+    ok, out = sh(("cd / && LUA_CPATH_5_4='%s/tree/lib/lua/5.4/?.so' LUA_PATH_5_4='%s/tree/share/lua/5.4/?.lua;%s/tree/share/lua/5.4/?/init.lua;;' lua5.4 -e '%s'")
+      :format(tmp, tmp, tmp, probe))
+    assert.is_true(ok, out)
+    assert.equal("installed\n", out)
+  end)
+end)
