@@ -52,7 +52,8 @@ struct bg_job {
   int reaped, code, signal, core_dumped;
   int pipe_max;        /* grow busy stdout/stderr pipes to this; 0: never */
   unsigned char grown; /* bit per stream: pipe already grown */
-  int guarded;   /* in the guardian's table, at gslot */
+  int tracked;   /* in the loop's list of groups (and the guardian's
+                    table at gslot, or -1) until the group is empty */
   long gslot;
   int group_empty;
   int closed;    /* job:close() ran: ring freed */
@@ -66,7 +67,7 @@ struct bg_job {
   int in_close_pending, in_watched;
   unsigned pend;
   bg_job *pend_next;
-  bg_job *gprev, *gnext; /* the loop's list of guarded jobs */
+  bg_job *gprev, *gnext; /* the loop's list of groups */
   bg_watch w[4];
 };
 
@@ -82,7 +83,8 @@ struct bg_loop {
   int pipe_size;
   int null_fd;
   bg_job *pend_head;
-  bg_job *guarded;
+  bg_job *groups;  /* jobs whose group may still have members */
+  int subreaper;   /* the host is PR_SET_CHILD_SUBREAPER: reap orphans */
   long nlive;
 };
 
@@ -106,8 +108,9 @@ void bg_job_reap(bg_job *j);
 void bg_job_flush_stdin(bg_job *j);
 void bg_job_drop_stdin(bg_job *j);
 int bg_job_finished(const bg_job *j);
-void bg_job_unguard(bg_job *j);
-int bg_job_guard(bg_job *j); /* 0, or -1 with errno */
+void bg_job_untrack(bg_job *j);
+int bg_job_track(bg_job *j); /* 0, or -1 with errno */
+void bg_job_reap_orphans(bg_job *j);
 void bg_job_terminate(bg_job *j); /* SIGKILL the group, reap, close fds */
 long bg_job_signal(bg_job *j, int sig); /* processes/groups hit, -1+errno */
 

@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bgproc.h"
@@ -96,39 +97,56 @@ int bg_job_finished(const bg_job *j) {
 
 /* ---- guardian registration -------------------------------------------- */
 
-/* Record the group in the guardian's table: a store into shared memory. */
-int bg_job_guard(bg_job *j) {
+/* Track the job's group until it is known to be empty: in the loop's list
+ * (for orphan reaping and loop:close) and in the guardian's table (a store
+ * into shared memory). */
+int bg_job_track(bg_job *j) {
   bg_loop *lp = j->loop;
-  if (j->guarded || lp == NULL) return 0;
-  long slot = bg_guardian_add(&lp->guard, j->pid);
-  if (slot < 0) return -1;
-  j->gslot = slot;
-  j->guarded = 1;
+  if (j->tracked || lp == NULL) return 0;
+  j->gslot = -1;
+  if (lp->use_guardian && (j->gslot = bg_guardian_add(&lp->guard, j->pid)) < 0)
+    return -1;
+  j->tracked = 1;
   j->gprev = NULL;
-  j->gnext = lp->guarded;
-  if (lp->guarded) lp->guarded->gprev = j;
-  lp->guarded = j;
+  j->gnext = lp->groups;
+  if (lp->groups) lp->groups->gprev = j;
+  lp->groups = j;
   return 0;
 }
 
-void bg_job_unguard(bg_job *j) {
+void bg_job_untrack(bg_job *j) {
   bg_loop *lp = j->loop;
-  if (!j->guarded) return;
-  j->guarded = 0;
+  if (!j->tracked) return;
+  j->tracked = 0;
   if (lp == NULL) return;
   if (j->gprev) j->gprev->gnext = j->gnext;
-  else lp->guarded = j->gnext;
+  else lp->groups = j->gnext;
   if (j->gnext) j->gnext->gprev = j->gprev;
   j->gprev = j->gnext = NULL;
   bg_guardian_del(&lp->guard, j->gslot);
 }
 
+/* With the host a subreaper, members orphaned by the leader's death are
+ * our children: collect the exited ones of this group, and only those
+ * (P_PGID after the leader is reaped, so its own status is never taken). */
+void bg_job_reap_orphans(bg_job *j) {
+  if (!j->reaped || j->loop == NULL || !j->loop->subreaper) return;
+  for (int i = 0; i < 1024; i++) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PGID, (id_t)j->pid, &si, WEXITED | WNOHANG | __WALL) < 0 ||
+        si.si_pid == 0)
+      break;
+  }
+}
+
 /* After the leader is reaped: is anything of the group left? */
 static void check_group(bg_job *j) {
   if (j->group_empty || !j->reaped) return;
+  bg_job_reap_orphans(j); /* our zombies would keep the group "alive" */
   if (kill(-j->pid, 0) < 0 && errno == ESRCH) {
     j->group_empty = 1;
-    bg_job_unguard(j);
+    bg_job_untrack(j);
   }
 }
 
@@ -298,8 +316,9 @@ long bg_job_signal(bg_job *j, int sig) {
   }
   long n = bg_group_signal_verified(&j->pid, 1, sig);
   if (n == 0) {
+    bg_job_reap_orphans(j);
     j->group_empty = 1;
-    bg_job_unguard(j);
+    bg_job_untrack(j);
     errno = ESRCH;
     return -1;
   }
@@ -329,7 +348,15 @@ void bg_job_terminate(bg_job *j) {
   }
   for (int pass = 0; pass < 3 && !j->group_empty; pass++)
     if (bg_job_signal(j, SIGKILL) < 0) break;
-  bg_job_unguard(j);
+  /* Orphans we adopted die asynchronously: give them a moment to become
+   * zombies we can collect. */
+  if (j->loop && j->loop->subreaper && !j->group_empty)
+    for (int i = 0; i < 50 && !j->group_empty; i++) {
+      struct timespec ts = {0, 2000000};
+      nanosleep(&ts, NULL);
+      check_group(j);
+    }
+  bg_job_untrack(j);
 }
 
 /* Everything but the memory of the userdata itself. */
@@ -548,8 +575,9 @@ static int job_members(lua_State *L) {
     else if ((n = bg_group_count(j->pid)) < 0)
       return bg_fail(L, errno, "read /proc");
     if (n == 0 && j->reaped) {
+      bg_job_reap_orphans(j);
       j->group_empty = 1;
-      bg_job_unguard(j);
+      bg_job_untrack(j);
     }
   }
   lua_pushinteger(L, n);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "bgproc.h"
@@ -83,7 +84,7 @@ static int ensure_guardian(bg_loop *lp) {
 
 static const char *const spawn_keys[] = {
     "command", "argv", "cwd", "env", "clear_env", "stdin", "pty", "ring",
-    "pipe_size", NULL,
+    "pipe_size", "merge", NULL,
 };
 
 static void check_keys(lua_State *L, int t, const char *const *keys,
@@ -232,7 +233,8 @@ static int spawn_failed(lua_State *L, int err, bg_stage stage,
  *             stdin = "null"|"pipe", pty = bool|{rows, cols}, ring,
  *             pipe_size } -> job | nil, msg, errname
  * pipe_size: what stdout/stderr pipes grow to once the job fills them (0:
- * never); growing only busy pipes spares the per-user pipe quota. */
+ * never); growing only busy pipes spares the per-user pipe quota.
+ * merge: stderr shares stdout's pipe: exact order, all bytes "stdout". */
 static int loop_spawn(lua_State *L) {
   bg_loop *lp = checkloop(L);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -284,6 +286,8 @@ static int loop_spawn(lua_State *L) {
       return luaL_error(L, "spawn: option 'stdin' must be \"null\" or "
                         "\"pipe\", got \"%s\"", s);
   }
+  if (get_opt(L, 2, "merge", LUA_TBOOLEAN, "a boolean"))
+    req.merge = lua_toboolean(L, -1);
   int pt = lua_getfield(L, 2, "pty");
   if (pt == LUA_TBOOLEAN) {
     req.pty = lua_toboolean(L, -1);
@@ -331,7 +335,7 @@ static int loop_spawn(lua_State *L) {
   j->err_fd = res.err_fd;
   j->in_fd = res.in_fd;
 
-  if (lp->use_guardian && bg_job_guard(j) < 0) err = errno;
+  if (bg_job_track(j) < 0) err = errno;
   if (!err) err = bg_loop_watch(lp, j, W_PIDFD, j->pidfd, EPOLLIN);
   if (!err) err = bg_loop_watch(lp, j, W_OUT, j->out_fd, EPOLLIN);
   if (!err && j->err_fd >= 0)
@@ -383,6 +387,8 @@ static int poll_events(bg_loop *lp, int timeout_ms) {
     }
     if (n < MAX_EVENTS) break;
   }
+  if (lp->subreaper)
+    for (bg_job *j = lp->groups; j; j = j->gnext) bg_job_reap_orphans(j);
   return 0;
 }
 
@@ -467,6 +473,16 @@ static int loop_guardian(lua_State *L) {
 
 /* ---- close ------------------------------------------------------------------ */
 
+/* What a loop owns besides jobs; safe on a half-built loop. */
+static void loop_free_parts(bg_loop *lp) {
+  if (lp->epfd >= 0) close(lp->epfd);
+  lp->epfd = -1;
+  if (lp->null_fd >= 0) close(lp->null_fd);
+  lp->null_fd = -1;
+  if (lp->stack) munmap(lp->stack, lp->stack_size);
+  lp->stack = NULL;
+}
+
 static void loop_shutdown(lua_State *L, bg_loop *lp) {
   if (lp->closed || lp->epfd < 0) {
     lp->closed = 1;
@@ -486,16 +502,11 @@ static void loop_shutdown(lua_State *L, bg_loop *lp) {
     }
   }
   lua_pop(L, 1);
-  while (lp->guarded) bg_job_terminate(lp->guarded); /* unguards it */
+  while (lp->groups) bg_job_terminate(lp->groups); /* untracks it */
   lp->pend_head = NULL;
   lp->nlive = 0;
   bg_guardian_stop(&lp->guard, 0);
-  close(lp->epfd);
-  lp->epfd = -1;
-  if (lp->null_fd >= 0) close(lp->null_fd);
-  lp->null_fd = -1;
-  if (lp->stack) munmap(lp->stack, lp->stack_size);
-  lp->stack = NULL;
+  loop_free_parts(lp);
   lua_newtable(L);
   lua_setiuservalue(L, 1, 1);
 }
@@ -516,9 +527,11 @@ static int loop_tostring(lua_State *L) {
   return 1;
 }
 
-/* core.new{ guardian = true, ring = 1 MiB, pipe_size = 256 KiB } -> loop */
+/* core.new{ guardian = true, ring = 1 MiB, pipe_size = 256 KiB,
+ *           subreaper = false } -> loop */
 int bg_core_new(lua_State *L) {
-  static const char *const keys[] = {"guardian", "ring", "pipe_size", NULL};
+  static const char *const keys[] = {"guardian", "ring", "pipe_size",
+                                     "subreaper", NULL};
   int has_opts = !lua_isnoneornil(L, 1);
   if (has_opts) {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -531,6 +544,14 @@ int bg_core_new(lua_State *L) {
       return luaL_error(L, "new: option 'guardian' must be a boolean, got %s",
                         luaL_typename(L, -1));
     use_guardian = lua_toboolean(L, -1);
+  }
+  lua_settop(L, 1);
+  int subreaper = 0;
+  if (has_opts && lua_getfield(L, 1, "subreaper") != LUA_TNIL) {
+    if (!lua_isboolean(L, -1))
+      return luaL_error(L, "new: option 'subreaper' must be a boolean, got %s",
+                        luaL_typename(L, -1));
+    subreaper = lua_toboolean(L, -1);
   }
   lua_settop(L, 1);
   size_t ring = BG_DEFAULT_RING;
@@ -562,11 +583,20 @@ int bg_core_new(lua_State *L) {
   if (lp->stack == MAP_FAILED) {
     int err = errno;
     lp->stack = NULL;
-    close(lp->epfd);
-    lp->epfd = -1;
+    loop_free_parts(lp);
     return bg_fail(L, err, "allocate the spawn stack");
   }
   lp->stack_size = CHILD_STACK;
+  /* Process-wide: orphans of the jobs become ours, and each dispatch reaps
+   * those of our groups. For hosts that own their process (the daemon). */
+  if (subreaper) {
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+      int err = errno;
+      loop_free_parts(lp);
+      return bg_fail(L, err, "prctl(PR_SET_CHILD_SUBREAPER)");
+    }
+    lp->subreaper = 1;
+  }
   /* stdin of every job that has none; failing that, each spawn opens one */
   lp->null_fd = bg_fd_above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC));
   lp->closed = 0;

@@ -274,10 +274,10 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
       own_null = 1;
     }
     if (make_pipe(&p_out, &c_out, 0) < 0) goto sys_fail;
-    if (make_pipe(&p_err, &c_err, 0) < 0) goto sys_fail;
+    if (!req->merge && make_pipe(&p_err, &c_err, 0) < 0) goto sys_fail;
     if ((c_in = bg_fd_above_stdio(c_in)) < 0 ||
         (c_out = bg_fd_above_stdio(c_out)) < 0 ||
-        (c_err = bg_fd_above_stdio(c_err)) < 0)
+        (!req->merge && (c_err = bg_fd_above_stdio(c_err)) < 0))
       goto sys_fail;
   }
   if (ep[1] >= 0 && (ep[1] = bg_fd_above_stdio(ep[1])) < 0) goto sys_fail;
@@ -286,7 +286,7 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
       .req = req,
       .fd0 = req->pty ? slave : c_in,
       .fd1 = req->pty ? slave : c_out,
-      .fd2 = req->pty ? slave : c_err,
+      .fd2 = req->pty ? slave : req->merge ? c_out : c_err,
       .ctty = req->pty ? slave : -1,
       .errfd = ep[1],
       .rep = &rep,

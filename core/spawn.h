@@ -18,6 +18,7 @@ typedef struct bg_spawn_req {
   const char *cwd;      /* NULL: inherit */
   int stdin_mode;       /* BG_STDIN_*; ignored with pty */
   int pty;              /* 0/1: stdin, stdout and stderr on a new pty */
+  int merge;            /* 0/1: stderr shares stdout's pipe */
   unsigned short rows, cols;
   int null_fd;          /* an open /dev/null to use as stdin, or -1 */
 } bg_spawn_req;
@@ -27,7 +28,7 @@ typedef struct bg_spawn_res {
   int pidfd;
   int in_fd;            /* parent end of stdin (pipe or pty master), or -1 */
   int out_fd;           /* stdout pipe, or the pty master (dup) */
-  int err_fd;           /* stderr pipe, or -1 with pty */
+  int err_fd;           /* stderr pipe, or -1 with pty or merge */
 } bg_spawn_res;
 
 /* Where a failed spawn went wrong, for the error message. */

@@ -176,6 +176,13 @@ describe("core ring", function()
       assert.equal("r2\nerr3\n", data:sub(1, 8))
     end)
 
+    it("with merge = true shares one pipe: exact order, all of it stdout", function()
+      local job = assert(loop:spawn { command = "echo a; echo b >&2; echo c", merge = true })
+      assert.equal("a\nb\nc\n", h.finish(loop, job))
+      assert.equal("a\nb\nc\n", (job:read(0, nil, "stdout")))
+      assert.equal("", (job:read(0, nil, "stderr")))
+    end)
+
     it("rejects an unknown stream name", function()
       local job = assert(loop:spawn { argv = { "true" } })
       assert.has_error(function() job:read(0, 10, "stdoot") end)
