@@ -20,6 +20,11 @@ CORE_HDR := $(wildcard core/*.h)
 CORE_SO  := lua/bgproc/core.so
 ASAN_SO  := build/asan/bgproc/core.so
 RUNNER   := build/suite-runner
+HOST     := build/lua-host
+ASAN_HOST := build/asan/lua-host
+LUA_LIBS := $(shell $(PKGCONF) --libs lua5.4 2>/dev/null || echo -llua5.4)
+SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
 
 DEPS_BUILD := gcc make pkg-config lua5.4 liblua5.4-dev lua-luv lua-cjson \
               lua-argparse lua-busted
@@ -32,7 +37,7 @@ export LUA_CPATH_5_4 := $(CURDIR)/lua/?.so;;
 .PHONY: all deps deps-test test test-core asan valgrind demo bench clean \
         rock-check
 
-all: $(CORE_SO) $(RUNNER)
+all: $(CORE_SO) $(RUNNER) $(HOST)
 
 $(CORE_SO): $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(dir $@)
@@ -40,13 +45,21 @@ $(CORE_SO): $(CORE_SRC) $(CORE_HDR)
 
 $(ASAN_SO): $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -O1 -g -fPIC -fsanitize=address,undefined \
-	  -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
-	  $(LUA_CFLAGS) -shared -o $@ $(CORE_SRC)
+	$(CC) $(WARN) -O1 -g -fPIC $(SANITIZE) $(LUA_CFLAGS) -shared -o $@ $(CORE_SRC)
 
 $(RUNNER): spec/support/suite-runner.c
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -O2 -o $@ $<
+
+# A C program embedding liblua5.4 (spec/support/lua-host.c).
+$(HOST): spec/support/lua-host.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -O2 $(LUA_CFLAGS) -o $@ $< $(LUA_LIBS)
+
+# The same host with the sanitizer runtime linked in first.
+$(ASAN_HOST): spec/support/lua-host.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -O1 -g $(SANITIZE) $(LUA_CFLAGS) -o $@ $< $(LUA_LIBS)
 
 deps:
 	@sh tools/ensure-deps.sh $(DEPS_BUILD)
@@ -64,15 +77,16 @@ test-core: deps-test
 	@$(MAKE) --no-print-directory all
 	$(RUNNER) $(BUSTED) --run=core
 
-# The core's specs with AddressSanitizer + UndefinedBehaviorSanitizer. The
-# interpreter is not instrumented, so libasan is preloaded; leaks are left
-# to `make valgrind` (the interpreter exits without freeing everything).
-asan: deps-test $(RUNNER) $(ASAN_SO)
-	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allow_user_segv_handler=1 \
+# The core's specs with AddressSanitizer + UndefinedBehaviorSanitizer, run
+# by build/asan/lua-host (the runtime linked in, nothing preloaded, so the
+# processes the tests start are plain). Child Lua processes of the specs
+# use the same host through BGPROC_LUA.
+asan: deps-test $(RUNNER) $(ASAN_SO) $(ASAN_HOST)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LUA_CPATH_5_4="$(CURDIR)/build/asan/?.so;;" \
-	$(RUNNER) $(BUSTED) --run=asan
+	BGPROC_LUA="$(CURDIR)/$(ASAN_HOST)" \
+	$(RUNNER) $(ASAN_HOST) /usr/bin/busted --run=asan
 
 # The core's specs under valgrind: any memory error or definite leak fails.
 valgrind: deps-test all

@@ -47,11 +47,9 @@ end
 
 local function all_pids()
   local pids = {}
-  local p = io.popen("ls /proc")
-  for name in p:lines() do
+  for name in uv.fs_scandir_next, assert(uv.fs_scandir("/proc")) do
     if name:match("^%d+$") then pids[#pids + 1] = tonumber(name) end
   end
-  p:close()
   return pids
 end
 
@@ -110,6 +108,10 @@ function helpers.open_fds()
   return n
 end
 
+-- The Lua interpreter for child Lua processes: lua5.4, or under `make asan`
+-- the sanitizer-built host that can load the sanitized core.
+helpers.lua = os.getenv("BGPROC_LUA") or "lua5.4"
+
 -- Environment for a child lua5.4 that must find bgproc's modules.
 function helpers.lua_env(extra)
   local function absolute(paths)
@@ -145,6 +147,22 @@ function helpers.finish(loop, job, timeout_ms)
   end, timeout_ms)
   assert(ok, "job did not finish in time: " .. tostring(job))
   return (job:read(0))
+end
+
+-- Run a shell command; returns ok, its output (stdout and stderr). The
+-- pipe is always closed, so no child is left unreaped.
+function helpers.sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local ok = p:close()
+  return ok, out
+end
+
+-- A new temporary directory.
+function helpers.tmpdir()
+  local ok, out = helpers.sh("mktemp -d")
+  assert(ok, out)
+  return (out:gsub("%s+$", ""))
 end
 
 -- Fixture path.

@@ -1,18 +1,13 @@
 -- The rockspec builds with `luarocks make` and installs a working module.
 local h = require "helpers"
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok = p:close()
-  return ok, out
-end
+local sh = h.sh
 
 describe("bgproc-scm-1.rockspec", function()
   local tmp
 
   setup(function()
-    tmp = assert(io.popen("mktemp -d"):read("l"))
+    tmp = h.tmpdir()
   end)
 
   teardown(function()

@@ -12,7 +12,7 @@ describe("core guardian", function()
   -- members of every group it started, and its guardian's pid.
   local function start_manager(mode)
     local manager = assert(loop:spawn {
-      argv = { "lua5.4", h.fixture("manager.lua"), mode },
+      argv = { h.lua, h.fixture("manager.lua"), mode },
       env = h.lua_env(),
     })
     local line
