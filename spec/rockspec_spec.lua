@@ -16,7 +16,7 @@ describe("bgproc-scm-1.rockspec", function()
 
   it("lists every module of the source tree", function()
     local spec = assert(io.open(h.root .. "/bgproc-scm-1.rockspec")):read("a")
-    local _, files = sh("cd " .. h.root .. " && find core -name '*.c' && find lua bin -type f ! -name '*.so' 2>/dev/null")
+    local _, files = sh("cd " .. h.root .. " && { find core -name '*.c'; find lua bin -type f ! -name '*.so'; } 2>/dev/null")
     for file in files:gmatch("[^\n]+") do
       assert.truthy(spec:find('"' .. file .. '"', 1, true), file .. " is missing from the rockspec")
     end
