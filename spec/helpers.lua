@@ -152,7 +152,7 @@ end
 -- Run a shell command; returns ok, its output (stdout and stderr). The
 -- pipe is always closed, so no child is left unreaped.
 function helpers.sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
+  local p = assert(io.popen("(" .. cmd .. ") 2>&1"))
   local out = p:read("a")
   local ok = p:close()
   return ok, out
