@@ -202,17 +202,15 @@ static int guardian_entry(void *arg) {
   return 0;
 }
 
-/* A fork-like clone (no CLONE_VM: the child runs on its own copy of
- * `stack`) with a pidfd and no exit signal, so the host gets no SIGCHLD. */
+/* Only the child runs on this: it gets its own copy at clone time, and the
+ * host never writes it, so concurrent starts cannot clash. */
+static char guardian_stack[GUARDIAN_STACK] __attribute__((aligned(16)));
+
+/* A fork-like clone (no CLONE_VM: the child runs on its own copy of the
+ * stack) with a pidfd and no exit signal, so the host gets no SIGCHLD. */
 static pid_t clone_guardian(struct guardian_args *a, int *pidfd) {
-  char *stack = malloc(GUARDIAN_STACK);
-  if (stack == NULL) return -1;
-  uintptr_t top = ((uintptr_t)stack + GUARDIAN_STACK) & ~(uintptr_t)15;
-  pid_t pid = clone(guardian_entry, (void *)top, CLONE_PIDFD, a, pidfd);
-  int saved = errno;
-  free(stack); /* the child has its own copy */
-  errno = saved;
-  return pid;
+  return clone(guardian_entry, guardian_stack + GUARDIAN_STACK, CLONE_PIDFD,
+               a, pidfd);
 }
 
 int bg_guardian_start(bg_guardian *g) {

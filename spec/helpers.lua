@@ -32,7 +32,7 @@ function helpers.stat(pid)
   if not f then return nil end
   local s = f:read("a")
   f:close()
-  local rest = s:match("%) (.*)$")
+  local rest = s and s:match("%) (.*)$") -- nil if it died while we read
   if not rest then return nil end
   local state, ppid, pgrp, sid = rest:match("^(%S) (%-?%d+) (%-?%d+) (%-?%d+)")
   return { state = state, ppid = tonumber(ppid), pgrp = tonumber(pgrp),
