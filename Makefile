@@ -15,10 +15,14 @@ OPT      ?= -O2
 CFLAGS   ?=
 ALL_CFLAGS = $(WARN) $(OPT) -fPIC $(LUA_CFLAGS) $(CFLAGS)
 
-CORE_SRC := $(wildcard core/*.c)
+CORE_SRC := $(filter-out core/regex.c,$(wildcard core/*.c))
 CORE_HDR := $(wildcard core/*.h)
 CORE_SO  := lua/bgproc/core.so
 ASAN_SO  := build/asan/bgproc/core.so
+REGEX_SO := lua/bgproc/regex.so
+ASAN_REGEX_SO := build/asan/bgproc/regex.so
+PCRE_CFLAGS := $(shell $(PKGCONF) --cflags libpcre2-8 2>/dev/null)
+PCRE_LIBS := $(shell $(PKGCONF) --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
 RUNNER   := build/suite-runner
 HOST     := build/lua-host
 ASAN_HOST := build/asan/lua-host
@@ -26,8 +30,8 @@ LUA_LIBS := $(shell $(PKGCONF) --libs lua5.4 2>/dev/null || echo -llua5.4)
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
 
-DEPS_BUILD := gcc make pkg-config lua5.4 liblua5.4-dev lua-luv lua-cjson \
-              lua-argparse lua-busted
+DEPS_BUILD := gcc make pkg-config lua5.4 liblua5.4-dev libpcre2-dev lua-luv \
+              lua-cjson lua-argparse lua-busted
 DEPS_TEST  := $(DEPS_BUILD) luarocks procps util-linux
 DEPS_VALGRIND := valgrind
 
@@ -37,7 +41,7 @@ export LUA_CPATH_5_4 := $(CURDIR)/lua/?.so;;
 .PHONY: all deps deps-test test test-core asan valgrind demo bench clean \
         rock-check
 
-all: $(CORE_SO) $(RUNNER) $(HOST)
+all: $(CORE_SO) $(REGEX_SO) $(RUNNER) $(HOST)
 
 $(CORE_SO): $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(dir $@)
@@ -46,6 +50,15 @@ $(CORE_SO): $(CORE_SRC) $(CORE_HDR)
 $(ASAN_SO): $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(WARN) -O1 -g -fPIC $(SANITIZE) $(LUA_CFLAGS) -shared -o $@ $(CORE_SRC)
+
+# bgproc.regex: PCRE2 for output filters (its own module, not the core).
+$(REGEX_SO): core/regex.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(PCRE_CFLAGS) -shared -o $@ $< $(PCRE_LIBS)
+
+$(ASAN_REGEX_SO): core/regex.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -O1 -g -fPIC $(SANITIZE) $(LUA_CFLAGS) $(PCRE_CFLAGS) -shared -o $@ $< $(PCRE_LIBS)
 
 $(RUNNER): spec/support/suite-runner.c
 	@mkdir -p $(dir $@)
@@ -81,7 +94,7 @@ test-core: deps-test
 # by build/asan/lua-host (the runtime linked in, nothing preloaded, so the
 # processes the tests start are plain). Child Lua processes of the specs
 # use the same host through BGPROC_LUA.
-asan: deps-test $(RUNNER) $(ASAN_SO) $(ASAN_HOST)
+asan: deps-test $(RUNNER) $(ASAN_SO) $(ASAN_REGEX_SO) $(ASAN_HOST)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LUA_CPATH_5_4="$(CURDIR)/build/asan/?.so;;" \

@@ -546,6 +546,16 @@ static int job_runs(lua_State *L) {
   return 1;
 }
 
+/* job:shrink() -> ring size: once all output is in, keep only what is held */
+static int job_shrink(lua_State *L) {
+  bg_job *j = checkopen(L);
+  if (j->out_fd >= 0 || j->err_fd >= 0)
+    return bg_fail(L, EBUSY, "job %d still has output open", (int)j->pid);
+  if (bg_ring_shrink(&j->ring) != 0) return bg_fail(L, ENOMEM, "shrink ring");
+  lua_pushinteger(L, (lua_Integer)j->ring.cap);
+  return 1;
+}
+
 /* job:offsets() -> tail, head */
 static int job_offsets(lua_State *L) {
   bg_job *j = checkopen(L);
@@ -683,6 +693,7 @@ static const luaL_Reg job_methods[] = {
     {"kill", job_kill},       {"members", job_members},
     {"write", job_write},     {"close_stdin", job_close_stdin},
     {"resize", job_resize},   {"close", job_close},
+    {"shrink", job_shrink},
     {NULL, NULL},
 };
 

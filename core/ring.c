@@ -247,3 +247,34 @@ void bg_ring_runs(const bg_ring *r, uint64_t from, uint64_t to,
     from = end;
   }
 }
+
+struct shrink_ctx {
+  const bg_ring *from;
+  bg_ring *to;
+};
+
+static int copy_run(uint64_t a, uint64_t b, int stream, void *ud) {
+  struct shrink_ctx *c = ud;
+  while (a < b) { /* at most up to the old ring's physical end at a time */
+    size_t p = phys(c->from, a);
+    size_t n = c->from->cap - p;
+    if (n > b - a) n = (size_t)(b - a);
+    bg_ring_write(c->to, c->from->data + p, n, stream);
+    a += n;
+  }
+  return 0;
+}
+
+int bg_ring_shrink(bg_ring *r) {
+  uint64_t tail = bg_ring_tail(r);
+  size_t want = (size_t)(r->head - tail);
+  bg_ring small;
+  if (((want + 63) & ~(size_t)63) >= r->cap) return 0;
+  if (bg_ring_init(&small, want) != 0) return ENOMEM;
+  small.head = tail; /* the same offsets land on the new positions */
+  struct shrink_ctx c = {r, &small};
+  bg_ring_runs(r, tail, r->head, copy_run, &c);
+  bg_ring_free(r);
+  *r = small;
+  return 0;
+}

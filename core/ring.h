@@ -66,4 +66,8 @@ uint64_t bg_ring_tail_start(const bg_ring *r, size_t lines, int sel,
 void bg_ring_runs(const bg_ring *r, uint64_t from, uint64_t to,
                   int (*fn)(uint64_t, uint64_t, int, void *), void *ud);
 
+/* Reallocate to just hold [tail, head) (offsets, content and streams are
+ * kept). 0, or ENOMEM with the ring unchanged. */
+int bg_ring_shrink(bg_ring *r);
+
 #endif

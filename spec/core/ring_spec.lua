@@ -206,6 +206,26 @@ describe("core ring", function()
     assert.is_true(got_exit)
   end)
 
+  it("shrinks a finished job's ring to what it holds, keeping offsets and streams", function()
+    local job = assert(loop:spawn { command = "echo out; echo err >&2; printf tail", ring = 65536 })
+    local busy = { job:shrink() }
+    if busy[1] == nil then assert.equal("EBUSY", busy[3]) end
+    h.finish(loop, job)
+    local before = { job:read(0) }
+    local runs = job:runs()
+    assert.equal(64, job:shrink())
+    assert.same(before, { job:read(0) })
+    assert.same(runs, job:runs())
+    assert.equal("err\n", (job:read(0, nil, "stderr")))
+    assert.equal("tail", (job:tail(1, "stdout")))
+    -- a wrapped ring shrinks to its window
+    local big = assert(loop:spawn { command = "seq 1 3000", ring = 4096 })
+    h.finish(loop, big)
+    local data, next, dropped = big:read(0)
+    assert.equal(4096, big:shrink())
+    assert.same({ data, next, dropped }, { big:read(0) })
+  end)
+
   it("raises on misuse and on a closed job", function()
     local job = assert(loop:spawn { argv = { "echo", "hi" } })
     h.finish(loop, job)
