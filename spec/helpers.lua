@@ -165,6 +165,42 @@ function helpers.tmpdir()
   return (out:gsub("%s+$", ""))
 end
 
+-- A manager for a spec: no user config, no plugins, not on luv's loop,
+-- unless opts say otherwise. helpers.cleanup() shuts down all of them.
+local managers = {}
+function helpers.manager(opts)
+  local bgproc = require "bgproc"
+  opts = opts or {}
+  -- plugins come from the config when a spec gives one
+  local o = { config = {}, plugins = opts.config == nil and {} or nil, luv = false }
+  for k, v in pairs(opts) do o[k] = v end
+  local m = bgproc.new(o)
+  managers[#managers + 1] = m
+  return m
+end
+
+function helpers.cleanup()
+  for i = #managers, 1, -1 do
+    managers[i]:shutdown()
+    managers[i] = nil
+  end
+end
+
+-- m:call that must succeed.
+function helpers.ok(m, tool, args, ctx)
+  local r, err = m:call(tool, args, ctx)
+  assert(r, err and (err.code .. ": " .. err.message))
+  return r
+end
+
+-- m:call that must fail with code; returns the message.
+function helpers.fails(m, code, tool, args, ctx)
+  local r, err = m:call(tool, args, ctx)
+  assert(r == nil, ("%s should have failed with %s"):format(tool, code))
+  assert(err.code == code, ("expected %s, got %s: %s"):format(code, err.code, err.message))
+  return err.message
+end
+
 -- Fixture path.
 function helpers.fixture(name)
   return root .. "/spec/fixtures/" .. name

@@ -1,0 +1,136 @@
+-- Configuration: defaults, then the user's file, then what the embedder
+-- passes to bgproc.new{}. The file is Lua returning a table:
+--
+--   -- $XDG_CONFIG_HOME/bgproc/init.lua (or the file named by BGPROC_CONFIG)
+--   return {
+--     plugins = { "autotag", "stall", "restart", "logfile" },
+--     ringBytes = 1048576,          -- default output ring per job
+--     maxRingBytes = 67108864,      -- the most a job may ask for (outputBytes)
+--     graceMs = 3000,               -- TERM -> KILL when killing
+--     maxRunning = 512,             -- running jobs at once
+--     retention = { maxFinished = 1000, maxAgeMs = 86400000 },
+--     restart = { maxRestarts = 5, backoffMs = 1000 },   -- a plugin's options
+--   }
+local config = {}
+
+config.defaults = {
+  plugins = { "autotag", "stall", "restart" },
+  pluginDirs = {},
+  ringBytes = 1024 * 1024,
+  maxRingBytes = 64 * 1024 * 1024,
+  graceMs = 3000,
+  maxRunning = 512,
+  retention = { maxFinished = 1000, maxAgeMs = 24 * 3600 * 1000 },
+}
+
+-- key -> expected Lua type, for the keys the engine itself reads
+local types = {
+  plugins = "table", pluginDirs = "table", ringBytes = "number", maxRingBytes = "number",
+  graceMs = "number", maxRunning = "number", retention = "table", tags = "table",
+}
+
+local function home_config()
+  local base = os.getenv("XDG_CONFIG_HOME")
+  if not base or base == "" then
+    local home = os.getenv("HOME")
+    if not home then return nil end
+    base = home .. "/.config"
+  end
+  return base .. "/bgproc"
+end
+
+function config.dir()
+  return home_config()
+end
+
+function config.state_dir()
+  local base = os.getenv("XDG_STATE_HOME")
+  if not base or base == "" then
+    local home = os.getenv("HOME") or "/tmp"
+    base = home .. "/.local/state"
+  end
+  return base .. "/bgproc"
+end
+
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- The user's config table, or {} when there is none. Raises on a file
+-- that does not load or does not return a table.
+local function load_file(path)
+  local chunk, err = loadfile(path, "t")
+  if not chunk then error(("bgproc: config %s: %s"):format(path, err), 0) end
+  local ok, t = pcall(chunk)
+  if not ok then error(("bgproc: config %s: %s"):format(path, tostring(t)), 0) end
+  if type(t) ~= "table" then
+    error(("bgproc: config %s must return a table, got %s"):format(path, type(t)), 0)
+  end
+  return t
+end
+
+local function merge(into, from)
+  for k, v in pairs(from) do
+    if type(v) == "table" and type(into[k]) == "table" and #v == 0 and next(v) then
+      local sub = {}
+      for kk, vv in pairs(into[k]) do sub[kk] = vv end
+      into[k] = merge(sub, v)
+    else
+      into[k] = v
+    end
+  end
+  return into
+end
+
+local function check(cfg, source)
+  for key, want in pairs(types) do
+    if cfg[key] ~= nil and type(cfg[key]) ~= want then
+      error(("bgproc: config %s: '%s' must be a %s, got %s"):format(
+        source, key, want, type(cfg[key])), 0)
+    end
+  end
+  for _, key in ipairs { "ringBytes", "maxRingBytes", "graceMs", "maxRunning" } do
+    local v = cfg[key]
+    if v ~= nil and (v < 0 or v ~= math.floor(v)) then
+      error(("bgproc: config %s: '%s' must be a non-negative integer"):format(source, key), 0)
+    end
+  end
+end
+
+-- The effective configuration. opts.config: a path or a table (else
+-- BGPROC_CONFIG, else the file in the config dir if it exists).
+function config.load(opts)
+  opts = opts or {}
+  local cfg = merge({}, config.defaults)
+  cfg.retention = merge({}, config.defaults.retention)
+  local source = opts.config
+  if source == nil then
+    source = os.getenv("BGPROC_CONFIG")
+    if source == "" then source = nil end
+    if not source then
+      local dir = home_config()
+      if dir and exists(dir .. "/init.lua") then source = dir .. "/init.lua" end
+    end
+  end
+  local name = "(table)"
+  if type(source) == "string" then
+    name = source
+    source = load_file(source)
+  end
+  if source then
+    check(source, name)
+    merge(cfg, source)
+  end
+  local overrides = {}
+  for k, v in pairs(opts) do
+    if k ~= "config" and k ~= "luv" and k ~= "log" and k ~= "subreaper" then overrides[k] = v end
+  end
+  check(overrides, "bgproc.new")
+  merge(cfg, overrides)
+  cfg.source = name
+  return cfg
+end
+
+return config

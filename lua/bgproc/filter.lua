@@ -1,0 +1,98 @@
+-- Selectors: which jobs a list or a kill applies to. A selector is a table
+-- of optional criteria, all of which must hold:
+--   processId  one id            sessionId  jobs of that session
+--   status     one or a list     tags       any of these tags
+--   allTags    all of these      name       case-insensitive substring
+--   global     true or false
+local tags = require "bgproc.tags"
+
+local filter = {}
+
+local STATUSES = { pending = true, running = true, completed = true, failed = true,
+                   cancelled = true }
+filter.STATUSES = { "pending", "running", "completed", "failed", "cancelled" }
+
+local function as_list(v)
+  if v == nil then return nil end
+  if type(v) == "string" then return { v } end
+  return v
+end
+
+local function tag_set(list, field)
+  if list == nil then return nil end
+  local norm, err = tags.normalize(list)
+  if not norm then return nil, ("'%s': %s"):format(field, err) end
+  return norm
+end
+
+-- Compile a selector into predicate(rec) -> boolean, or nil and a message.
+-- Records carry: id, sessionId, status, tagset, name, global.
+function filter.compile(sel)
+  local checks = {}
+  if sel.processId then
+    local id = sel.processId
+    checks[#checks + 1] = function(r) return r.id == id end
+  end
+  if sel.sessionId then
+    local sid = sel.sessionId
+    checks[#checks + 1] = function(r) return r.sessionId == sid end
+  end
+  local statuses = as_list(sel.status)
+  if statuses then
+    local set = {}
+    for _, s in ipairs(statuses) do
+      if not STATUSES[s] then
+        return nil, ("'status' must be one of %s, got %q"):format(
+          table.concat(filter.STATUSES, ", "), tostring(s))
+      end
+      set[s] = true
+    end
+    checks[#checks + 1] = function(r) return set[r.status] == true end
+  end
+  local any, err = tag_set(as_list(sel.tags), "tags")
+  if err then return nil, err end
+  if any and #any > 0 then
+    checks[#checks + 1] = function(r)
+      local ts = r.tagset
+      for i = 1, #any do if ts[any[i]] then return true end end
+      return false
+    end
+  end
+  local all
+  all, err = tag_set(as_list(sel.allTags), "allTags")
+  if err then return nil, err end
+  if all and #all > 0 then
+    checks[#checks + 1] = function(r)
+      local ts = r.tagset
+      for i = 1, #all do if not ts[all[i]] then return false end end
+      return true
+    end
+  end
+  if sel.name then
+    local needle = sel.name:lower()
+    checks[#checks + 1] = function(r)
+      return r.name:lower():find(needle, 1, true) ~= nil
+    end
+  end
+  if sel.global ~= nil then
+    local want = sel.global
+    checks[#checks + 1] = function(r) return r.global == want end
+  end
+  local n = #checks
+  if n == 0 then return function() return true end end
+  if n == 1 then return checks[1] end
+  return function(r)
+    for i = 1, n do if not checks[i](r) then return false end end
+    return true
+  end
+end
+
+-- True when the selector has no criterion at all.
+function filter.empty(sel)
+  for _, k in ipairs { "processId", "sessionId", "status", "tags", "allTags", "name" } do
+    if sel[k] ~= nil then return false end
+  end
+  return sel.global == nil
+end
+
+return filter

@@ -1,0 +1,32 @@
+-- bgproc: a background-process manager for people and AI coding agents.
+--
+--   local bgproc = require "bgproc"
+--   local m = bgproc.new{}                 -- options below; uses luv's default loop
+--   m:session_open("s1")
+--   local job, err = m:call("createBackgroundProcess",
+--     { command = "npm run dev", name = "web", tags = { "server" } }, { sessionId = "s1" })
+--   m:run_until(function() return done end, 5000)  -- for hosts with no loop of their own
+--   m:session_close("s1")                  -- ends the session's non-global jobs
+--   m:shutdown()                           -- ends every job, reaps all
+--
+-- Options of bgproc.new (all optional):
+--   config     path of a config file, or a table (default: BGPROC_CONFIG, then
+--              $XDG_CONFIG_HOME/bgproc/init.lua); see bgproc/config.lua
+--   plugins    list of plugin names, paths or tables (replaces the config's)
+--   luv        false: do not attach to luv's loop (drive with run_until/step)
+--   subreaper  true: become the subreaper of the jobs' orphans (daemons)
+--   log        function(level, message) for engine messages (default: stderr)
+--   and any config key (ringBytes, graceMs, maxRunning, retention, ...)
+local manager = require "bgproc.manager"
+
+local bgproc = {
+  version = "0.1.0",
+}
+
+function bgproc.new(opts)
+  return manager.new(opts)
+end
+
+bgproc.tools = require "bgproc.tools"
+
+return bgproc

@@ -1,0 +1,803 @@
+-- The engine: a registry of jobs over one bgproc.core loop. It owns ids,
+-- the state machine, sessions, the kill protocol (signal the group, wait,
+-- KILL what is left, confirm it is gone), timeouts, retention and the
+-- plugin hooks. Tools (tools.lua) are thin layers over the methods here.
+--
+-- States: pending -> running -> completed | failed | cancelled
+--   pending    the record exists, exec not yet confirmed
+--   completed  exit code 0
+--   failed     non-zero exit, a signal we did not send, a spawn error, a timeout
+--   cancelled  we stopped it, and its whole group is confirmed gone
+local core = require "bgproc.core"
+local uv = require "luv"
+local config = require "bgproc.config"
+local errors = require "bgproc.errors"
+local filter = require "bgproc.filter"
+local json = require "bgproc.json"
+local plugins = require "bgproc.plugins"
+local regex = require "bgproc.regex"
+local sched = require "bgproc.sched"
+local tags = require "bgproc.tags"
+local text = require "bgproc.text"
+local tools = require "bgproc.tools"
+
+local manager = {}
+local M = {}
+M.__index = M
+
+local FINAL = { completed = true, failed = true, cancelled = true }
+manager.FINAL = FINAL
+
+-- ---- small helpers ---------------------------------------------------------
+
+local function wall_ms()
+  local sec, usec = uv.gettimeofday()
+  return sec * 1000 + usec // 1000
+end
+
+local function iso(ms)
+  if not ms then return nil end
+  ms = math.floor(ms)
+  return os.date("!%Y-%m-%dT%H:%M:%S", ms // 1000) .. (".%03dZ"):format(ms % 1000)
+end
+manager.iso = iso
+
+local ID_CHARS = "abcdefghijkmnpqrstuvwxyz23456789"
+
+local function random_prefix()
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(2) or tostring(os.time()):sub(-2)
+  if f then f:close() end
+  local out = {}
+  for i = 1, 2 do
+    local b = bytes:byte(i) % #ID_CHARS + 1
+    out[i] = ID_CHARS:sub(b, b)
+  end
+  return table.concat(out)
+end
+
+-- sh builtins and keywords: a command starting with one needs the shell
+local SHELL_WORDS = {}
+for w in ([[. : [ alias bg break cd command continue echo eval exec exit export false
+  fc fg getopts hash jobs kill local printf pwd read readonly return set shift test
+  times trap true type ulimit umask unalias unset wait case do done elif else esac fi
+  for function if in then until while !]]):gmatch("%S+") do SHELL_WORDS[w] = true end
+
+-- A shell string that is just words (no quoting, expansion, redirection,
+-- pipes, globs...) runs without a shell: exec errors then come back at
+-- once, and a kill reaches the program itself. Returns argv or nil.
+function manager.simple_argv(command)
+  if not command:find("^[%w%._/:=,@%%+%-%s]+$") then return nil end
+  local argv = {}
+  for word in command:gmatch("%S+") do argv[#argv + 1] = word end
+  if #argv == 0 or SHELL_WORDS[argv[1]] or argv[1]:find("=", 1, true) then return nil end
+  return argv
+end
+
+local function default_name(args)
+  local s = args.command or table.concat(args.argv, " ")
+  s = s:gsub("%s+", " ")
+  if #s > 60 then s = s:sub(1, 57) .. "..." end
+  return s
+end
+
+-- ---- construction ------------------------------------------------------------
+
+-- bgproc.new(opts): see init.lua for the options.
+function manager.new(opts)
+  opts = opts or {}
+  local cfg = config.load(opts)
+  local self = setmetatable({
+    cfg = cfg,
+    jobs = {},            -- id -> record
+    order = {},           -- records in creation order (holes compacted)
+    seq = 0,
+    prefix = random_prefix(),
+    sessions = {},        -- id -> { id, openedAt }
+    by_job = setmetatable({}, { __mode = "k" }), -- core job -> record
+    running = 0,
+    closed = false,
+    log_fn = opts.log,
+  }, M)
+  self.tag_policy = setmetatable(cfg.tags or {}, { __index = tags.policy })
+  self.sched = sched.new(function(msg) self:log("error", msg) end)
+  self.core = assert(core.new { ring = cfg.ringBytes, subreaper = opts.subreaper or false })
+  local dirs = {}
+  local user = config.dir()
+  if user then dirs[#dirs + 1] = user .. "/plugins" end
+  for _, d in ipairs(cfg.pluginDirs) do dirs[#dirs + 1] = d end
+  self.plugins = plugins.new(self:plugin_api(), function(level, msg) self:log(level, msg) end, dirs)
+  for _, spec in ipairs(cfg.plugins) do
+    local name = type(spec) == "table" and spec.name or spec
+    self.plugins:add(spec, name and cfg[name])
+  end
+  self.retention_timer = self.sched:every(60000, function() self:retain() end)
+  if opts.luv ~= false then self:attach_luv() end
+  return self
+end
+
+function M:log(level, msg)
+  if self.log_fn then
+    self.log_fn(level, msg)
+  elseif level == "error" or level == "warn" then
+    io.stderr:write("bgproc: ", level, ": ", msg, "\n")
+  end
+end
+
+-- ---- driving: luv, or blocking steps --------------------------------------
+
+-- Watch the core's fd and the next timer on luv's default loop, so a host
+-- running uv.run() needs nothing else. The handles keep the loop alive
+-- only while there is work (running jobs, waiting tasks).
+function M:attach_luv()
+  if self.poll then return end
+  self.poll = uv.new_poll(self.core:fd())
+  self.poll:start("r", function() self:dispatch() end)
+  self.timer = uv.new_timer()
+  self:after_activity()
+end
+
+-- Stop watching. The handles are stopped and unreferenced, not closed:
+-- closing needs a turn of the loop to finish, which the host may never
+-- run; luv closes stopped handles safely when the Lua state closes.
+function M:detach_luv()
+  if self.poll then
+    self.poll:stop()
+    self.poll:unref()
+    self.timer:stop()
+    self.timer:unref()
+  end
+  self.poll, self.timer = nil, nil
+end
+
+function M:after_activity()
+  self.sched:poke()
+  if not self.timer then return end
+  local ms = self.sched:next_in()
+  if ms then
+    self.timer:start(math.max(1, math.ceil(ms)), 0, function() self:tick() end)
+  else
+    self.timer:stop()
+  end
+  local busy = self.running > 0 or not self.sched:idle() or self.core:count() > 0
+  if busy then
+    self.poll:ref()
+    self.timer:ref()
+  else
+    self.poll:unref()
+    self.timer:unref()
+  end
+end
+
+-- Run due timers.
+function M:tick()
+  if self.closed then return end
+  self.sched:run_due()
+  self:after_activity()
+end
+
+-- Drain the core without blocking and handle its events.
+function M:dispatch()
+  if self.closed then return end
+  self:handle(self.core:dispatch())
+  self.sched:run_due()
+  self:after_activity()
+end
+
+-- Block up to ms for events or timers, then handle them (hosts with no loop).
+function M:step(ms)
+  if self.closed then return end
+  local next_in = self.sched:next_in()
+  local wait = ms or 1000
+  if next_in and next_in < wait then wait = next_in end
+  self:handle(self.core:wait(math.max(0, math.floor(wait))))
+  self.sched:run_due()
+  self:after_activity()
+end
+
+-- Drive everything until pred() is true or timeout_ms passes. Returns
+-- whether pred() held.
+function M:run_until(pred, timeout_ms)
+  local deadline = self.sched.now() + (timeout_ms or math.huge)
+  while not pred() do
+    local left = deadline - self.sched.now()
+    if left <= 0 or self.closed then return pred() and true or false end
+    self:step(math.min(left, 100))
+  end
+  return true
+end
+
+-- ---- records -------------------------------------------------------------------
+
+local function public_record(self, rec)
+  local job = rec.job
+  local r = {
+    id = rec.id, name = rec.name, status = rec.status, pid = rec.pid,
+    sessionId = rec.sessionId, global = rec.global, tags = json.array(table.move(rec.tags, 1, #rec.tags, 1, {})),
+    cwd = rec.cwd, startedAt = iso(rec.startedMs), endedAt = iso(rec.endedMs),
+    exitCode = rec.exitCode, signal = rec.signal, error = rec.error,
+    stdin = rec.stdin, restarts = rec.restarts > 0 and rec.restarts or nil,
+  }
+  if rec.command then r.command = rec.command else r.argv = json.array(table.move(rec.argv, 1, #rec.argv, 1, {})) end
+  if rec.startedMs then r.durationMs = math.floor((rec.endedMs or wall_ms()) - rec.startedMs) end
+  if rec.readyPattern then r.ready = rec.ready end
+  if rec.stop and not FINAL[rec.status] then r.stopping = true end
+  if rec.notes then
+    local notes = {}
+    for k, v in pairs(rec.notes) do notes[k] = v end
+    r.notes = notes
+  end
+  if job then
+    local tail, head = job:offsets()
+    r.outputBytes = rec.base + head
+    r.droppedBytes = rec.base + tail
+    local last = job:tail(3, "both", 4096)
+    r.lastLine = text.last_line(text.clean(last, true), 200)
+  else
+    r.outputBytes, r.droppedBytes = rec.base, rec.base
+  end
+  return r
+end
+
+function M:record(id)
+  local rec = self.jobs[id]
+  return rec and public_record(self, rec)
+end
+
+function M:get(id)
+  return self.jobs[id]
+end
+
+function M:each(pred)
+  local out = {}
+  for _, rec in ipairs(self.order) do
+    if not rec.removed and pred(rec) then out[#out + 1] = rec end
+  end
+  return out
+end
+
+function M:public(rec)
+  return public_record(self, rec)
+end
+
+local function compact(self)
+  local n = 0
+  for i = 1, #self.order do
+    local rec = self.order[i]
+    if not rec.removed then
+      n = n + 1
+      self.order[n] = rec
+    end
+  end
+  for i = #self.order, n + 1, -1 do self.order[i] = nil end
+  self.holes = 0
+end
+
+-- Forget a finished record: free its ring, end anything left of its group.
+function M:remove(rec)
+  if rec.removed then return end
+  rec.removed = true
+  self.jobs[rec.id] = nil
+  if rec.job then
+    self.by_job[rec.job] = nil
+    rec.job:close()
+    rec.job = nil
+  end
+  self.holes = (self.holes or 0) + 1
+  if self.holes > 64 and self.holes > #self.order // 4 then compact(self) end
+end
+
+-- Retention: keep at most maxFinished finished records, none older than
+-- maxAgeMs (counted from when they ended).
+function M:retain()
+  local r = self.cfg.retention or {}
+  local max_n, max_age = r.maxFinished, r.maxAgeMs
+  local finished = {}
+  local now = wall_ms()
+  for _, rec in ipairs(self.order) do
+    if not rec.removed and FINAL[rec.status] then finished[#finished + 1] = rec end
+  end
+  local excess = max_n and #finished - max_n or 0
+  for i, rec in ipairs(finished) do
+    if i <= excess or (max_age and rec.endedMs and now - rec.endedMs > max_age) then
+      self:remove(rec)
+    end
+  end
+end
+
+-- ---- output --------------------------------------------------------------------
+
+-- Read a record's output from `since` (record cursor space: it continues
+-- across restarts). Returns data, next cursor, bytes dropped since `since`.
+function M:read(rec, since, max, stream)
+  local job = rec.job
+  if not job then return "", rec.base, math.max(0, rec.base - (since or 0)) end
+  since = since or 0
+  local lost = 0
+  local local_since = since - rec.base
+  if local_since < 0 then
+    lost = -local_since
+    local_since = 0
+  end
+  local data, next, dropped = job:read(local_since, max, stream)
+  return data, rec.base + next, lost + dropped
+end
+
+-- Complete lines of output after a cursor, cleaned, for pattern scanners.
+-- A scanner is { rec, cursor, partial }; returns a list of
+-- { line = ..., cursor = offset after the line }.
+function M:scan(scanner)
+  local rec = scanner.rec
+  local out = {}
+  while true do
+    local data, next = self:read(rec, scanner.cursor, 256 * 1024)
+    if #data == 0 then break end
+    local buf = scanner.partial .. data
+    local base = next - #buf -- cursor of buf's first byte
+    local pos = 1
+    while true do
+      local nl = buf:find("\n", pos, true)
+      if not nl then break end
+      out[#out + 1] = { line = text.clean(buf:sub(pos, nl - 1), true), cursor = base + nl }
+      pos = nl + 1
+    end
+    scanner.partial = buf:sub(pos)
+    if #scanner.partial > 65536 then -- a line with no end: judge what we have
+      out[#out + 1] = { line = text.clean(scanner.partial, true), cursor = next }
+      scanner.partial = ""
+    end
+    scanner.cursor = next
+  end
+  return out
+end
+
+-- When the job has finished and its output is complete, the partial last
+-- line counts as a line.
+function M:scan_rest(scanner)
+  if scanner.partial == "" then return nil end
+  local line = { line = text.clean(scanner.partial, true), cursor = scanner.cursor }
+  scanner.partial = ""
+  return line
+end
+
+local function output_done(rec)
+  return not rec.job or rec.job:info().eof
+end
+
+-- All of the job's output is in (its pipes reached EOF).
+function M:output_done(rec)
+  return output_done(rec)
+end
+
+-- The job has reached a final state.
+function M:final(rec)
+  return FINAL[rec.status] == true
+end
+
+-- ---- events ---------------------------------------------------------------------
+
+local function check_ready(self, rec)
+  if not rec.ready_re or rec.ready then return end
+  for _, l in ipairs(self:scan(rec.ready_scan)) do
+    if rec.ready_re:test(l.line) then
+      rec.ready = true
+      rec.readyAt = wall_ms()
+      rec.readyLine = l.line
+      return
+    end
+  end
+end
+
+local function feed_plugins(self, rec)
+  if not self.plugins:has("on_output") then return end
+  local data, next, dropped = self:read(rec, rec.fed or 0)
+  rec.fed = next
+  if #data > 0 then self.plugins:call("on_output", public_record(self, rec), data, dropped) end
+end
+
+-- The final state is set: hooks, memory, retention.
+function M:finish(rec)
+  if rec.finished then return end
+  rec.finished = true
+  if rec.timeout_timer then rec.timeout_timer:cancel() end
+  if rec.counted then
+    rec.counted = false
+    self.running = self.running - 1
+  end
+  rec.endedMs = rec.endedMs or wall_ms()
+  self.plugins:call("on_exit", public_record(self, rec))
+  if rec.job and output_done(rec) then rec.job:shrink() end
+  self:retain()
+end
+
+local function on_exit(self, rec)
+  local code, sig = rec.job:exit()
+  rec.exitCode, rec.signal = code, sig
+  rec.endedMs = wall_ms()
+  if rec.stop then return end -- the stop protocol decides, once the group is gone
+  if code == 0 then
+    rec.status = "completed"
+  else
+    rec.status = "failed"
+    rec.error = code and ("exited with code %d"):format(code)
+      or sig and ("killed by signal %s"):format(sig)
+      or "exit status unknown (reaped by another process)"
+  end
+  self:finish(rec)
+end
+
+function M:handle(events)
+  for _, ev in ipairs(events) do
+    local rec = self.by_job[ev.job]
+    if rec then
+      if ev.output then
+        check_ready(self, rec)
+        feed_plugins(self, rec)
+      end
+      if ev.exit then on_exit(self, rec) end
+      if ev.eof and rec.finished then rec.job:shrink() end
+    end
+  end
+end
+
+-- ---- starting jobs ----------------------------------------------------------------
+
+local function spawn_options(self, rec)
+  local o = { cwd = rec.cwd, env = rec.env, ring = rec.ring }
+  if rec.pty then o.pty = true elseif rec.stdin == "pipe" then o.stdin = "pipe" end
+  if rec.command then
+    local argv = manager.simple_argv(rec.command)
+    if argv then o.argv = argv else o.command = rec.command end
+  else
+    o.argv = rec.argv
+  end
+  return o
+end
+
+-- Start (or restart) the record's process. Returns true or nil, err.
+function M:launch(rec)
+  local job, msg = self.core:spawn(spawn_options(self, rec))
+  if not job then
+    rec.status = "failed"
+    rec.error = msg
+    rec.endedMs = wall_ms()
+    self:finish(rec)
+    return errors.fail("spawn_failed", "%s", msg)
+  end
+  local info = job:info()
+  rec.job = job
+  rec.pid = job:pid()
+  rec.startedMs = rec.startedMs or info.started
+  rec.status = "running"
+  rec.finished = false
+  rec.exitCode, rec.signal, rec.error, rec.endedMs = nil, nil, nil, nil
+  rec.counted = true
+  self.running = self.running + 1
+  self.by_job[job] = rec
+  if rec.ready_re then rec.ready_scan = { rec = rec, cursor = rec.base, partial = "" } end
+  rec.fed = rec.base
+  if rec.timeoutMs then
+    rec.timeout_timer = self.sched:after(rec.timeoutMs, function()
+      if not FINAL[rec.status] then
+        self.sched:task(function()
+          self:stop({ rec }, { reason = "timeout" })
+        end)
+      end
+    end)
+  end
+  self.plugins:call("on_start", public_record(self, rec))
+  self:after_activity()
+  return true
+end
+
+-- Create a job from validated arguments (see tools.lua). Returns the
+-- public record, or nil and an error.
+function M:create(args, ctx)
+  if self.closed then return errors.fail("conflict", "the manager is shut down") end
+  ctx = ctx or {}
+  local refused
+  args, refused = self.plugins:create(args, ctx)
+  if not args then return errors.fail("refused", "%s", refused) end
+  if (args.command == nil) == (args.argv == nil) then
+    return errors.fail("invalid_argument", "give exactly one of 'command' (a shell string) or 'argv' (a list)")
+  end
+  local tag_list, err = tags.normalize(args.tags, self.tag_policy)
+  if not tag_list then return errors.fail("invalid_argument", "'tags': %s", err) end
+  local ring = args.outputBytes or self.cfg.ringBytes
+  if ring > self.cfg.maxRingBytes then
+    return errors.fail("invalid_argument", "'outputBytes' must be <= %d (maxRingBytes), got %d",
+      self.cfg.maxRingBytes, ring)
+  end
+  local ready_re
+  if args.readyPattern then
+    ready_re, err = regex.new(args.readyPattern)
+    if not ready_re then return errors.fail("invalid_argument", "'readyPattern': %s", err) end
+  end
+  if self.running >= self.cfg.maxRunning then
+    return errors.fail("limit", "%d jobs are running, the most allowed (maxRunning)", self.running)
+  end
+  local sid = ctx.sessionId or "default"
+  if not self.sessions[sid] then self:session_open(sid) end
+  self.seq = self.seq + 1
+  local rec = {
+    id = ("%s-%d"):format(self.prefix, self.seq),
+    name = args.name or default_name(args),
+    command = args.command, argv = args.argv,
+    cwd = args.cwd, env = args.env,
+    sessionId = sid, global = args.global == true,
+    tags = tag_list, tagset = tags.set(tag_list),
+    stdin = args.pty and "pty" or args.stdin or "null",
+    pty = args.pty == true, ring = ring,
+    timeoutMs = args.timeoutMs,
+    readyPattern = args.readyPattern, ready_re = ready_re,
+    status = "pending", base = 0, restarts = 0,
+  }
+  if ready_re then rec.ready = false end
+  self.jobs[rec.id] = rec
+  self.order[#self.order + 1] = rec
+  local ok, lerr = self:launch(rec)
+  if not ok then
+    lerr.processId = rec.id
+    return nil, lerr
+  end
+  return public_record(self, rec)
+end
+
+-- Start a finished record again under the same id (the restart plugin).
+-- Its output cursor continues where the previous run's ended.
+function M:respawn(rec)
+  if not FINAL[rec.status] then return errors.fail("conflict", "job %s is still %s", rec.id, rec.status) end
+  if rec.removed then return errors.fail("not_found", "job %s was removed", rec.id) end
+  if self.closed then return errors.fail("conflict", "the manager is shut down") end
+  if rec.job then
+    local _, head = rec.job:offsets()
+    rec.base = rec.base + head
+    self.by_job[rec.job] = nil
+    rec.job:close()
+    rec.job = nil
+  end
+  rec.stop = nil
+  rec.restarts = rec.restarts + 1
+  rec.startedMs = nil
+  if rec.ready_re then rec.ready = false end
+  rec.status = "pending"
+  return self:launch(rec)
+end
+
+-- ---- stopping jobs ---------------------------------------------------------------
+
+local function gone(rec)
+  local job = rec.job
+  return not job or (not job:alive() and job:members() == 0)
+end
+
+-- Inside a task: signal each record's group (TERM by default), wait
+-- graceMs, KILL what is left, and wait until every group is confirmed
+-- empty. opts: signal, graceMs, reason ("kill", "timeout", "session",
+-- "shutdown"). Returns lists of ids: stopped, already finished, and
+-- { processId, message } errors.
+function M:stop(recs, opts)
+  opts = opts or {}
+  local sig = opts.signal or "TERM"
+  local grace = opts.graceMs or self.cfg.graceMs
+  local reason = opts.reason or "kill"
+  local targets, finished = {}, json.array()
+  for _, rec in ipairs(recs) do
+    if FINAL[rec.status] and gone(rec) then
+      finished[#finished + 1] = rec.id
+    else
+      targets[#targets + 1] = rec
+      if not rec.stop then rec.stop = { reason = reason, at = wall_ms() } end
+      if rec.job then rec.job:kill(sig) end
+    end
+  end
+  local function all_gone()
+    for _, rec in ipairs(targets) do if not gone(rec) then return false end end
+    return true
+  end
+  if #targets > 0 and not all_gone() and grace > 0 then
+    self.sched:await(all_gone, grace, 20)
+  end
+  if not all_gone() then
+    for _, rec in ipairs(targets) do
+      if not gone(rec) then rec.job:kill("KILL") end
+    end
+    self.sched:await(all_gone, 5000, 20)
+  end
+  local stopped, errs = json.array(), json.array()
+  for _, rec in ipairs(targets) do
+    if gone(rec) then
+      stopped[#stopped + 1] = rec.id
+      if not FINAL[rec.status] then
+        if rec.stop.reason == "timeout" then
+          rec.status = "failed"
+          rec.error = ("timed out after %d ms"):format(rec.timeoutMs)
+        else
+          rec.status = "cancelled"
+          rec.error = nil
+        end
+        rec.endedMs = rec.endedMs or wall_ms()
+        self:finish(rec)
+      end
+    else
+      errs[#errs + 1] = { processId = rec.id,
+        message = ("process group %d is still alive after SIGKILL"):format(rec.pid or -1) }
+    end
+  end
+  return stopped, finished, errs
+end
+
+-- ---- sessions ---------------------------------------------------------------------
+
+function M:session_open(id, meta)
+  assert(type(id) == "string" and id ~= "", "session id must be a non-empty string")
+  if self.sessions[id] then return self.sessions[id] end
+  local s = { id = id, openedAt = wall_ms(), meta = meta }
+  self.sessions[id] = s
+  self.plugins:call("on_session_start", id)
+  return s
+end
+
+-- Inside a task: end a session: its non-global jobs are stopped, except
+-- those a plugin's on_session_end keeps. Returns what stop() returns.
+function M:session_end(id)
+  local s = self.sessions[id]
+  self.sessions[id] = nil
+  local recs = self:each(function(r)
+    return r.sessionId == id and not r.global and not FINAL[r.status]
+  end)
+  local keep = {}
+  if #recs > 0 or s then
+    local pubs = {}
+    for i, r in ipairs(recs) do pubs[i] = public_record(self, r) end
+    for _, res in ipairs(self.plugins:call("on_session_end", id, pubs)) do
+      for _, kid in ipairs(type(res[1]) == "table" and res[1] or {}) do keep[kid] = true end
+    end
+  end
+  local doomed = {}
+  for _, r in ipairs(recs) do if not keep[r.id] then doomed[#doomed + 1] = r end end
+  return self:stop(doomed, { reason = "session" })
+end
+
+-- Run fn as a task and drive the engine until it is done (blocking).
+function M:sync(fn, ...)
+  local task = self.sched:task(fn, ...)
+  while not task.done do self:step(50) end
+  return task:result()
+end
+
+function M:session_close(id)
+  return self:sync(function() return self:session_end(id) end)
+end
+
+function M:session_close_async(id, cb)
+  local task = self.sched:task(function() return self:session_end(id) end)
+  if cb then task:on_done(function(t) cb(t:result()) end) end
+  self:after_activity()
+  return task
+end
+
+-- End every job, reap all, close the core. Blocks until none is left.
+function M:shutdown()
+  if self.closed then return end
+  local recs = self:each(function(r) return not FINAL[r.status] or not gone(r) end)
+  self:sync(function() return self:stop(recs, { reason = "shutdown" }) end)
+  self.plugins:call("on_shutdown")
+  self.retention_timer:cancel()
+  self.closed = true
+  self.core:close()
+  self:detach_luv()
+end
+
+-- ---- tool calls -------------------------------------------------------------------
+
+-- A finished pseudo-task carrying an immediate answer.
+local function done_task(...)
+  return { done = true, results = table.pack(...), on_done = function(t, cb) cb(t) end,
+           result = function(t) return table.unpack(t.results, 1, t.results.n) end,
+           cancel = function() end }
+end
+
+local function start_call(self, name, args, ctx)
+  local def, norm = tools.check(name, args)
+  if not def then return done_task(nil, norm) end
+  if self.closed then return done_task(errors.fail("conflict", "the manager is shut down")) end
+  local task = self.sched:task(function()
+    local ok, res, err = xpcall(def.handler, debug.traceback, self, norm, ctx or {})
+    if not ok then
+      self:log("error", ("%s: %s"):format(name, tostring(res)))
+      return errors.fail("internal", "%s failed: %s", name, tostring(res):match("^[^\n]*"))
+    end
+    return res, err
+  end)
+  return task
+end
+
+-- Call a tool and return its result: a plain table, or nil and
+-- { code = ..., message = ... }. Tools that wait (kill, wait, session
+-- ends) drive the engine until they are done, blocking the caller.
+function M:call(name, args, ctx)
+  local task = start_call(self, name, args, ctx)
+  while not task.done do self:step(50) end
+  self:after_activity()
+  return task:result()
+end
+
+-- Call a tool without blocking: cb(result, err) runs when it is done (the
+-- engine must be driven: luv's loop, or run_until). Returns a handle with
+-- :cancel() (an interrupted wait answers code "cancelled").
+function M:call_async(name, args, ctx, cb)
+  ctx = ctx or {}
+  local task = start_call(self, name, args, ctx)
+  task:on_done(function(t)
+    if cb then cb(t:result()) end
+  end)
+  self:after_activity()
+  return task
+end
+
+-- The tool definitions: { name, description, inputSchema } each.
+function M:tools()
+  return tools.definitions()
+end
+
+-- ---- the plugin API ------------------------------------------------------------------
+
+-- What plugins get as `api`: a narrow view of the engine.
+function M:plugin_api()
+  local engine = self
+  local api = {}
+  function api.log(level, msg) engine:log(level, msg) end
+  function api.after(ms, fn) return engine.sched:after(ms, fn) end
+  function api.every(ms, fn) return engine.sched:every(ms, fn) end
+  function api.record(id) return engine:record(id) end
+  function api.records(pred)
+    local out = {}
+    for i, r in ipairs(engine:each(pred or function() return true end)) do out[i] = public_record(engine, r) end
+    return out
+  end
+  function api.respawn(id)
+    local rec = engine.jobs[id]
+    if not rec then return errors.fail("not_found", "no process '%s'", id) end
+    return engine:respawn(rec)
+  end
+  -- notes: free-form facts a plugin adds to a record (shown as `notes`)
+  function api.note(id, key, value)
+    local rec = engine.jobs[id]
+    if not rec then return false end
+    rec.notes = rec.notes or {}
+    rec.notes[key] = value
+    return true
+  end
+  function api.add_tags(id, list)
+    local rec = engine.jobs[id]
+    if not rec then return false end
+    local merged = table.move(rec.tags, 1, #rec.tags, 1, {})
+    for _, t in ipairs(list) do merged[#merged + 1] = t end
+    local norm, err = tags.normalize(merged, engine.tag_policy)
+    if not norm then return nil, err end
+    rec.tags, rec.tagset = norm, tags.set(norm)
+    return true
+  end
+  function api.output(id, lines)
+    local rec = engine.jobs[id]
+    if not rec or not rec.job then return "" end
+    return text.clean((rec.job:tail(lines or 10)), true)
+  end
+  function api.silent_ms(id)
+    local rec = engine.jobs[id]
+    if not rec then return nil end
+    local head = 0
+    if rec.job then head = select(2, rec.job:offsets()) end
+    if head ~= rec.seen_head then
+      rec.seen_head = head
+      rec.seen_at = engine.sched.now()
+    end
+    return engine.sched.now() - (rec.seen_at or engine.sched.now())
+  end
+  api.state_dir = config.state_dir()
+  api.config = self.cfg
+  return api
+end
+
+return manager

@@ -1,0 +1,432 @@
+-- The tools: one table per tool with its name, description, JSON Schema
+-- (inputSchema) and handler. The same table feeds the Lua API
+-- (m:call), the daemon protocol, the CLI and the MCP server. Arguments
+-- are validated against the schema before the handler runs; handlers run
+-- as tasks and may wait (kill, wait) without blocking the host.
+local core = require "bgproc.core"
+local errors = require "bgproc.errors"
+local filter = require "bgproc.filter"
+local json = require "bgproc.json"
+local regex = require "bgproc.regex"
+local schema = require "bgproc.schema"
+local text = require "bgproc.text"
+
+local tools = {}
+
+-- ---- shared schema pieces ---------------------------------------------------------
+
+local ID = { type = "string", minLength = 1, maxLength = 100,
+             description = "The process id returned by createBackgroundProcess." }
+local TASK_ID = { type = "string", minLength = 1, maxLength = 100,
+                  description = "Alias of processId (the seed plugin's name)." }
+local STRINGS = { type = { "string", "array" }, items = { type = "string", maxLength = 200 }, maxItems = 64 }
+local STATUS = { type = { "string", "array" }, maxItems = 5,
+                 items = { type = "string", enum = filter.STATUSES },
+                 enum = nil, description = "One status or a list: pending, running, completed, failed, cancelled." }
+
+local function object(props, required)
+  return { type = "object", properties = props, required = required, additionalProperties = false }
+end
+
+local function copy(t, extra)
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  for k, v in pairs(extra or {}) do out[k] = v end
+  return out
+end
+
+local function lookup(engine, args)
+  local id = args.processId or args.taskId
+  if not id then return errors.fail("invalid_argument", "missing required field 'processId'") end
+  local rec = engine:get(id)
+  if not rec then
+    return errors.fail("not_found", "no process '%s' (finished jobs are removed after a while; see listBackgroundProcesses)", id)
+  end
+  return rec
+end
+
+local function has_nul(v)
+  if type(v) == "string" then return v:find("\0", 1, true) ~= nil end
+  if type(v) == "table" then
+    for k, x in pairs(v) do if has_nul(k) or has_nul(x) then return true end end
+  end
+  return false
+end
+
+-- ---- createBackgroundProcess ----------------------------------------------------
+
+local create = {
+  name = "createBackgroundProcess",
+  description = "Start a command in the background (a dev server, a build, a watcher, tests) "
+    .. "and return at once with its process id. Give `command` (a shell string) or `argv` "
+    .. "(program and arguments, no shell). Session jobs end when the session ends; "
+    .. "`global: true` jobs keep running. Read output with getBackgroundProcess, wait for "
+    .. "readiness or exit with waitForBackgroundProcess, stop with killProcesses.",
+  inputSchema = object {
+    command = { type = "string", minLength = 1, maxLength = 65536,
+                description = "Shell command, run with /bin/sh -c." },
+    argv = { type = "array", minItems = 1, maxItems = 4096, items = { type = "string", maxLength = 65536 },
+             description = "Program and arguments, run without a shell." },
+    name = { type = "string", minLength = 1, maxLength = 200, description = "A descriptive name." },
+    tags = { type = "array", maxItems = 64, items = { type = "string", maxLength = 200 },
+             description = "Labels to filter by, e.g. [\"server\", \"frontend\"]." },
+    global = { type = "boolean", description = "Outlive the session (default false)." },
+    cwd = { type = "string", minLength = 1, maxLength = 4096, description = "Working directory." },
+    env = { type = "object", additionalProperties = { type = "string", maxLength = 65536 },
+            description = "Environment variables added to (or overriding) the inherited ones." },
+    stdin = { type = "string", enum = { "null", "pipe" },
+              description = "\"null\" (default: a prompt sees end of input) or \"pipe\" (send input later)." },
+    pty = { type = "boolean", description = "Run on a pseudo-terminal, for programs that need a TTY." },
+    timeoutMs = { type = "integer", minimum = 1, maximum = 7 * 24 * 3600 * 1000,
+                  description = "Stop the job (TERM, then KILL) after this long; it then counts as failed." },
+    outputBytes = { type = "integer", minimum = 1024, maximum = 1 << 30,
+                    description = "Output kept in memory (a ring: the newest bytes win). Default 1 MiB." },
+    readyPattern = { type = "string", minLength = 1, maxLength = 1000,
+                     description = "Regular expression; the first output line matching it marks the job ready." },
+  },
+  handler = function(engine, args, ctx)
+    if has_nul(args) then return errors.fail("invalid_argument", "arguments must not contain NUL bytes") end
+    for k in pairs(args.env or {}) do
+      if k == "" or k:find("=", 1, true) then
+        return errors.fail("invalid_argument", "'env': variable name '%s' must be non-empty without '='", k)
+      end
+    end
+    if args.pty and args.stdin then
+      return errors.fail("invalid_argument", "'stdin' and 'pty' exclude each other (a pty is also stdin)")
+    end
+    return engine:create(args, ctx)
+  end,
+  text = function(r)
+    return ("started %s (pid %s): %s"):format(r.id, tostring(r.pid), r.name)
+  end,
+}
+
+-- ---- listBackgroundProcesses ------------------------------------------------------
+
+local list = {
+  name = "listBackgroundProcesses",
+  description = "List background processes with their status and last output line. "
+    .. "All filters are optional and must all hold: sessionId, status (one or a list), "
+    .. "tags (any of), allTags (all of), name (substring), global.",
+  inputSchema = object {
+    sessionId = { type = "string", minLength = 1, maxLength = 200 },
+    status = STATUS,
+    tags = copy(STRINGS, { description = "Match jobs with any of these tags." }),
+    allTags = copy(STRINGS, { description = "Match jobs with all of these tags." }),
+    name = { type = "string", minLength = 1, maxLength = 200, description = "Case-insensitive substring of the name." },
+    global = { type = "boolean" },
+    limit = { type = "integer", minimum = 1, maximum = 100000, description = "Return at most this many (the newest)." },
+  },
+  handler = function(engine, args)
+    local pred, err = filter.compile(args)
+    if not pred then return errors.fail("invalid_argument", "%s", err) end
+    local recs = engine:each(pred)
+    local first = args.limit and math.max(1, #recs - args.limit + 1) or 1
+    local out = json.array()
+    for i = first, #recs do out[#out + 1] = engine:public(recs[i]) end
+    return { processes = out, count = #out, total = #recs }
+  end,
+  text = function(r)
+    if r.count == 0 then return "no background processes match" end
+    local lines = {}
+    for _, p in ipairs(r.processes) do
+      lines[#lines + 1] = ("%s  %-9s %s%s%s"):format(p.id, p.status, p.name,
+        #p.tags > 0 and (" [" .. table.concat(p.tags, ",") .. "]") or "",
+        p.lastLine and ("  | " .. p.lastLine) or "")
+    end
+    return table.concat(lines, "\n")
+  end,
+}
+
+-- ---- getBackgroundProcess ----------------------------------------------------------
+
+local function filter_lines(out, re)
+  local kept = {}
+  for _, line in ipairs(text.lines(out)) do
+    local ok, err = re:test(line)
+    if ok == nil then return nil, err end
+    if ok then kept[#kept + 1] = line end
+  end
+  return kept
+end
+
+local get = {
+  name = "getBackgroundProcess",
+  description = "Get one background process: its record and its output. Without `since`, the last "
+    .. "`lines` lines (default 100). With `since` (the `cursor` of an earlier answer), only newer "
+    .. "output. `filter` (a regular expression) keeps only matching lines in this answer. "
+    .. "Output is cleaned of ANSI codes unless stripAnsi is false.",
+  inputSchema = object {
+    processId = ID, taskId = TASK_ID,
+    lines = { type = "integer", minimum = 0, maximum = 100000, description = "Last N lines (default 100)." },
+    since = { type = "integer", minimum = 0, description = "A cursor from an earlier answer: only newer output." },
+    maxBytes = { type = "integer", minimum = 1, maximum = 16 * 1024 * 1024,
+                 description = "At most this many bytes of output (default 65536)." },
+    filter = { type = "string", minLength = 1, maxLength = 1000,
+               description = "Regular expression (PCRE/JavaScript syntax, /re/i allowed): only matching lines." },
+    stream = { type = "string", enum = { "both", "stdout", "stderr" } },
+    stripAnsi = { type = "boolean", description = "Remove colour codes and collapse progress bars (default true)." },
+  },
+  handler = function(engine, args)
+    local rec, err = lookup(engine, args)
+    if not rec then return nil, err end
+    local re
+    if args.filter then
+      re, err = regex.new(args.filter)
+      if not re then return errors.fail("invalid_argument", "'filter': %s", err) end
+    end
+    local max = args.maxBytes or 65536
+    local strip = args.stripAnsi ~= false
+    local stream = args.stream or "both"
+    local lines_wanted = args.lines or 100
+    local r = engine:public(rec)
+    local output, cursor, dropped, truncated
+    if args.since then
+      local raw
+      raw, cursor, dropped = engine:read(rec, args.since, max, stream)
+      truncated = cursor < r.outputBytes
+      output = text.clean(raw, strip)
+      if re then
+        local kept
+        kept, err = filter_lines(output, re)
+        if not kept then return errors.fail("invalid_argument", "'filter': %s", err) end
+        output = #kept > 0 and table.concat(kept, "\n") .. "\n" or ""
+      end
+    else
+      cursor, dropped = r.outputBytes, 0
+      local raw
+      if re then -- the last N *matching* lines: scan up to 4 MiB back
+        raw = engine:read(rec, math.max(0, cursor - 4 * 1024 * 1024), 4 * 1024 * 1024, stream)
+      elseif rec.job then
+        raw = rec.job:tail(lines_wanted, stream, max)
+      else
+        raw = ""
+      end
+      local all
+      all, err = re and filter_lines(text.clean(raw, strip), re) or text.lines(text.clean(raw, strip))
+      if not all then return errors.fail("invalid_argument", "'filter': %s", err) end
+      local first = math.max(1, #all - lines_wanted + 1)
+      output = lines_wanted > 0 and table.concat(all, "\n", first) or ""
+      if output ~= "" and (re or raw:sub(-1) == "\n") then output = output .. "\n" end
+      truncated = first > 1 or (not re and #raw >= max)
+      if #output > max then
+        output = text.utf8(output:sub(-max))
+        truncated = true
+      end
+    end
+    r.output, r.cursor, r.dropped, r.truncated = output, cursor, dropped, truncated
+    return r
+  end,
+  text = function(r)
+    local head = ("%s %s (%s)%s"):format(r.id, r.status, r.name,
+      r.exitCode and (" exit " .. r.exitCode) or r.signal and (" signal " .. r.signal) or "")
+    return head .. "\n" .. (r.output ~= "" and r.output or "(no output)\n")
+      .. ("[cursor %d%s]"):format(r.cursor, r.dropped > 0 and (", " .. r.dropped .. " bytes dropped") or "")
+  end,
+}
+
+-- ---- killProcesses ---------------------------------------------------------------
+
+local kill = {
+  name = "killProcesses",
+  description = "Stop background processes and everything they started (the whole process group): "
+    .. "send `signal` (default TERM), wait graceMs (default 3000), then KILL what is left. Select by "
+    .. "processId, sessionId, status, tags, or all: true for everything; an empty selection is an error.",
+  inputSchema = object {
+    processId = ID, taskId = TASK_ID,
+    sessionId = { type = "string", minLength = 1, maxLength = 200 },
+    status = STATUS,
+    tags = copy(STRINGS, { description = "Jobs with any of these tags." }),
+    all = { type = "boolean", description = "true selects every job (required when no other selector is given)." },
+    signal = { type = { "string", "integer" }, description = "Signal name (TERM, INT, HUP, KILL, ...) or number." },
+    graceMs = { type = "integer", minimum = 0, maximum = 600000 },
+  },
+  handler = function(engine, args)
+    local sel = { processId = args.processId or args.taskId, sessionId = args.sessionId,
+                  status = args.status, tags = args.tags }
+    if filter.empty(sel) and args.all ~= true then
+      return errors.fail("invalid_argument",
+        "no selector: give processId, sessionId, status or tags, or all: true to stop every job")
+    end
+    if sel.processId and not engine:get(sel.processId) then
+      return errors.fail("not_found", "no process '%s'", sel.processId)
+    end
+    local sig = args.signal or "TERM"
+    local ok, num = pcall(core.signum, sig)
+    if not ok or num == 0 then
+      return errors.fail("invalid_argument", "'signal': unknown signal %s (expected a name like TERM or a number 1-64)",
+        tostring(sig))
+    end
+    local pred, err = filter.compile(sel)
+    if not pred then return errors.fail("invalid_argument", "%s", err) end
+    local stopped, finished, errs = engine:stop(engine:each(pred),
+      { signal = sig, graceMs = args.graceMs, reason = "kill" })
+    return { killed = stopped, alreadyFinished = finished, errors = errs, signal = core.signame(num) }
+  end,
+  text = function(r)
+    return ("killed %d: %s; already finished %d; errors %d"):format(#r.killed,
+      table.concat(r.killed, ", "), #r.alreadyFinished, #r.errors)
+  end,
+}
+
+-- ---- waitForBackgroundProcess -------------------------------------------------------
+
+local wait = {
+  name = "waitForBackgroundProcess",
+  description = "Wait until a background process exits (until: \"exit\", the default), prints a "
+    .. "line matching `pattern` (until: \"output\"), or matches its readyPattern (until: \"ready\"). "
+    .. "Use it instead of sleeping, e.g. until the server prints \"ready on port 3000\". Returns "
+    .. "timedOut: true if timeoutMs (default 30000) passes first.",
+  inputSchema = object {
+    processId = ID, taskId = TASK_ID,
+    ["until"] = { type = "string", enum = { "exit", "output", "ready" } },
+    pattern = { type = "string", minLength = 1, maxLength = 1000, description = "Regular expression for until = \"output\"." },
+    since = { type = "integer", minimum = 0, description = "Only output after this cursor (default: all kept output)." },
+    timeoutMs = { type = "integer", minimum = 0, maximum = 3600 * 1000 },
+  },
+  handler = function(engine, args, ctx)
+    local rec, err = lookup(engine, args)
+    if not rec then return nil, err end
+    local mode = args["until"] or "exit"
+    local timeout = args.timeoutMs or 30000
+    local re
+    if mode == "output" then
+      if not args.pattern then return errors.fail("invalid_argument", "until = \"output\" needs 'pattern'") end
+      re, err = regex.new(args.pattern)
+      if not re then return errors.fail("invalid_argument", "'pattern': %s", err) end
+    elseif args.pattern then
+      return errors.fail("invalid_argument", "'pattern' is only for until = \"output\"")
+    elseif mode == "ready" and not rec.ready_re then
+      return errors.fail("invalid_argument", "job %s has no readyPattern", rec.id)
+    end
+    local scanner = re and { rec = rec, cursor = args.since or 0, partial = "" }
+    local hit
+    local function match_output()
+      for _, l in ipairs(engine:scan(scanner)) do
+        local ok = re:test(l.line)
+        if ok then hit = l return true end
+      end
+      if engine:final(rec) and engine:output_done(rec) then
+        local last = engine:scan_rest(scanner)
+        if last and re:test(last.line) then hit = last end
+        return true -- nothing more will come
+      end
+      return false
+    end
+    local conditions = {
+      exit = function() return engine:final(rec) end,
+      ready = function() return rec.ready or engine:final(rec) end,
+      output = match_output,
+    }
+    local progress
+    if ctx and ctx.progress then
+      local started = engine.sched.now()
+      progress = engine.sched:every(5000, function()
+        pcall(ctx.progress, math.floor(engine.sched.now() - started), timeout)
+      end)
+    end
+    local ok, why = engine.sched:await(conditions[mode], timeout)
+    if progress then progress:cancel() end
+    if why == "cancelled" then return errors.fail("cancelled", "the wait was cancelled") end
+    local r = engine:public(rec)
+    r.timedOut = not ok
+    if mode == "output" then
+      r.matched = hit ~= nil
+      r.line = hit and hit.line
+      r.cursor = hit and hit.cursor or scanner.cursor
+    elseif mode == "ready" then
+      r.matched = rec.ready == true
+      r.line = rec.readyLine
+    end
+    return r
+  end,
+  text = function(r)
+    if r.timedOut then return ("%s: still %s after the timeout"):format(r.id, r.status) end
+    if r.matched ~= nil then
+      return r.matched and ("%s matched: %s"):format(r.id, r.line or "")
+        or ("%s %s without a match"):format(r.id, r.status)
+    end
+    return ("%s %s%s"):format(r.id, r.status, r.exitCode and (" (exit " .. r.exitCode .. ")") or "")
+  end,
+}
+
+-- ---- sendBackgroundProcessInput --------------------------------------------------------
+
+local send = {
+  name = "sendBackgroundProcessInput",
+  description = "Write text to a background process's stdin (start it with stdin: \"pipe\" or "
+    .. "pty: true). eof: true closes stdin after the text (on a pty: sends Ctrl-D).",
+  inputSchema = object {
+    processId = ID, taskId = TASK_ID,
+    input = { type = "string", maxLength = 16 * 1024 * 1024 },
+    eof = { type = "boolean" },
+  },
+  handler = function(engine, args)
+    local rec, err = lookup(engine, args)
+    if not rec then return nil, err end
+    if args.input == nil and not args.eof then
+      return errors.fail("invalid_argument", "give 'input', 'eof': true, or both")
+    end
+    if rec.stdin == "null" then
+      return errors.fail("conflict", "stdin of %s is not a pipe (start it with stdin: \"pipe\" or pty: true)", rec.id)
+    end
+    if engine:final(rec) or not rec.job then
+      return errors.fail("conflict", "%s has %s", rec.id, rec.status)
+    end
+    local bytes = 0
+    if args.input and #args.input > 0 then
+      local n, msg = rec.job:write(args.input)
+      if not n then return errors.fail("conflict", "%s", msg) end
+      bytes = n
+    end
+    if args.eof then
+      local ok, msg = rec.job:close_stdin()
+      if not ok then return errors.fail("conflict", "%s", msg) end
+    end
+    local r = engine:public(rec)
+    r.bytes, r.eof = bytes, args.eof == true
+    return r
+  end,
+  text = function(r)
+    return ("sent %d bytes to %s%s"):format(r.bytes, r.id, r.eof and " and closed stdin" or "")
+  end,
+}
+
+tools.list = { create, list, get, kill, wait, send }
+tools.by_name = {}
+for _, t in ipairs(tools.list) do tools.by_name[t.name] = t end
+
+-- Validate args for tool `name`: normalized args, or nil and an error.
+function tools.check(name, args)
+  local def = tools.by_name[name]
+  if not def then
+    local names = {}
+    for i, t in ipairs(tools.list) do names[i] = t.name end
+    return errors.fail("not_found", "unknown tool '%s' (tools: %s)", tostring(name), table.concat(names, ", "))
+  end
+  if args ~= nil and type(args) ~= "table" then
+    return errors.fail("invalid_argument", "%s: arguments must be an object, got %s", name, type(args))
+  end
+  local norm, err = schema.validate(def.inputSchema, args)
+  if not norm then return errors.fail("invalid_argument", "%s: %s", name, err) end
+  return def, norm
+end
+
+-- Definitions for MCP's tools/list: name, description, inputSchema.
+function tools.definitions()
+  local out = json.array()
+  for i, t in ipairs(tools.list) do
+    out[i] = { name = t.name, description = t.description, inputSchema = t.inputSchema }
+  end
+  return out
+end
+
+-- A short text for a result (MCP content), or the error's message.
+function tools.summary(name, result, err)
+  if err then return ("error (%s): %s"):format(err.code, err.message) end
+  local def = tools.by_name[name]
+  local ok, s = pcall(def.text, result)
+  return ok and s or json.encode(result)
+end
+
+return tools

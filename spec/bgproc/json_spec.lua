@@ -1,0 +1,41 @@
+-- bgproc.json: arrays stay arrays, output is always valid JSON and UTF-8.
+local json = require "bgproc.json"
+local cjson = require "cjson"
+
+describe("bgproc.json", function()
+  it("encodes marked empty arrays as [] and plain empty tables as {}", function()
+    assert.equal("[]", json.encode(json.array()))
+    assert.equal("{}", json.encode({}))
+    assert.equal('{"tags":[]}', json.encode({ tags = json.array() }))
+  end)
+
+  it("round-trips through cjson", function()
+    local v = { a = 1, b = "x\ny\"z\\", c = { 1, 2, 3 }, d = true, e = 1.5, f = { g = false } }
+    assert.same(v, cjson.decode(json.encode(v)))
+  end)
+
+  it("writes integral floats as integers and non-finite numbers as null", function()
+    assert.equal("[5,1.5,null,null]", json.encode({ 5.0, 1.5, 0 / 0, math.huge }))
+  end)
+
+  it("escapes control characters and replaces invalid UTF-8", function()
+    assert.equal('"\\u0001\\t\\u007f"', json.encode("\1\t\127"))
+    assert.equal('"a\u{FFFD}b"', json.encode("a\255b"))
+    assert.equal('"été"', json.encode("été"))
+  end)
+
+  it("decodes, reporting errors as values", function()
+    assert.same({ x = { 1, 2 } }, json.decode('{"x":[1,2]}'))
+    local v, err = json.decode('{"x":')
+    assert.is_nil(v)
+    assert.is_string(err)
+    assert.is_nil(json.decode(("["):rep(100) .. ("]"):rep(100)))
+  end)
+
+  it("refuses absurd nesting when encoding", function()
+    local t = {}
+    local cur = t
+    for _ = 1, 100 do cur.x = {} cur = cur.x end
+    assert.has_error(function() json.encode(t) end, "json: nesting too deep")
+  end)
+end)

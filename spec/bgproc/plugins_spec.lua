@@ -1,0 +1,120 @@
+-- The shipped plugins (plugins/*.lua): autotag, restart, logfile, stall.
+local h = require "helpers"
+
+describe("shipped plugins", function()
+  after_each(function() h.cleanup() end)
+
+  local function start(m, args) return h.ok(m, "createBackgroundProcess", args, { sessionId = "s" }) end
+
+  describe("autotag", function()
+    local cases = {
+      { "npm run dev", "server" }, { "npx vite --port 5173", "server" }, { "python3 -m http.server 8000", "server" },
+      { "npx jest --watch", "test" }, { "go test ./...", "test" }, { "cargo test", "test" }, { "pytest -q", "test" },
+      { "make -j4", "build" }, { "cargo build --release", "build" }, { "npm install", "install" },
+      { "pip install -r requirements.txt", "install" }, { "tsc --watch", "watch" },
+    }
+    for _, c in ipairs(cases) do
+      it(("tags %q as %s"):format(c[1], c[2]), function()
+        local m = h.manager { plugins = { "autotag" } }
+        -- the rules only read the command line: ask the hook directly
+        local out = m.plugins.list[1].on_create(nil, { command = c[1] }) or {}
+        local found = false
+        for _, t in ipairs(out.tags or {}) do if t == c[2] then found = true end end
+        assert.is_true(found, c[1] .. " -> " .. table.concat(out.tags or {}, ","))
+      end)
+    end
+
+    it("keeps the user's tags and adds no duplicate", function()
+      local m = h.manager { plugins = { "autotag" } }
+      local r = start(m, { command = "sleep 0 ; echo npm run dev", tags = { "Server", "mine" } })
+      assert.same({ "server", "mine" }, r.tags)
+      r = start(m, { argv = { "make", "--version" } })
+      assert.same({ "build" }, r.tags)
+    end)
+  end)
+
+  describe("restart", function()
+    it("restarts a failing job tagged restart with backoff, under the same id, up to the max", function()
+      local m = h.manager { plugins = { "restart" }, config = { restart = { maxRestarts = 2, backoffMs = 50 } } }
+      local r = start(m, { command = "echo run; exit 1", tags = { "restart" } })
+      assert.is_true(m:run_until(function()
+        local rec = m:record(r.id)
+        return rec.restarts == 2 and rec.status == "failed" and rec.notes and rec.notes.restart:find("gave up")
+      end, 5000))
+      local rec = m:record(r.id)
+      assert.equal("gave up after 2 restarts", rec.notes.restart)
+      -- the cursor space continues across runs: three runs, three lines
+      local out = h.ok(m, "getBackgroundProcess", { processId = r.id, since = 0 })
+      assert.equal("run\n", out.output) -- the current run's output
+      assert.equal(12, rec.outputBytes)
+      assert.equal(8, out.dropped)      -- the earlier runs' output is gone
+    end)
+
+    it("leaves untagged, killed and timed-out jobs alone", function()
+      local m = h.manager { plugins = { "restart" }, config = { restart = { backoffMs = 10 } } }
+      local plain = start(m, { command = "exit 1" })
+      local killed = start(m, { command = "sleep 100", tags = { "restart" } })
+      local slow = start(m, { command = "sleep 100", tags = { "restart" }, timeoutMs = 100 })
+      h.ok(m, "killProcesses", { processId = killed.id })
+      m:run_until(function() return m:record(slow.id).status == "failed" end, 3000)
+      m:run_until(function() return false end, 200)
+      assert.is_nil(m:record(plain.id).restarts)
+      assert.is_nil(m:record(killed.id).restarts)
+      assert.is_nil(m:record(slow.id).restarts)
+    end)
+  end)
+
+  describe("logfile", function()
+    it("tees output to a capped file", function()
+      local dir = h.tmpdir()
+      local m = h.manager { plugins = { "logfile" }, config = { logfile = { dir = dir .. "/logs", maxBytes = 1000 } } }
+      local r = start(m, { command = "for i in 1 2 3 4; do seq 1 200; sleep 0.05; done; echo end" })
+      h.ok(m, "waitForBackgroundProcess", { processId = r.id })
+      local rec = m:record(r.id)
+      assert.equal(dir .. "/logs/" .. r.id .. ".log", rec.notes.logfile)
+      local f = assert(io.open(rec.notes.logfile))
+      local tail = f:read("a")
+      f:close()
+      assert.is_true(#tail <= 1000)
+      assert.equal("200\nend\n", tail:sub(-8))
+      local g = assert(io.open(rec.notes.logfile .. ".1"))
+      assert.is_true(#g:read("a") <= 1000)
+      g:close()
+      os.execute("rm -rf " .. dir)
+    end)
+
+    it("reports an unwritable log dir and the job goes on", function()
+      local m = h.manager { log = function() end, plugins = { "logfile" },
+                            config = { logfile = { dir = "/proc/no-such-dir" } } }
+      local r = start(m, { command = "echo still running" })
+      local w = h.ok(m, "waitForBackgroundProcess", { processId = r.id })
+      assert.equal("completed", w.status)
+      assert.matches("^error:", m:record(r.id).notes.logfile)
+    end)
+  end)
+
+  describe("stall", function()
+    it("flags a silent job whose last line is a prompt, and clears it on answer", function()
+      local m = h.manager { plugins = { "stall" }, config = { stall = { silentMs = 150, checkMs = 50 } } }
+      local r = start(m, { command = "printf 'Continue? [y/N] '; read a; echo got $a; sleep 100", stdin = "pipe" })
+      assert.is_true(m:run_until(function()
+        local notes = m:record(r.id).notes
+        return notes and notes.waitingForInput
+      end, 3000))
+      assert.equal("Continue? [y/N]", m:record(r.id).notes.waitingForInput)
+      h.ok(m, "sendBackgroundProcessInput", { processId = r.id, input = "y\n" })
+      assert.is_true(m:run_until(function()
+        local notes = m:record(r.id).notes
+        return not (notes and notes.waitingForInput)
+      end, 3000))
+    end)
+
+    it("does not flag a quiet job that is not at a prompt", function()
+      local m = h.manager { plugins = { "stall" }, config = { stall = { silentMs = 100, checkMs = 50 } } }
+      local r = start(m, { command = "echo working; sleep 100", stdin = "pipe" })
+      m:run_until(function() return false end, 400)
+      local notes = m:record(r.id).notes
+      assert.is_true(notes == nil or notes.waitingForInput == nil)
+    end)
+  end)
+end)
