@@ -17,6 +17,12 @@ description = {
 }
 dependencies = {
   "lua >= 5.4, < 5.5",
+  "luv",
+  "lua-cjson",
+  "argparse",
+}
+external_dependencies = {
+  PCRE2 = { header = "pcre2.h", library = "pcre2-8" },
 }
 build = {
   type = "builtin",
@@ -30,5 +36,25 @@ build = {
       incdirs = { "core" },
       defines = { "_GNU_SOURCE" },
     },
+    ["bgproc.regex"] = {
+      sources = { "core/regex.c" },
+      libraries = { "pcre2-8" },
+    },
+    ["bgproc"] = "lua/bgproc/init.lua",
+    ["bgproc.config"] = "lua/bgproc/config.lua",
+    ["bgproc.errors"] = "lua/bgproc/errors.lua",
+    ["bgproc.filter"] = "lua/bgproc/filter.lua",
+    ["bgproc.json"] = "lua/bgproc/json.lua",
+    ["bgproc.manager"] = "lua/bgproc/manager.lua",
+    ["bgproc.plugins"] = "lua/bgproc/plugins.lua",
+    ["bgproc.sched"] = "lua/bgproc/sched.lua",
+    ["bgproc.schema"] = "lua/bgproc/schema.lua",
+    ["bgproc.tags"] = "lua/bgproc/tags.lua",
+    ["bgproc.text"] = "lua/bgproc/text.lua",
+    ["bgproc.tools"] = "lua/bgproc/tools.lua",
+    ["bgproc.plugins.autotag"] = "plugins/autotag.lua",
+    ["bgproc.plugins.logfile"] = "plugins/logfile.lua",
+    ["bgproc.plugins.restart"] = "plugins/restart.lua",
+    ["bgproc.plugins.stall"] = "plugins/stall.lua",
   },
 }

@@ -16,7 +16,7 @@ describe("bgproc-scm-1.rockspec", function()
 
   it("lists every module of the source tree", function()
     local spec = assert(io.open(h.root .. "/bgproc-scm-1.rockspec")):read("a")
-    local _, files = sh("cd " .. h.root .. " && { find core -name '*.c'; find lua bin -type f ! -name '*.so'; } 2>/dev/null")
+    local _, files = sh("cd " .. h.root .. " && { find core -name '*.c'; find lua bin plugins -type f ! -name '*.so'; } 2>/dev/null")
     for file in files:gmatch("[^\n]+") do
       assert.truthy(spec:find('"' .. file .. '"', 1, true), file .. " is missing from the rockspec")
     end
@@ -34,15 +34,15 @@ describe("bgproc-scm-1.rockspec", function()
       :format(src, tmp, tmp))
     assert.is_true(ok, out)
     local probe = [[
-      local core = require "bgproc.core"
       assert(package.searchpath("bgproc.core", package.cpath):find("/tree/", 1, true))
-      local loop = core.new()
-      local job = assert(loop:spawn { argv = { "echo", "installed" } })
-      while job:alive() or not job:info().eof do loop:wait(100) end
-      io.write((job:read(0)))
-      loop:close()
+      assert(package.searchpath("bgproc", package.path):find("/tree/", 1, true))
+      local m = require("bgproc").new { config = { plugins = { "autotag" } }, luv = false }
+      local r = assert(m:call("createBackgroundProcess", { argv = { "echo", "installed" } }))
+      m:call("waitForBackgroundProcess", { processId = r.id })
+      io.write(m:call("getBackgroundProcess", { processId = r.id }).output)
+      m:shutdown()
     ]]
-    ok, out = sh(("cd / && LUA_CPATH_5_4='%s/tree/lib/lua/5.4/?.so' LUA_PATH_5_4='%s/tree/share/lua/5.4/?.lua;%s/tree/share/lua/5.4/?/init.lua;;' lua5.4 -e '%s'")
+    ok, out = sh(("cd / && LUA_CPATH_5_4='%s/tree/lib/lua/5.4/?.so;;' LUA_PATH_5_4='%s/tree/share/lua/5.4/?.lua;%s/tree/share/lua/5.4/?/init.lua;;' lua5.4 -e '%s'")
       :format(tmp, tmp, tmp, probe))
     assert.is_true(ok, out)
     assert.equal("installed\n", out)
