@@ -1,7 +1,7 @@
 -- bgproc benchmarks. Each bench runs bgproc and its baseline in the same
 -- invocation, on the same machine, and reports the ratio and peak RSS.
 --
---   lua5.4 bench/run.lua [--json] [NAME...]
+--   lua5.4 bench/run.lua [--json] [--rounds N] [NAME...]
 --
 -- --json prints one object per line:
 --   {"bench":NAME,"value":V,"unit":U,"baseline":B,"ratio":R,"rss_kib":K}
@@ -12,7 +12,7 @@ package.cpath = root .. "/lua/?.so;" .. package.cpath
 
 local cjson = require "cjson"
 
-local groups = { "core" }
+local groups = { "core", "engine" }
 local BASELINE = root .. "/build/bench-baseline"
 
 local function all_benches()
@@ -63,13 +63,20 @@ if arg[1] == "--child" then
   os.exit(0)
 end
 
-local json, wanted = false, {}
-for _, a in ipairs(arg) do
+local json, wanted, rounds = false, {}, 3
+local i = 1
+while arg[i] do
+  local a = arg[i]
   if a == "--json" then json = true
+  elseif a == "--rounds" then
+    i = i + 1
+    rounds = tonumber(arg[i]) or rounds
   elseif a == "-h" or a == "--help" then
-    print("usage: lua5.4 bench/run.lua [--json] [NAME...]")
+    print("usage: lua5.4 bench/run.lua [--json] [--rounds N] [NAME...]\n" ..
+      "Runs each bench and its baseline N times (default 3), alternating, and reports medians.")
     os.exit(0)
   else wanted[a] = true end
+  i = i + 1
 end
 
 build_baseline()
@@ -78,25 +85,45 @@ local results = {}
 if not json then
   print(("%-14s %12s %-8s %12s %7s %9s  %s"):format("bench", "bgproc", "unit", "baseline", "ratio", "rss_kib", "target"))
 end
+local function median(xs)
+  table.sort(xs)
+  return xs[(#xs + 1) // 2]
+end
+
+-- One measurement of bgproc (in a fresh process) and of its baseline.
+local function measure(b)
+  local ok, out = sh(("lua5.4 %s --child %s"):format(arg[0], b.name))
+  assert(ok, b.name .. " failed: " .. out)
+  local mine = cjson.decode(out:match("[^\n]*\n?$"))
+  local base
+  if b.baseline then
+    local cmd, args = b.baseline(b.params, BASELINE)
+    local words = { cmd }
+    for _, a in ipairs(args) do words[#words + 1] = ("%q"):format(tostring(a)) end
+    local bok, bout = sh(table.concat(words, " "))
+    assert(bok, b.name .. " baseline failed: " .. bout)
+    base = tonumber(bout:match("^(%S+)"))
+  end
+  return mine, base
+end
+
 for _, b in ipairs(list) do
   if next(wanted) == nil or wanted[b.name] then
-    local ok, out = sh(("lua5.4 %s --child %s"):format(arg[0], b.name))
-    assert(ok, b.name .. " failed: " .. out)
-    local mine = cjson.decode(out:match("[^\n]*\n?$"))
-    local base
-    if b.baseline then
-      local cmd, args = b.baseline(b.params, BASELINE)
-      local words = { cmd }
-      for _, a in ipairs(args) do words[#words + 1] = ("%q"):format(tostring(a)) end
-      local bok, bout = sh(table.concat(words, " "))
-      assert(bok, b.name .. " baseline failed: " .. bout)
-      base = tonumber(bout:match("^(%S+)"))
+    -- bgproc and baseline alternate, and the medians are compared: a noisy
+    -- machine moves both the same way.
+    local values, bases, rss = {}, {}, 0
+    for _ = 1, rounds do
+      local mine, base = measure(b)
+      values[#values + 1] = mine.value
+      if base then bases[#bases + 1] = base end
+      rss = math.max(rss, mine.rss_kib)
     end
+    local value, base = median(values), #bases > 0 and median(bases) or nil
     local r = {
-      bench = b.name, value = mine.value, unit = b.unit, baseline = base,
-      ratio = base and mine.value / base or nil, rss_kib = mine.rss_kib,
+      bench = b.name, value = value, unit = b.unit, baseline = base,
+      ratio = base and value / base or nil, rss_kib = rss,
     }
-    if b.lower_is_better and base then r.ratio = base / mine.value end
+    if b.lower_is_better and base then r.ratio = base / value end
     local met = b.ok and b.ok(r, b.params)
     results[#results + 1] = r
     if json then

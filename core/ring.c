@@ -11,8 +11,15 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define BITS_ALL(s) ((s) ? 0xFFu : 0x00u)
+
+/* Rings from this size up are mapped: pages cost nothing until output
+ * touches them, the bitmap needs no clearing, and memory goes back to the
+ * system when the job is closed. Smaller ones come from the heap, so that
+ * thousands of shrunk finished jobs do not use thousands of mappings. */
+#define MAP_FROM (64 * 1024)
 
 int bg_ring_init(bg_ring *r, size_t cap) {
   r->data = NULL;
@@ -21,18 +28,32 @@ int bg_ring_init(bg_ring *r, size_t cap) {
   cap = (cap + 63) & ~(size_t)63;
   if (cap < 64) cap = 64;
   r->cap = cap;
-  r->data = malloc(cap);
-  r->bits = calloc(cap / 8, 1);
-  if (r->data == NULL || r->bits == NULL) {
-    bg_ring_free(r);
+  if (cap >= MAP_FROM) {
+    void *p = mmap(NULL, cap + cap / 8, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      r->cap = 0;
+      return ENOMEM;
+    }
+    r->data = p;
+    r->bits = r->data + cap;
+    return 0;
+  }
+  r->data = malloc(cap + cap / 8);
+  if (r->data == NULL) {
+    r->cap = 0;
     return ENOMEM;
   }
+  r->bits = r->data + cap;
+  memset(r->bits, 0, cap / 8);
   return 0;
 }
 
 void bg_ring_free(bg_ring *r) {
-  free(r->data);
-  free(r->bits);
+  if (r->data != NULL) {
+    if (r->cap >= MAP_FROM) munmap(r->data, r->cap + r->cap / 8);
+    else free(r->data);
+  }
   r->data = NULL;
   r->bits = NULL;
   r->cap = 0;

@@ -96,6 +96,8 @@ function manager.new(opts)
     sessions = {},        -- id -> { id, openedAt }
     by_job = setmetatable({}, { __mode = "k" }), -- core job -> record
     running = 0,
+    nfinished = 0,
+    done_q = { first = 1, last = 0 }, -- finished records, oldest first
     closed = false,
     log_fn = opts.log,
   }, M)
@@ -209,12 +211,37 @@ end
 
 -- ---- records -------------------------------------------------------------------
 
+-- ISO time of rec[field], formatted once.
+local function cached_iso(rec, field)
+  local ms = rec[field]
+  if not ms then return nil end
+  local c = rec.iso_cache
+  if not c then
+    c = {}
+    rec.iso_cache = c
+  end
+  if c[field] ~= ms then
+    c[field] = ms
+    c[field .. "Iso"] = iso(ms)
+  end
+  return c[field .. "Iso"]
+end
+
+-- The last line of output, recomputed only when output was added.
+local function last_line(rec, head)
+  if rec.ll_head ~= head then
+    rec.ll_head = head
+    rec.ll = text.last_line(text.clean((rec.job:tail(3, "both", 4096)), true), 200)
+  end
+  return rec.ll
+end
+
 local function public_record(self, rec)
   local job = rec.job
   local r = {
     id = rec.id, name = rec.name, status = rec.status, pid = rec.pid,
     sessionId = rec.sessionId, global = rec.global, tags = json.array(table.move(rec.tags, 1, #rec.tags, 1, {})),
-    cwd = rec.cwd, startedAt = iso(rec.startedMs), endedAt = iso(rec.endedMs),
+    cwd = rec.cwd, startedAt = cached_iso(rec, "startedMs"), endedAt = cached_iso(rec, "endedMs"),
     exitCode = rec.exitCode, signal = rec.signal, error = rec.error,
     stdin = rec.stdin, restarts = rec.restarts > 0 and rec.restarts or nil,
   }
@@ -231,8 +258,7 @@ local function public_record(self, rec)
     local tail, head = job:offsets()
     r.outputBytes = rec.base + head
     r.droppedBytes = rec.base + tail
-    local last = job:tail(3, "both", 4096)
-    r.lastLine = text.last_line(text.clean(last, true), 200)
+    r.lastLine = last_line(rec, head)
   else
     r.outputBytes, r.droppedBytes = rec.base, rec.base
   end
@@ -277,6 +303,7 @@ end
 function M:remove(rec)
   if rec.removed then return end
   rec.removed = true
+  if rec.finished then self.nfinished = self.nfinished - 1 end
   self.jobs[rec.id] = nil
   if rec.job then
     self.by_job[rec.job] = nil
@@ -288,20 +315,22 @@ function M:remove(rec)
 end
 
 -- Retention: keep at most maxFinished finished records, none older than
--- maxAgeMs (counted from when they ended).
+-- maxAgeMs (counted from when they ended). Finished records queue up in
+-- the order they finished, so this costs O(records removed).
 function M:retain()
   local r = self.cfg.retention or {}
   local max_n, max_age = r.maxFinished, r.maxAgeMs
-  local finished = {}
+  local q = self.done_q
   local now = wall_ms()
-  for _, rec in ipairs(self.order) do
-    if not rec.removed and FINAL[rec.status] then finished[#finished + 1] = rec end
-  end
-  local excess = max_n and #finished - max_n or 0
-  for i, rec in ipairs(finished) do
-    if i <= excess or (max_age and rec.endedMs and now - rec.endedMs > max_age) then
-      self:remove(rec)
-    end
+  while q.first <= q.last do
+    local rec = q[q.first]
+    local valid = rec.qi == q.first and not rec.removed and FINAL[rec.status]
+    local expired = valid and ((max_n and self.nfinished > max_n)
+      or (max_age and rec.endedMs and now - rec.endedMs > max_age))
+    if valid and not expired then break end
+    q[q.first] = nil
+    q.first = q.first + 1
+    if valid then self:remove(rec) end
   end
 end
 
@@ -399,15 +428,21 @@ end
 function M:finish(rec)
   if rec.finished then return end
   rec.finished = true
+  self.nfinished = self.nfinished + 1
+  local q = self.done_q
+  q.last = q.last + 1
+  q[q.last] = rec
+  rec.qi = q.last
   if rec.timeout_timer then rec.timeout_timer:cancel() end
   if rec.counted then
     rec.counted = false
     self.running = self.running - 1
   end
   rec.endedMs = rec.endedMs or wall_ms()
-  self.plugins:call("on_exit", public_record(self, rec))
+  if self.plugins:has("on_exit") then self.plugins:call("on_exit", public_record(self, rec)) end
   if rec.job and output_done(rec) then rec.job:shrink() end
-  self:retain()
+  local max_n = (self.cfg.retention or {}).maxFinished
+  if max_n and self.nfinished > max_n then self:retain() end -- ages: the timer
 end
 
 local function on_exit(self, rec)
@@ -466,6 +501,7 @@ function M:launch(rec)
   end
   local info = job:info()
   rec.job = job
+  rec.ll_head = nil
   rec.pid = job:pid()
   rec.startedMs = rec.startedMs or info.started
   rec.status = "running"
@@ -485,7 +521,7 @@ function M:launch(rec)
       end
     end)
   end
-  self.plugins:call("on_start", public_record(self, rec))
+  if self.plugins:has("on_start") then self.plugins:call("on_start", public_record(self, rec)) end
   self:after_activity()
   return true
 end
@@ -557,6 +593,10 @@ function M:respawn(rec)
     rec.job = nil
   end
   rec.stop = nil
+  if rec.finished then
+    rec.finished = false
+    self.nfinished = self.nfinished - 1
+  end
   rec.restarts = rec.restarts + 1
   rec.startedMs = nil
   if rec.ready_re then rec.ready = false end
@@ -698,19 +738,22 @@ local function done_task(...)
            cancel = function() end }
 end
 
+local function run_handler(self, def, name, args, ctx)
+  local ok, res, err = xpcall(def.handler, debug.traceback, self, args, ctx or {})
+  if not ok then
+    self:log("error", ("%s: %s"):format(name, tostring(res)))
+    return errors.fail("internal", "%s failed: %s", name, tostring(res):match("^[^\n]*"))
+  end
+  return res, err
+end
+
 local function start_call(self, name, args, ctx)
   local def, norm = tools.check(name, args)
   if not def then return done_task(nil, norm) end
   if self.closed then return done_task(errors.fail("conflict", "the manager is shut down")) end
-  local task = self.sched:task(function()
-    local ok, res, err = xpcall(def.handler, debug.traceback, self, norm, ctx or {})
-    if not ok then
-      self:log("error", ("%s: %s"):format(name, tostring(res)))
-      return errors.fail("internal", "%s failed: %s", name, tostring(res):match("^[^\n]*"))
-    end
-    return res, err
-  end)
-  return task
+  -- only tools that wait need a task of their own
+  if not def.waits then return done_task(run_handler(self, def, name, norm, ctx)) end
+  return self.sched:task(run_handler, self, def, name, norm, ctx)
 end
 
 -- Call a tool and return its result: a plain table, or nil and

@@ -229,6 +229,7 @@ local get = {
 
 local kill = {
   name = "killProcesses",
+  waits = true,
   description = "Stop background processes and everything they started (the whole process group): "
     .. "send `signal` (default TERM), wait graceMs (default 3000), then KILL what is left. Select by "
     .. "processId, sessionId, status, tags, or all: true for everything; an empty selection is an error.",
@@ -273,6 +274,7 @@ local kill = {
 
 local wait = {
   name = "waitForBackgroundProcess",
+  waits = true,
   description = "Wait until a background process exits (until: \"exit\", the default), prints a "
     .. "line matching `pattern` (until: \"output\"), or matches its readyPattern (until: \"ready\"). "
     .. "Use it instead of sleeping, e.g. until the server prints \"ready on port 3000\". Returns "

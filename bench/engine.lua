@@ -1,0 +1,108 @@
+-- Benchmarks of the Lua engine (bgproc.new + m:call) against the raw C
+-- loop. Each `run` executes in a fresh lua5.4 process.
+local uv = require "luv"
+
+local benches = {}
+
+local function manager(opts)
+  local o = { config = {}, plugins = {}, luv = false }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return require("bgproc").new(o)
+end
+
+local function rss_kib()
+  for line in io.lines("/proc/self/status") do
+    local v = line:match("^VmRSS:%s+(%d+)")
+    if v then return tonumber(v) end
+  end
+end
+
+-- createBackgroundProcess -> completed, one job at a time.
+benches.engine_spawn = {
+  unit = "jobs/s",
+  target = "ratio >= 0.85",
+  params = { n = 1000 },
+  run = function(p)
+    local m = manager { retention = { maxFinished = 100 } }
+    local function one()
+      local r = assert(m:call("createBackgroundProcess", { argv = { "/bin/true" } }))
+      local rec = m:get(r.id)
+      m:run_until(function() return rec.status ~= "running" end, 10000)
+      assert(rec.status == "completed", rec.status)
+    end
+    for _ = 1, 20 do one() end -- warm up
+    local t0 = uv.hrtime()
+    for _ = 1, p.n do one() end
+    local value = p.n / ((uv.hrtime() - t0) / 1e9)
+    m:shutdown()
+    return value
+  end,
+  baseline = function(p, bin) return bin, { "spawn", p.n } end,
+  ok = function(r) return r.ratio >= 0.85 end,
+}
+
+-- listBackgroundProcesses with a tag filter over 10,000 records.
+benches.list = {
+  unit = "ms",
+  target = "median <= 5 ms",
+  lower_is_better = true,
+  params = { records = 10000, calls = 200 },
+  run = function(p)
+    local m = manager { retention = { maxFinished = p.records }, maxRunning = p.records }
+    local tagsets = { { "server" }, { "test" }, { "build" }, { "watch" }, { "db" },
+                      { "frontend" }, { "backend" }, { "lint" }, { "docs" }, { "misc" } }
+    for i = 1, p.records do
+      local r = assert(m:call("createBackgroundProcess", { argv = { "/bin/true" }, tags = tagsets[i % 10 + 1] }))
+      if i % 200 == 0 then m:run_until(function() return m.running == 0 end, 10000) end
+      assert(r)
+    end
+    m:run_until(function() return m.running == 0 end, 30000)
+    local times = {}
+    local count
+    for i = 1, p.calls do
+      local t0 = uv.hrtime()
+      local res = m:call("listBackgroundProcesses", { tags = { "server" } })
+      times[i] = (uv.hrtime() - t0) / 1e6
+      count = res.count
+    end
+    assert(count == p.records // 10, "expected a tenth of the records, got " .. tostring(count))
+    table.sort(times)
+    m:shutdown()
+    return times[#times // 2 + 1]
+  end,
+  ok = function(r) return r.value <= 5 end,
+}
+
+-- 1000 concurrent sleep jobs with a 64 KiB ring, then kill them all.
+benches.scale = {
+  unit = "ms",
+  target = "RSS <= 1000 x (ring + 16 KiB); kill all <= 1000 ms; 0 zombies",
+  lower_is_better = true,
+  params = { n = 1000, ring = 65536 },
+  run = function(p)
+    local before = rss_kib()
+    local m = manager { maxRunning = p.n + 10 }
+    for _ = 1, p.n do
+      assert(m:call("createBackgroundProcess", { argv = { "sleep", "1000" }, outputBytes = p.ring }))
+    end
+    local grown = rss_kib() - before
+    local t0 = uv.hrtime()
+    local res = assert(m:call("killProcesses", { all = true, graceMs = 3000 }))
+    local ms = (uv.hrtime() - t0) / 1e6
+    assert(#res.killed == p.n, "killed " .. #res.killed)
+    local self_pid = io.open("/proc/self/stat"):read("a"):match("^%d+")
+    local zombies = 0
+    local ps = io.popen("ps -o stat= --ppid " .. self_pid)
+    for stat in ps:lines() do if stat:find("Z") then zombies = zombies + 1 end end
+    ps:close()
+    m:shutdown()
+    io.stderr:write(("scale: %d jobs, manager RSS +%d KiB (limit %d KiB), kill all %.0f ms, %d zombies\n")
+      :format(p.n, grown, p.n * (p.ring / 1024 + 16), ms, zombies))
+    assert(grown <= p.n * (p.ring / 1024 + 16), "RSS over budget: " .. grown)
+    assert(zombies == 0, "zombies: " .. zombies)
+    return ms
+  end,
+  ok = function(r) return r.value <= 1000 end,
+}
+
+return benches
