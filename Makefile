@@ -104,7 +104,7 @@ asan: deps-test $(RUNNER) $(ASAN_SO) $(ASAN_REGEX_SO) $(ASAN_HOST)
 # The core's specs under valgrind: any memory error or definite leak fails.
 valgrind: deps-test all
 	@sh tools/ensure-deps.sh $(DEPS_VALGRIND)
-	$(RUNNER) valgrind --quiet --error-exitcode=99 --leak-check=full \
+	BGPROC_REGEX_JIT=0 $(RUNNER) valgrind --quiet --error-exitcode=99 --leak-check=full \
 	  --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 	  --track-fds=no $(BUSTED) --run=core
 

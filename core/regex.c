@@ -10,15 +10,19 @@
  * \uXXXX and \u{...} mean code points (PCRE2_ALT_BSUX), and subjects are
  * UTF-8 (invalid sequences never match instead of failing). A match limit
  * keeps a catastrophic pattern from hanging the host: hitting it is an
- * error value, not a hang.
+ * error value, not a hang. BGPROC_REGEX_JIT=0 in the environment turns
+ * the JIT off (valgrind cannot follow JIT-compiled code).
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <lauxlib.h>
 #include <lua.h>
 #include <pcre2.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define REGEX_MT "bgproc.regex.Regex"
+
+static int use_jit = 1;
 #define MATCH_LIMIT 1000000
 #define DEPTH_LIMIT 10000
 
@@ -102,7 +106,7 @@ static int regex_new(lua_State *L) {
     lua_pushfstring(L, "%s at offset %d", (const char *)buf, (int)erroff);
     return 2;
   }
-  pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE); /* best effort */
+  if (use_jit) pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE); /* best effort */
   re->md = pcre2_match_data_create_from_pattern(re->code, NULL);
   re->mctx = pcre2_match_context_create(NULL);
   if (re->md == NULL || re->mctx == NULL) return luaL_error(L, "out of memory");
@@ -191,6 +195,8 @@ static const luaL_Reg funcs[] = {
 };
 
 int luaopen_bgproc_regex(lua_State *L) {
+  const char *jit = getenv("BGPROC_REGEX_JIT");
+  use_jit = !(jit && strcmp(jit, "0") == 0);
   luaL_newmetatable(L, REGEX_MT);
   luaL_setfuncs(L, regex_meta, 0);
   luaL_newlibtable(L, regex_methods);
