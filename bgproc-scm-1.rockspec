@@ -30,7 +30,7 @@ build = {
     ["bgproc.core"] = {
       sources = {
         "core/core.c", "core/errors.c", "core/group.c", "core/guardian.c",
-        "core/job.c", "core/loop.c", "core/ring.c", "core/signals.c",
+        "core/job.c", "core/loop.c", "core/proc.c", "core/ring.c", "core/signals.c",
         "core/spawn.c",
       },
       incdirs = { "core" },

@@ -114,6 +114,10 @@ void bg_job_reap_orphans(bg_job *j);
 void bg_job_terminate(bg_job *j); /* SIGKILL the group, reap, close fds */
 long bg_job_signal(bg_job *j, int sig); /* processes/groups hit, -1+errno */
 
+/* proc.c */
+void bg_proc_open(lua_State *L);
+int bg_loop_reap_strays(lua_State *L);
+
 /* loop.c */
 void bg_loop_open(lua_State *L);
 int bg_core_new(lua_State *L);

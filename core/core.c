@@ -36,6 +36,7 @@ int luaopen_bgproc_core(lua_State *L) {
   bg_loop_open(L);
   bg_job_open(L);
   luaL_newlib(L, funcs);
+  bg_proc_open(L);
   bg_push_signals(L);
   lua_setfield(L, -2, "signals");
   lua_pushinteger(L, BG_DEFAULT_RING);

@@ -607,6 +607,7 @@ static const luaL_Reg loop_methods[] = {
     {"spawn", loop_spawn},   {"dispatch", loop_dispatch},
     {"wait", loop_wait},     {"fd", loop_fd},
     {"count", loop_count},   {"guardian", loop_guardian},
+    {"reap_strays", bg_loop_reap_strays},
     {"close", loop_close},   {NULL, NULL},
 };
 

@@ -115,6 +115,28 @@ function json.encode(v)
   return table.concat(buf)
 end
 
+-- Keys whose values are always arrays in bgproc's messages: an empty one
+-- decodes as a plain table, and is marked again by normalize().
+json.ARRAY_KEYS = {
+  tags = true, argv = true, processes = true, killed = true, alreadyFinished = true,
+  errors = true, tools = true, content = true, allTags = true,
+}
+
+-- After decoding: integral numbers become integers, and empty tables under
+-- json.ARRAY_KEYS become arrays again. Modifies v in place; returns it.
+function json.normalize(v, key, depth)
+  local t = type(v)
+  if t == "number" then
+    return math.tointeger(v) or v
+  end
+  if t ~= "table" or (depth or 0) > 64 then return v end
+  if key and json.ARRAY_KEYS[key] and next(v) == nil then return json.array(v) end
+  for k, x in pairs(v) do
+    v[k] = json.normalize(x, k, (depth or 0) + 1) -- assigning existing keys is safe in pairs
+  end
+  return v
+end
+
 local decoder = cjson.new()
 decoder.decode_max_depth(64)
 

@@ -1,0 +1,453 @@
+-- The `bgproc` command line. Every subcommand is a tool call to the
+-- per-user daemon (started on demand); --json prints the tool's result.
+--
+-- Exit codes: 0 ok, 1 failure, 2 usage, 124 when `wait` times out.
+local argparse = require "argparse"
+local uv = require "luv"
+local json = require "bgproc.json"
+
+local cli = {}
+
+local EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 124
+
+-- ---- output -------------------------------------------------------------------
+
+local function isatty(fd) return uv.guess_handle(fd) == "tty" end
+
+local color_ok = isatty(1) and (os.getenv("NO_COLOR") or "") == ""
+local COLORS = { running = "32", completed = "90", failed = "31", cancelled = "33", pending = "36" }
+local function paint(code, s)
+  if not color_ok or not code then return s end
+  return "\27[" .. code .. "m" .. s .. "\27[0m"
+end
+
+local function out(...) io.stdout:write(...) end
+
+local function fail(msg, code)
+  io.stderr:write("bgproc: ", msg, "\n")
+  return code or EXIT_FAIL
+end
+
+local function age(iso)
+  if not iso then return "-" end
+  local y, mo, d, h, mi, s = iso:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
+  if not y then return "-" end
+  local t = os.time { year = y, month = mo, day = d, hour = h, min = mi, sec = s, isdst = false }
+  local now = os.time(os.date("!*t"))
+  local secs = math.max(0, now - t)
+  if secs < 60 then return secs .. "s" end
+  if secs < 3600 then return secs // 60 .. "m" end
+  if secs < 86400 then return secs // 3600 .. "h" end
+  return secs // 86400 .. "d"
+end
+
+local function width(s) return utf8.len(s) or #s end
+
+local function clip(s, n)
+  if width(s) <= n then return s end
+  if n <= 1 then return "…" end
+  return s:sub(1, (utf8.offset(s, n) or n) - 1) .. "…"
+end
+
+local function term_columns()
+  if not isatty(1) then return nil end
+  local tty = uv.new_tty(1, false)
+  local w = tty and tty:get_winsize()
+  if tty then tty:close() end
+  return w
+end
+
+local function print_table(procs)
+  local rows = { { "ID", "NAME", "STATUS", "PID", "AGE", "TAGS", "LAST LINE" } }
+  for _, p in ipairs(procs) do
+    rows[#rows + 1] = { p.id, clip(p.name, 30), p.status, p.pid and ("%d"):format(p.pid) or "-",
+                        age(p.startedAt), table.concat(p.tags or {}, ","), p.lastLine or "" }
+  end
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for i = 1, 6 do widths[i] = math.max(widths[i] or 0, width(row[i])) end
+  end
+  local cols = term_columns()
+  for r, row in ipairs(rows) do
+    local parts = {}
+    local used = 0
+    for i = 1, 6 do
+      local cell = row[i] .. (" "):rep(widths[i] - width(row[i]))
+      if i == 3 and r > 1 then cell = paint(COLORS[row[3]], cell) end
+      parts[i] = cell
+      used = used + widths[i] + 2
+    end
+    local last = row[7]
+    if cols then last = clip(last, math.max(10, cols - used)) else last = clip(last, 80) end
+    parts[7] = r == 1 and last or paint(r > 1 and "2" or nil, last)
+    out(table.concat(parts, "  "), "\n")
+  end
+end
+
+local function print_record(r)
+  for k, v in pairs(r) do
+    if math.type(v) == "float" and math.tointeger(v) then r[k] = math.tointeger(v) end
+  end
+  local lines = {
+    { "id", r.id }, { "name", r.name }, { "status", paint(COLORS[r.status], r.status) },
+    { "pid", r.pid }, { "command", r.command or (r.argv and table.concat(r.argv, " ")) },
+    { "cwd", r.cwd }, { "session", r.sessionId .. (r.global and " (global)" or "") },
+    { "tags", #r.tags > 0 and table.concat(r.tags, ", ") or nil },
+    { "started", r.startedAt }, { "ended", r.endedAt },
+    { "exit code", r.exitCode }, { "signal", r.signal }, { "error", r.error },
+    { "output", ("%d bytes (%d dropped)"):format(r.outputBytes or 0, r.droppedBytes or 0) },
+    { "ready", r.ready ~= nil and tostring(r.ready) or nil },
+    { "restarts", r.restarts },
+  }
+  for k, v in pairs(r.notes or {}) do lines[#lines + 1] = { k, tostring(v) } end
+  for _, l in ipairs(lines) do
+    if l[2] ~= nil then out(("%-10s %s\n"):format(l[1], tostring(l[2]))) end
+  end
+end
+
+-- ---- talking to the daemon ---------------------------------------------------------
+
+local function connect(args)
+  local client = require "bgproc.client"
+  local c, err = client.connect { socket = args.socket }
+  if not c then return nil, err end
+  return c
+end
+
+-- The session of CLI jobs: the calling shell's, ending when it exits, or
+-- the one BGPROC_SESSION names.
+local function open_session(c)
+  local named = os.getenv("BGPROC_SESSION")
+  local params
+  if named and named ~= "" then
+    params = { sessionId = named, bind = "none" }
+  else
+    local shell = math.tointeger(uv.os_getppid())
+    params = { sessionId = "shell-" .. shell, bind = "pid", pid = shell }
+  end
+  local res, err = c:call("session/open", params, 10000)
+  if not res then return nil, err.message end
+  return res.sessionId
+end
+
+-- Call a tool: result, or nil and an exit code (the error printed).
+local function tool(c, name, arguments, sid)
+  local res, err = c:call("tools/call", { name = name, arguments = arguments, sessionId = sid })
+  if res then return res end
+  local code = err.data and err.data.code
+  return nil, fail(code and ("%s: %s"):format(code, err.message) or err.message)
+end
+
+-- ---- subcommands ---------------------------------------------------------------------
+
+local commands = {}
+
+function commands.start(a, c)
+  local words = a.command
+  local args = {
+    name = a.name, tags = #a.tag > 0 and a.tag or nil, global = a.global or nil,
+    cwd = a.cwd or uv.cwd(), pty = a.pty or nil, stdin = a.stdin and "pipe" or nil,
+    timeoutMs = a.timeout, readyPattern = a.ready, outputBytes = a.output_bytes,
+  }
+  if #words == 1 then args.command = words[1] else args.argv = words end
+  -- the job gets this shell's environment, not the daemon's
+  local env = uv.os_environ()
+  for _, kv in ipairs(a.env) do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if not k then return fail(("--env %q: expected NAME=VALUE"):format(kv), EXIT_USAGE) end
+    env[k] = v
+  end
+  env.BGPROC_SESSION = nil
+  args.env = env
+  local sid, serr = open_session(c)
+  if not sid then return fail(serr) end
+  local r, code = tool(c, "createBackgroundProcess", args, sid)
+  if not r then return code end
+  if a.json then out(json.encode(r), "\n") else out(("started %s (pid %d): %s\n"):format(r.id, math.tointeger(r.pid), r.name)) end
+  return EXIT_OK
+end
+
+function commands.list(a, c)
+  local r, code = tool(c, "listBackgroundProcesses", {
+    sessionId = a.session, status = #a.status > 0 and a.status or nil,
+    tags = #a.tag > 0 and a.tag or nil, allTags = #a.all_tags > 0 and a.all_tags or nil,
+    name = a.name, global = a.global or nil, limit = a.limit,
+  })
+  if not r then return code end
+  if a.json then out(json.encode(r), "\n")
+  elseif r.count == 0 then out("no background processes\n")
+  else print_table(r.processes) end
+  return EXIT_OK
+end
+
+function commands.show(a, c)
+  local r, code = tool(c, "getBackgroundProcess", { processId = a.id, lines = a.lines })
+  if not r then return code end
+  if a.json then out(json.encode(r), "\n") return EXIT_OK end
+  print_record(r)
+  if r.output ~= "" then out("\n", r.output, r.output:sub(-1) == "\n" and "" or "\n") end
+  return EXIT_OK
+end
+
+local function stream_of(a)
+  return a.stderr and "stderr" or a.stdout and "stdout" or nil
+end
+
+function commands.logs(a, c)
+  local base = { processId = a.id, filter = a.grep, stream = stream_of(a), stripAnsi = not a.raw or nil }
+  local first = {}
+  for k, v in pairs(base) do first[k] = v end
+  if a.since then first.since = a.since else first.lines = a.n end
+  local r, code = tool(c, "getBackgroundProcess", first)
+  if not r then return code end
+  if a.json and not a.follow then out(json.encode(r), "\n") return EXIT_OK end
+  local function emit(res)
+    if a.json then out(json.encode(res), "\n") else out(res.output) end
+    io.stdout:flush()
+  end
+  emit(r)
+  if not a.follow then return EXIT_OK end
+  local cursor = r.cursor
+  while true do
+    local w, wcode = tool(c, "waitForBackgroundProcess",
+      { processId = a.id, ["until"] = "output", pattern = "^", since = cursor, timeoutMs = 2000 })
+    if not w then return wcode end
+    local nxt = {}
+    for k, v in pairs(base) do nxt[k] = v end
+    nxt.since = cursor
+    local g, gcode = tool(c, "getBackgroundProcess", nxt)
+    if not g then return gcode end
+    if g.output ~= "" then emit(g) end
+    cursor = g.cursor
+    local final = g.status == "completed" or g.status == "failed" or g.status == "cancelled"
+    if final and not w.timedOut and g.output == "" and not g.truncated then return EXIT_OK end
+  end
+end
+
+function commands.kill(a, c)
+  if not a.id and #a.tag == 0 and not a.session and #a.status == 0 and not a.all then
+    return fail("kill: give an ID, --tag, --session, --status or --all", EXIT_USAGE)
+  end
+  local r, code = tool(c, "killProcesses", {
+    processId = a.id, tags = #a.tag > 0 and a.tag or nil, sessionId = a.session,
+    status = #a.status > 0 and a.status or nil, all = a.all or nil,
+    signal = a.signal and (tonumber(a.signal) or a.signal), graceMs = a.grace,
+  })
+  if not r then return code end
+  if a.json then out(json.encode(r), "\n") return #r.errors > 0 and EXIT_FAIL or EXIT_OK end
+  if #r.killed > 0 then out(("killed %s\n"):format(table.concat(r.killed, " "))) end
+  if #r.alreadyFinished > 0 then out(("already finished %s\n"):format(table.concat(r.alreadyFinished, " "))) end
+  if #r.killed == 0 and #r.alreadyFinished == 0 then out("nothing matched\n") end
+  for _, e in ipairs(r.errors) do io.stderr:write(("bgproc: %s: %s\n"):format(e.processId, e.message)) end
+  return #r.errors > 0 and EXIT_FAIL or EXIT_OK
+end
+
+function commands.wait(a, c)
+  local args = { processId = a.id, timeoutMs = a.timeout }
+  if a["for"] then args["until"], args.pattern = "output", a["for"]
+  elseif a.ready then args["until"] = "ready" end
+  local r, code = tool(c, "waitForBackgroundProcess", args)
+  if not r then return code end
+  if a.json then out(json.encode(r), "\n")
+  elseif r.timedOut then out(("%s: still %s after %d ms\n"):format(r.id, r.status, a.timeout or 30000))
+  elseif r.matched ~= nil then
+    out(r.matched and (r.line .. "\n") or ("%s %s without a match\n"):format(r.id, r.status))
+  else
+    out(("%s %s%s\n"):format(r.id, r.status, r.exitCode and (" (exit " .. r.exitCode .. ")") or
+      r.signal and (" (signal " .. r.signal .. ")") or ""))
+  end
+  if r.timedOut then return EXIT_TIMEOUT end
+  if r.matched ~= nil then return r.matched and EXIT_OK or EXIT_FAIL end
+  return r.status == "completed" and EXIT_OK or EXIT_FAIL
+end
+
+function commands.send(a, c)
+  local r, code = tool(c, "sendBackgroundProcessInput", { processId = a.id, input = a.text, eof = a.eof or nil })
+  if not r then return code end
+  if a.json then out(json.encode(r), "\n") else
+    out(("sent %d bytes to %s%s\n"):format(r.bytes, r.id, r.eof and ", stdin closed" or ""))
+  end
+  return EXIT_OK
+end
+
+local function daemon_command(a)
+  local paths = require "bgproc.paths"
+  local client = require "bgproc.client"
+  local socket = a.socket or paths.socket()
+  local action = a.action
+  if action == "run" then
+    return require("bgproc.daemon").run { socket = socket, quiet_if_running = a.quiet_if_running,
+                                          verbose = a.verbose }
+  end
+  local c = client.connect { socket = socket, autostart = false }
+  if action == "status" then
+    if not c then
+      if a.json then out(json.encode { running = false, socket = socket }, "\n") else out("not running (", socket, ")\n") end
+      return EXIT_FAIL
+    end
+    local s, err = c:call("daemon/status", {}, 5000)
+    c:close()
+    if not s then return fail(err.message) end
+    s.running = true
+    if a.json then out(json.encode(s), "\n") else
+      out(("running: pid %d, %d jobs (%d running), %d sessions, %d clients, up %ds\nsocket: %s\n")
+        :format(s.pid, s.jobs, s.jobsRunning, s.sessions, s.clients,
+          s.uptimeMs // 1000, s.socket))
+    end
+    return EXIT_OK
+  elseif action == "start" then
+    if c then
+      c:close()
+      out("already running on ", socket, "\n")
+      return EXIT_OK
+    end
+    c = client.connect { socket = socket }
+    if not c then return fail("the daemon did not start (see " .. paths.log() .. ")") end
+    local s = c:call("daemon/status", {}, 5000)
+    c:close()
+    out(("started: pid %d, socket %s\n"):format(s and s.pid or -1, socket))
+    return EXIT_OK
+  elseif action == "stop" then
+    if not c then out("not running\n") return EXIT_OK end
+    local pid = (c:call("daemon/status", {}, 5000) or {}).pid
+    c:call("daemon/stop", {}, 5000)
+    c:close()
+    -- gone when its socket no longer answers
+    client.pump(function()
+      local probe = client.connect { socket = socket, autostart = false }
+      if probe then probe:close() return false end
+      return true
+    end, 30000)
+    out(("stopped%s\n"):format(pid and (" (pid %d)"):format(pid) or ""))
+    return EXIT_OK
+  end
+  return fail("daemon: unknown action " .. tostring(action), EXIT_USAGE)
+end
+
+-- ---- the parser -------------------------------------------------------------------------
+
+local function build_parser()
+  local p = argparse("bgproc", "Run, watch and stop background processes.")
+    :epilog("Jobs run in a per-user daemon, started on demand. `bgproc mcp` serves the same tools to AI agents over MCP.")
+    :require_command(false)
+    :command_target("cmd")
+  p:flag("--json", "Print results as JSON.")
+  p:option("--socket", "Daemon socket (default: $BGPROC_SOCKET, $XDG_RUNTIME_DIR/bgproc/daemon.sock).")
+  p:flag("-v --version", "Print the version and exit.")
+
+  local start = p:command("start", "Start a command in the background.")
+  start:usage("Usage: bgproc start [options] -- COMMAND [ARGS...]\n       bgproc start [options] 'shell command string'")
+  start:option("--name", "A descriptive name.")
+  start:option("--tag", "A tag (repeatable)."):count("*"):init({})
+  start:flag("--global", "Outlive the calling shell's session.")
+  start:option("--cwd", "Working directory (default: the current one).")
+  start:option("--env", "NAME=VALUE added to the environment (repeatable)."):count("*"):init({})
+  start:flag("--pty", "Run on a pseudo-terminal.")
+  start:flag("--stdin", "Keep stdin open as a pipe (see `bgproc send`).")
+  start:option("--timeout", "Stop it after MS milliseconds.", nil, math.tointeger):argname("<ms>")
+  start:option("--ready", "Regex: the first matching line marks it ready."):argname("<re>")
+  start:option("--output-bytes", "Output kept in memory.", nil, math.tointeger):argname("<n>")
+  start:argument("command", "The command: words become an argv; one quoted string runs in a shell."):args("+")
+
+  local list = p:command("list ls", "List background processes.")
+  list:option("--session", "Only this session's.")
+  list:option("--status", "Only this status (repeatable)."):count("*"):init({})
+  list:option("--tag", "With any of these tags (repeatable)."):count("*"):init({})
+  list:option("--all-tags", "With all of these tags (repeatable)."):count("*"):init({})
+  list:option("--name", "Name contains this.")
+  list:flag("--global", "Only global ones.")
+  list:option("--limit", "At most N (the newest).", nil, math.tointeger):argname("<n>")
+
+  local show = p:command("show", "Show one process: its record and last lines.")
+  show:argument("id", "Process id.")
+  show:option("-n --lines", "Lines of output.", "20", math.tointeger)
+
+  local logs = p:command("logs", "Print a process's output.")
+  logs:argument("id", "Process id.")
+  logs:option("-n", "Last N lines.", "100", math.tointeger)
+  logs:flag("-f --follow", "Keep printing new output until the job ends.")
+  logs:option("--since", "Only output after this cursor.", nil, math.tointeger):argname("<cursor>")
+  logs:option("--grep", "Only lines matching this regex."):argname("<re>")
+  logs:mutex(logs:flag("--stderr", "Only stderr."), logs:flag("--stdout", "Only stdout."))
+  logs:flag("--raw", "Keep ANSI colour codes and carriage returns.")
+
+  local kill = p:command("kill", "Stop processes and everything they started.")
+  kill:argument("id", "Process id."):args("?")
+  kill:option("--tag", "With any of these tags (repeatable)."):count("*"):init({})
+  kill:option("--session", "Of this session.")
+  kill:option("--status", "With this status (repeatable)."):count("*"):init({})
+  kill:flag("--all", "Every job.")
+  kill:option("--signal", "Signal to send first (default TERM).")
+  kill:option("--grace", "Milliseconds before KILL (default 3000).", nil, math.tointeger):argname("<ms>")
+
+  local wait = p:command("wait", "Wait for a process to exit, print a line, or become ready.")
+  wait:argument("id", "Process id.")
+  wait:mutex(wait:option("--for", "Regex: wait for a matching output line."):argname("<re>"),
+             wait:flag("--ready", "Wait for its --ready pattern."))
+  wait:option("--timeout", "Give up after MS milliseconds (exit code 124).", "30000", math.tointeger):argname("<ms>")
+
+  local send = p:command("send", "Write text to a process's stdin.")
+  send:argument("id", "Process id.")
+  send:argument("text", "Text to send (add \\n yourself for a newline).")
+  send:flag("--eof", "Close stdin afterwards.")
+
+  local d = p:command("daemon", "Start, stop or inspect the per-user daemon.")
+  d:argument("action", "start, stop, status, or run (in the foreground).")
+    :choices { "start", "stop", "status", "run" }
+  d:flag("--quiet-if-running", "With run: exit 0 quietly if a daemon already runs.")
+  d:flag("--verbose", "With run: also log to stderr.")
+
+  local m = p:command("mcp", "Serve the tools over MCP on stdin/stdout.")
+  m:flag("--standalone", "Run an engine in this process instead of using the daemon.")
+
+  p:command("version", "Print the version.")
+  local help = p:command("help", "Show help for a command.")
+  help:argument("topic", "A command."):args("?")
+  return p
+end
+
+-- Run the CLI with a list of arguments; returns the exit code.
+function cli.main(argv)
+  local parser = build_parser()
+  local ok, a = parser:pparse(argv)
+  if not ok then
+    local sub = argv[1]
+    local usage = parser:get_usage()
+    for _, cmd in ipairs(parser._commands) do
+      for _, name in ipairs(cmd._aliases) do
+        if name == sub then usage = cmd:get_usage() end
+      end
+    end
+    io.stderr:write(usage, "\n\nbgproc: error: ", a, "\n")
+    return EXIT_USAGE
+  end
+  if a.version or a.cmd == "version" then
+    out("bgproc ", require("bgproc").version, "\n")
+    return EXIT_OK
+  end
+  if a.cmd == nil or a.cmd == "help" then
+    local topic = a.topic
+    if topic then
+      for _, cmd in ipairs(parser._commands) do
+        for _, name in ipairs(cmd._aliases) do
+          if name == topic then out(cmd:get_help(), "\n") return EXIT_OK end
+        end
+      end
+      return fail("help: no command " .. topic, EXIT_USAGE)
+    end
+    out(parser:get_help(), "\n")
+    return EXIT_OK
+  end
+  if a.cmd == "daemon" then return daemon_command(a) end
+  if a.cmd == "mcp" then
+    return require("bgproc.mcp").run { standalone = a.standalone, socket = a.socket }
+  end
+  local c, err = connect(a)
+  if not c then return fail(err) end
+  local name = a.cmd == "ls" and "list" or a.cmd
+  local code = commands[name](a, c)
+  c:close()
+  return code
+end
+
+return cli

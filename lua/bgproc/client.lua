@@ -1,0 +1,143 @@
+-- A client of the daemon: connect (starting the daemon if none answers),
+-- send JSON-RPC requests, get replies and notifications. Used by the CLI
+-- (blocking calls) and the MCP server (callbacks, inside its loop).
+local uv = require "luv"
+local json = require "bgproc.json"
+local paths = require "bgproc.paths"
+local rpc = require "bgproc.rpc"
+
+local client = {}
+local Client = {}
+Client.__index = Client
+
+-- Run the loop until pred() or the timeout; the caller must not be inside
+-- a luv callback.
+local function pump(pred, timeout_ms)
+  local deadline = uv.now() + timeout_ms
+  local timer = uv.new_timer()
+  timer:start(math.max(1, timeout_ms), 0, function() end)
+  while not pred() and uv.now() < deadline do uv.run("once") end
+  timer:close()
+  uv.run("nowait")
+  return pred()
+end
+client.pump = pump
+
+-- Start `bgproc daemon run` detached (its own session), with this
+-- process's module paths. Returns true or nil, err.
+local function absolute(paths)
+  local cwd = uv.cwd()
+  return (paths:gsub("[^;]+", function(entry)
+    if entry:sub(1, 1) == "/" then return entry end
+    return cwd .. "/" .. entry:gsub("^%./", "")
+  end))
+end
+
+function client.spawn_daemon(socket)
+  local env = uv.os_environ()
+  env.LUA_PATH_5_4 = absolute(package.path)
+  env.LUA_CPATH_5_4 = absolute(package.cpath)
+  env.BGPROC_SOCKET = socket
+  local list = {}
+  for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
+  local handle, err = uv.spawn(uv.exepath(), {
+    args = { "-e", 'os.exit(require("bgproc.cli").main({ "daemon", "run", "--quiet-if-running" }))' },
+    env = list, detached = true, cwd = "/",
+  }, function() end)
+  if not handle then return nil, err end
+  handle:unref()
+  return true
+end
+
+local function try_connect(socket)
+  local pipe = uv.new_pipe(false)
+  local done, cerr = false, nil
+  pipe:connect(socket, function(err)
+    done, cerr = true, err
+  end)
+  pump(function() return done end, 2000)
+  if not done or cerr then
+    if not pipe:is_closing() then pipe:close() end
+    return nil, cerr or "ETIMEDOUT: no answer from " .. socket
+  end
+  return pipe
+end
+
+-- client.connect{ socket = path, autostart = true, timeout_ms = 5000 }
+-- Returns a Client or nil, message.
+function client.connect(opts)
+  opts = opts or {}
+  local socket = opts.socket or paths.socket()
+  local pipe, err = try_connect(socket)
+  if not pipe and opts.autostart ~= false then
+    local ok, serr = client.spawn_daemon(socket)
+    if not ok then return nil, "cannot start the daemon: " .. tostring(serr) end
+    local deadline = uv.now() + (opts.timeout_ms or 5000)
+    repeat
+      pump(function() return false end, 20)
+      pipe, err = try_connect(socket)
+    until pipe or uv.now() > deadline
+  end
+  if not pipe then return nil, ("cannot reach the bgproc daemon at %s: %s"):format(socket, tostring(err)) end
+  local self = setmetatable({ pending = {}, next_id = 0, socket = socket, closed = false }, Client)
+  self.conn = rpc.conn {
+    input = pipe,
+    on_message = function(_, msg) self:dispatch(msg) end,
+    on_close = function(_, why)
+      self.closed = true
+      self.close_reason = why
+      for _, cb in pairs(self.pending) do
+        pcall(cb, nil, { code = -32099, message = "connection to the daemon lost (" .. tostring(why) .. ")" })
+      end
+      self.pending = {}
+      if self.on_close then self.on_close(why) end
+    end,
+  }
+  self.conn:start()
+  return self
+end
+
+function Client:dispatch(msg)
+  if msg.method then
+    if self.on_notification then self.on_notification(msg.method, msg.params or {}, msg.id) end
+    return
+  end
+  local cb = self.pending[msg.id]
+  if not cb then return end
+  self.pending[msg.id] = nil
+  if msg.error then cb(nil, msg.error) else cb(msg.result) end
+end
+
+-- Send a request; cb(result, err) gets the reply. Returns the id.
+function Client:request(method, params, cb)
+  self.next_id = self.next_id + 1
+  local id = self.next_id
+  if self.closed then
+    cb(nil, { code = -32099, message = "not connected to the daemon" })
+    return id
+  end
+  self.pending[id] = cb
+  self.conn:send { jsonrpc = "2.0", id = id, method = method, params = params or {} }
+  return id
+end
+
+function Client:notify(method, params)
+  self.conn:send { jsonrpc = "2.0", method = method, params = params }
+end
+
+-- Blocking request: result, or nil and the error object.
+function Client:call(method, params, timeout_ms)
+  local done, res, err = false, nil, nil
+  self:request(method, params, function(r, e) done, res, err = true, r, e end)
+  if not pump(function() return done end, timeout_ms or 3600 * 1000) then
+    return nil, { code = -32098, message = "no answer from the daemon in time" }
+  end
+  return res, err
+end
+
+function Client:close()
+  if not self.closed then self.conn:close("closed by client") end
+  uv.run("nowait")
+end
+
+return client

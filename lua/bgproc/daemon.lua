@@ -1,0 +1,333 @@
+-- The per-user daemon: one engine, many clients, on a Unix socket.
+--
+-- Protocol: newline-delimited JSON-RPC 2.0 (docs/protocol.md). Each
+-- connection works in one session: the one it opens with session/open, or
+-- a session of its own that ends when the connection drops. A session can
+-- instead be bound to a process (the CLI binds to its calling shell) and
+-- ends when that process exits.
+local core = require "bgproc.core"
+local uv = require "luv"
+local bgproc = require "bgproc"
+local json = require "bgproc.json"
+local paths = require "bgproc.paths"
+local rpc = require "bgproc.rpc"
+
+local daemon = {}
+
+local function iso_now()
+  local sec, usec = uv.gettimeofday()
+  return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. (".%03dZ"):format(usec // 1000)
+end
+
+local function open_log(path)
+  if not path then return nil end
+  paths.ensure_dir(paths.dir(path))
+  local st = uv.fs_stat(path)
+  if st and st.size > 10 * 1024 * 1024 then os.rename(path, path .. ".1") end
+  return io.open(path, "a")
+end
+
+-- Run the daemon in the foreground until it is stopped. Returns an exit
+-- code: 0 after a clean stop, or when another daemon already holds the
+-- socket (`quiet_if_running`), 1 on failure.
+function daemon.run(opts)
+  opts = opts or {}
+  local socket = opts.socket or paths.socket()
+  local logf = open_log(opts.log == nil and paths.log() or opts.log or nil)
+  local function log(level, msg)
+    local line = ("%s %s %s\n"):format(iso_now(), level, msg)
+    if logf then
+      logf:write(line)
+      logf:flush()
+    end
+    if opts.verbose then io.stderr:write(line) end
+  end
+
+  local ok, err = paths.ensure_dir(paths.dir(socket))
+  if not ok then
+    io.stderr:write(("bgproc daemon: cannot create %s: %s\n"):format(paths.dir(socket), err))
+    return 1
+  end
+  uv.fs_chmod(paths.dir(socket), tonumber("700", 8))
+  local lock, lerr, lname = core.lock(paths.lock(socket))
+  if not lock then
+    if lname == "EAGAIN" then
+      if not opts.quiet_if_running then io.stderr:write("bgproc daemon: already running on " .. socket .. "\n") end
+      return opts.quiet_if_running and 0 or 1
+    end
+    io.stderr:write("bgproc daemon: " .. lerr .. "\n")
+    return 1
+  end
+  -- We hold the lock: a socket file left here is from a daemon that died.
+  if uv.fs_stat(socket) then
+    log("info", "removing stale socket " .. socket)
+    os.remove(socket)
+  end
+
+  local engine = bgproc.new { subreaper = true, log = log }
+  local server = uv.new_pipe(false)
+  local bok, berr = server:bind(socket)
+  if not bok then
+    io.stderr:write(("bgproc daemon: cannot bind %s: %s\n"):format(socket, tostring(berr)))
+    engine:shutdown()
+    return 1
+  end
+  uv.fs_chmod(socket, tonumber("600", 8))
+  local my_uid = core.getuid()
+  local started = uv.now()
+  local clients, nconn = {}, 0
+  local bound = {}     -- sessionId -> { pidfd, poll }
+  local stopping = false
+  local handles = {}
+
+  local function end_session(sid, why)
+    local b = bound[sid]
+    if b then
+      bound[sid] = nil
+      if not b.poll:is_closing() then b.poll:close() end
+      b.pidfd:close()
+    end
+    log("info", ("session %s ended (%s)"):format(sid, why))
+    engine:session_close_async(sid)
+  end
+
+  local function bind_pid(sid, pid)
+    if bound[sid] then return true end
+    local pidfd, perr = core.pidfd(pid)
+    if not pidfd then
+      -- the process is already gone: so is the session
+      end_session(sid, "process " .. pid .. " gone")
+      return nil, perr
+    end
+    local poll = uv.new_poll(pidfd:fd())
+    bound[sid] = { pidfd = pidfd, poll = poll }
+    poll:start("r", function() end_session(sid, "process " .. pid .. " exited") end)
+    return true
+  end
+
+  local stop -- forward
+
+  local methods = {}
+
+  function methods.ping() return {} end
+
+  function methods.hello(c, params)
+    c.client = type(params.client) == "string" and params.client or nil
+    return { pid = uv.os_getpid(), version = bgproc.version, socket = socket }
+  end
+
+  methods["daemon/status"] = function()
+    local running, total = 0, 0
+    for _, rec in ipairs(engine.order) do
+      if not rec.removed then
+        total = total + 1
+        if not engine:final(rec) then running = running + 1 end
+      end
+    end
+    local nsessions = 0
+    for _ in pairs(engine.sessions) do nsessions = nsessions + 1 end
+    local nclients = 0
+    for _ in pairs(clients) do nclients = nclients + 1 end
+    return { pid = uv.os_getpid(), version = bgproc.version, socket = socket,
+             uptimeMs = uv.now() - started, jobsRunning = running, jobs = total,
+             sessions = nsessions, clients = nclients, log = opts.log == nil and paths.log() or nil }
+  end
+
+  methods["daemon/stop"] = function(c, params, id)
+    c.conn:reply(id, { stopping = true })
+    local t = uv.new_timer()
+    t:start(0, 0, function() t:close() stop("asked by a client") end)
+    return nil, nil, true -- replied already
+  end
+
+  -- session/open { sessionId?, bind = "connection" | "pid" | "none", pid? }
+  methods["session/open"] = function(c, params)
+    local sid = params.sessionId
+    local bind = params.bind or "connection"
+    if sid ~= nil and (type(sid) ~= "string" or sid == "" or #sid > 200) then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a non-empty string of at most 200 characters")
+    end
+    if bind ~= "connection" and bind ~= "pid" and bind ~= "none" then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'bind' must be \"connection\", \"pid\" or \"none\"")
+    end
+    if bind == "pid" and (math.type(params.pid) == nil or params.pid < 1 or params.pid ~= math.floor(params.pid)) then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'pid' must be a positive integer with bind = \"pid\"")
+    end
+    sid = sid or ("conn-%d-%d"):format(uv.os_getpid(), c.n)
+    engine:session_open(sid)
+    c.session = sid
+    if bind == "connection" then
+      c.owned[sid] = true
+    elseif bind == "pid" then
+      local okb, perr = bind_pid(sid, math.tointeger(params.pid))
+      if not okb then return nil, rpc.error(rpc.INVALID_PARAMS, "cannot watch pid: " .. tostring(perr)) end
+    end
+    return { sessionId = sid, bind = bind }
+  end
+
+  methods["session/close"] = function(c, params, id)
+    local sid = params.sessionId or c.session
+    if type(sid) ~= "string" then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a string")
+    end
+    c.owned[sid] = nil
+    if bound[sid] then
+      local b = bound[sid]
+      bound[sid] = nil
+      b.poll:close()
+      b.pidfd:close()
+    end
+    engine:session_close_async(sid, function(stopped, finished, errs)
+      c.conn:reply(id, { sessionId = sid, killed = stopped, alreadyFinished = finished, errors = errs })
+    end)
+    return nil, nil, true
+  end
+
+  methods["tools/list"] = function()
+    return { tools = engine:tools() }
+  end
+
+  -- tools/call { name, arguments, sessionId?, progress? }
+  methods["tools/call"] = function(c, params, id)
+    if type(params.name) ~= "string" then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'name' must be a string (the tool's name)")
+    end
+    local args = params.arguments
+    if args ~= nil and type(args) ~= "table" then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'arguments' must be an object")
+    end
+    local sid = params.sessionId
+    if sid ~= nil and type(sid) ~= "string" then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a string")
+    end
+    if not sid and params.name == "createBackgroundProcess" and not c.session then
+      -- jobs need a session: without one, the connection's own
+      methods["session/open"](c, {})
+    end
+    sid = sid or c.session
+    local ctx = { sessionId = sid }
+    if params.progress == true and id ~= nil then
+      ctx.progress = function(elapsed, total)
+        c.conn:notify("notifications/progress", { requestId = id, progress = elapsed, total = total })
+      end
+    end
+    local key = tostring(id)
+    local task = engine:call_async(params.name, args, ctx, function(res, err)
+      c.calls[key] = nil
+      if id == nil then return end
+      if res then
+        c.conn:reply(id, res)
+      else
+        c.conn:fail(id, rpc.TOOL_ERROR, err.message, { code = err.code, processId = err.processId })
+      end
+    end)
+    if not task.done then c.calls[key] = task end
+    return nil, nil, true
+  end
+
+  -- notifications/cancelled { requestId }: stop a running wait; unknown ids
+  -- are ignored (some clients cancel after every call).
+  methods["notifications/cancelled"] = function(c, params)
+    local task = c.calls[tostring(params.requestId)]
+    if task then task:cancel() end
+    return nil, nil, true
+  end
+
+  local function on_message(c, conn, msg)
+    if msg.method == nil then return end -- a response: we send no requests
+    local fn = methods[msg.method]
+    local is_request = msg.id ~= nil
+    if not fn then
+      if is_request then conn:fail(msg.id, rpc.METHOD_NOT_FOUND, "method not found: " .. msg.method) end
+      return
+    end
+    local params = msg.params or {}
+    if params[1] ~= nil then
+      if is_request then conn:fail(msg.id, rpc.INVALID_PARAMS, "'params' must be an object") end
+      return
+    end
+    local res, err, handled = fn(c, params, is_request and msg.id or nil)
+    if handled or not is_request then return end
+    if err then conn:fail(msg.id, err.code, err.message, err.data) else conn:reply(msg.id, res or {}) end
+  end
+
+  local function on_connection(serr)
+    if serr then
+      log("error", "accept: " .. tostring(serr))
+      return
+    end
+    local pipe = uv.new_pipe(false)
+    if not server:accept(pipe) then
+      pipe:close()
+      return
+    end
+    local pid, uid = core.peercred(pipe:fileno())
+    if uid ~= my_uid then
+      log("warn", ("refused a connection from uid %s (pid %s): only uid %d may use this daemon")
+        :format(tostring(uid), tostring(pid), my_uid))
+      local line = json.encode { jsonrpc = "2.0", id = json.null,
+        error = { code = -32001, message = "permission denied: this daemon belongs to another user" } } .. "\n"
+      pipe:write(line, function() pipe:close() end)
+      return
+    end
+    nconn = nconn + 1
+    local c = { n = nconn, pid = pid, calls = {}, owned = {} }
+    c.conn = rpc.conn {
+      input = pipe, log = log,
+      on_message = function(conn, msg) on_message(c, conn, msg) end,
+      on_close = function(_, why)
+        clients[c] = nil
+        for _, task in pairs(c.calls) do task:cancel() end
+        for sid in pairs(c.owned) do end_session(sid, "connection closed (" .. tostring(why) .. ")") end
+      end,
+    }
+    clients[c] = true
+    c.conn:start()
+  end
+
+  function stop(why)
+    if stopping then return end
+    stopping = true
+    log("info", "stopping: " .. why)
+    if not server:is_closing() then server:close() end
+    for c in pairs(clients) do c.conn:close("daemon stopping") end
+    for sid in pairs(bound) do
+      local b = bound[sid]
+      b.poll:close()
+      b.pidfd:close()
+      bound[sid] = nil
+    end
+    engine:shutdown()
+    os.remove(socket)
+    for _, h in ipairs(handles) do if not h:is_closing() then h:close() end end
+    lock:close()
+    log("info", "stopped")
+  end
+
+  for _, name in ipairs { "sigterm", "sigint", "sighup" } do
+    local s = uv.new_signal()
+    s:start(name, function() stop("signal " .. name) end)
+    handles[#handles + 1] = s
+  end
+  -- Orphans of the jobs are ours (subreaper): reap them as they exit.
+  local function reap()
+    if stopping then return end
+    engine.core:reap_strays()
+    engine:dispatch()
+  end
+  local chld = uv.new_signal()
+  chld:start("sigchld", reap)
+  local sweep = uv.new_timer()
+  sweep:start(2000, 2000, reap)
+  handles[#handles + 1] = chld
+  handles[#handles + 1] = sweep
+
+  server:listen(128, on_connection)
+  log("info", ("started, pid %d, socket %s"):format(uv.os_getpid(), socket))
+  if opts.on_ready then opts.on_ready() end
+  uv.run()
+  if logf then logf:close() end
+  return 0
+end
+
+return daemon

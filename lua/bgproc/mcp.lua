@@ -1,0 +1,248 @@
+-- The MCP server: `bgproc mcp`. JSON-RPC 2.0 over stdio, one message per
+-- line; stdout carries protocol only, logs go to stderr.
+--
+-- By default it is a client of the daemon with a session of its own that
+-- ends when this process goes away (stdin EOF, SIGINT, SIGTERM, or being
+-- killed: the daemon sees the connection drop). With standalone = true it
+-- runs an engine in-process and everything ends when it exits.
+local uv = require "luv"
+local bgproc = require "bgproc"
+local json = require "bgproc.json"
+local rpc = require "bgproc.rpc"
+local tools = require "bgproc.tools"
+
+local mcp = {}
+
+-- Newest first: a client's version is echoed when supported, else the newest.
+mcp.VERSIONS = { "2025-11-25", "2025-06-18", "2025-03-26" }
+
+local INSTRUCTIONS = "bgproc runs commands in the background and keeps their output. "
+  .. "Start dev servers, builds, watchers and test runs with createBackgroundProcess, wait for "
+  .. "readiness with waitForBackgroundProcess (until: \"output\", pattern: ...) instead of sleeping, "
+  .. "read output with getBackgroundProcess (use the returned cursor as `since` to follow), and "
+  .. "stop jobs with killProcesses, which ends the whole process tree. Jobs of this session end "
+  .. "when the session ends unless started with global: true."
+
+local function log(level, msg)
+  io.stderr:write(("bgproc mcp: %s: %s\n"):format(level, msg))
+end
+
+local function open_stdio(fd)
+  local kind = uv.guess_handle(fd)
+  if kind == "tty" then return uv.new_tty(fd, fd == 0) end
+  local p = uv.new_pipe(false)
+  p:open(fd)
+  return p
+end
+
+-- In-process engine.
+local function standalone_backend(sid)
+  local engine = bgproc.new { log = log }
+  engine:session_open(sid)
+  return {
+    tools = function(cb) cb(engine:tools()) end,
+    call = function(name, args, progress, cb)
+      local task = engine:call_async(name, args, { sessionId = sid, progress = progress }, cb)
+      return function() task:cancel() end
+    end,
+    close = function() engine:shutdown() end,
+  }
+end
+
+-- Through the daemon, reconnecting (and re-opening the session) if it went away.
+local function daemon_backend(sid, socket)
+  local client = require "bgproc.client"
+  local conn, progress_of = nil, {}
+  local function connect()
+    local c, err = client.connect { socket = socket }
+    if not c then return nil, err end
+    local hello_err = select(2, c:call("session/open", { sessionId = sid, bind = "connection" }, 5000))
+    if hello_err then
+      c:close()
+      return nil, hello_err.message
+    end
+    c.on_notification = function(method, params)
+      if method == "notifications/progress" then
+        local fn = progress_of[params.requestId]
+        if fn then fn(params.progress, params.total) end
+      end
+    end
+    return c
+  end
+  local err
+  conn, err = connect()
+  if not conn then return nil, err end
+  local function ensure()
+    if conn.closed then
+      log("warn", "lost the daemon; reconnecting")
+      conn, err = connect()
+      if not conn then return nil, err end
+    end
+    return conn
+  end
+  return {
+    tools = function(cb)
+      local c, e = ensure()
+      if not c then return cb(nil, { code = "unavailable", message = e }) end
+      c:request("tools/list", {}, function(r, rerr) cb(r and r.tools, rerr) end)
+    end,
+    call = function(name, args, progress, cb)
+      local c, e = ensure()
+      if not c then
+        cb(nil, { code = "unavailable", message = tostring(e) })
+        return function() end
+      end
+      local id
+      id = c:request("tools/call", { name = name, arguments = args, sessionId = sid, progress = progress ~= nil },
+        function(r, rerr)
+          progress_of[id] = nil
+          if r then return cb(r) end
+          if rerr.code == rpc.TOOL_ERROR then
+            return cb(nil, { code = rerr.data and rerr.data.code or "error", message = rerr.message })
+          end
+          cb(nil, { code = "unavailable", message = rerr.message })
+        end)
+      progress_of[id] = progress
+      return function() c:notify("notifications/cancelled", { requestId = id }) end
+    end,
+    close = function() if conn then conn:close() end end,
+  }
+end
+
+-- Run until the client goes away. Returns an exit code.
+function mcp.run(opts)
+  opts = opts or {}
+  local sid = opts.sessionId or ("mcp-%d-%d"):format(uv.os_getpid(), uv.hrtime() % 100000)
+  local backend, err
+  if opts.standalone then
+    backend = standalone_backend(sid)
+  else
+    backend, err = daemon_backend(sid, opts.socket)
+    if not backend then
+      log("error", tostring(err))
+      return 1
+    end
+  end
+
+  local calls = {} -- request id key -> { cancel = fn, cancelled = bool }
+  local conn, finished
+  local signals = {}
+
+  local function shutdown(why)
+    if finished then return end
+    finished = true
+    if opts.verbose then log("info", "exiting: " .. tostring(why)) end
+    for _, s in ipairs(signals) do if not s:is_closing() then s:close() end end
+    backend.close()
+    if conn then conn:close(why) end
+  end
+
+  local function tool_result(name, res, terr)
+    if res then
+      return { content = { { type = "text", text = tools.summary(name, res) } },
+               structuredContent = res, isError = false }
+    end
+    return { content = { { type = "text", text = tools.summary(name, nil, terr) } },
+             structuredContent = { error = terr }, isError = true }
+  end
+
+  local handlers = {}
+
+  function handlers.initialize(params)
+    local want = params.protocolVersion
+    local version = mcp.VERSIONS[1]
+    for _, v in ipairs(mcp.VERSIONS) do if v == want then version = v end end
+    return {
+      protocolVersion = version,
+      capabilities = { tools = { listChanged = false } },
+      serverInfo = { name = "bgproc", title = "bgproc background processes", version = bgproc.version },
+      instructions = INSTRUCTIONS,
+    }
+  end
+
+  function handlers.ping() return {} end
+
+  handlers["tools/list"] = function(_, id)
+    backend.tools(function(defs, terr)
+      if defs then conn:reply(id, { tools = defs })
+      else conn:fail(id, rpc.INTERNAL_ERROR, terr and terr.message or "no tools") end
+    end)
+    return nil, nil, true
+  end
+
+  handlers["tools/call"] = function(params, id)
+    if type(params.name) ~= "string" then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'name' must be a string (the tool's name)")
+    end
+    local args = params.arguments
+    if args ~= nil and type(args) ~= "table" then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'arguments' must be an object")
+    end
+    local token = type(params._meta) == "table" and params._meta.progressToken or nil
+    local progress
+    if token ~= nil and token ~= json.null then
+      progress = function(elapsed, total)
+        conn:notify("notifications/progress", { progressToken = token, progress = elapsed, total = total,
+          message = ("still waiting after %d s"):format(elapsed // 1000) })
+      end
+    end
+    local key = tostring(id)
+    local entry = {}
+    calls[key] = entry
+    entry.cancel = backend.call(params.name, args, progress, function(res, terr)
+      calls[key] = nil
+      if entry.cancelled or (terr and terr.code == "cancelled") then return end -- no answer once cancelled
+      conn:reply(id, tool_result(params.name, res, terr))
+    end)
+    return nil, nil, true
+  end
+
+  handlers["notifications/initialized"] = function() return nil, nil, true end
+
+  handlers["notifications/cancelled"] = function(params)
+    local entry = calls[tostring(params.requestId)]
+    if entry and not entry.cancelled then
+      entry.cancelled = true
+      entry.cancel()
+    end
+    return nil, nil, true
+  end
+
+  local function on_message(c, msg)
+    if msg.method == nil then return end -- a response: we send no requests
+    local is_request = msg.id ~= nil
+    local fn = handlers[msg.method]
+    if not fn then
+      if is_request then c:fail(msg.id, rpc.METHOD_NOT_FOUND, "method not found: " .. msg.method) end
+      return
+    end
+    local params = msg.params or {}
+    if params[1] ~= nil then
+      if is_request then c:fail(msg.id, rpc.INVALID_PARAMS, "'params' must be an object") end
+      return
+    end
+    if not is_request and not msg.method:find("^notifications/") then return end
+    local res, ferr, handled = fn(params, msg.id)
+    if handled or not is_request then return end
+    if ferr then c:fail(msg.id, ferr.code, ferr.message, ferr.data) else c:reply(msg.id, res) end
+  end
+
+  conn = rpc.conn {
+    input = open_stdio(0), output = open_stdio(1), log = log,
+    on_message = on_message,
+    on_close = function(_, why) shutdown(why) end,
+  }
+  for _, name in ipairs { "sigint", "sigterm", "sighup" } do
+    local s = uv.new_signal()
+    s:start(name, function() shutdown("signal " .. name) end)
+    signals[#signals + 1] = s
+  end
+  local pipe_sig = uv.new_signal()
+  pipe_sig:start("sigpipe", function() end) -- a closed stdout is an error, not death
+  signals[#signals + 1] = pipe_sig
+  conn:start()
+  uv.run()
+  return 0
+end
+
+return mcp

@@ -1,0 +1,179 @@
+-- Newline-delimited JSON-RPC 2.0 over a luv stream (a Unix socket, or a
+-- process's stdin/stdout). One Conn per peer: it frames lines, answers
+-- malformed ones with the right error and keeps serving, and drops a peer
+-- whose unread replies pile up.
+local json = require "bgproc.json"
+
+local rpc = {}
+
+rpc.PARSE_ERROR, rpc.INVALID_REQUEST, rpc.METHOD_NOT_FOUND = -32700, -32600, -32601
+rpc.INVALID_PARAMS, rpc.INTERNAL_ERROR = -32602, -32603
+rpc.TOOL_ERROR = -32000 -- the daemon's tool failures; data.code says which
+
+rpc.MAX_LINE = 24 * 1024 * 1024   -- longer lines are refused, not buffered
+rpc.MAX_QUEUED = 64 * 1024 * 1024 -- unread replies before a peer is dropped
+
+local Conn = {}
+Conn.__index = Conn
+
+-- rpc.conn{ input = stream, output = stream (default input),
+--           on_message = fn(conn, msg), on_close = fn(conn, why), log = fn }
+function rpc.conn(o)
+  local self = setmetatable({
+    input = o.input, output = o.output or o.input,
+    on_message = o.on_message, on_close = o.on_close, log = o.log or function() end,
+    parts = {}, size = 0, skipping = false, closed = false, pending = 0,
+  }, Conn)
+  return self
+end
+
+local function err_obj(code, message, data)
+  return { code = code, message = message, data = data }
+end
+rpc.error = err_obj
+
+function Conn:send(msg)
+  if self.closed then return false end
+  local line = json.encode(msg) .. "\n"
+  local ok, err = pcall(self.output.write, self.output, line)
+  if not ok or err == nil then
+    self:close("write failed: " .. tostring(err))
+    return false
+  end
+  if self.output:get_write_queue_size() > rpc.MAX_QUEUED then
+    self:close("peer is not reading its replies")
+    return false
+  end
+  return true
+end
+
+function Conn:reply(id, result)
+  return self:send { jsonrpc = "2.0", id = id, result = result }
+end
+
+function Conn:fail(id, code, message, data)
+  return self:send { jsonrpc = "2.0", id = id == nil and json.null or id, error = err_obj(code, message, data) }
+end
+
+function Conn:notify(method, params)
+  return self:send { jsonrpc = "2.0", method = method, params = params }
+end
+
+-- Validate one decoded message. Returns msg, or nil and (id, message).
+local function check(msg)
+  if type(msg) ~= "table" or (msg[1] ~= nil) or json.is_array(msg) then
+    return nil, nil, "a JSON-RPC message must be an object"
+  end
+  local id = msg.id
+  local idt = type(id)
+  if id ~= nil and id ~= json.null and idt ~= "string" and idt ~= "number" then
+    return nil, nil, "'id' must be a string, a number or null"
+  end
+  if msg.jsonrpc ~= "2.0" then
+    return nil, id, "'jsonrpc' must be \"2.0\""
+  end
+  if msg.method == nil and (msg.result ~= nil or msg.error ~= nil) then
+    return msg -- a response (the client side receives these)
+  end
+  if type(msg.method) ~= "string" then
+    return nil, id, "'method' must be a string"
+  end
+  local p = msg.params
+  if p ~= nil and p ~= json.null and type(p) ~= "table" then
+    return nil, id, "'params' must be an object or an array"
+  end
+  if p == json.null then msg.params = nil end
+  return msg
+end
+
+function Conn:line(line)
+  if line:find("^%s*$") then return end
+  local msg, err = json.decode(line)
+  if msg == nil then
+    return self:fail(nil, rpc.PARSE_ERROR, "parse error: " .. tostring(err))
+  end
+  msg = json.normalize(msg)
+  if type(msg) == "table" and msg[1] ~= nil then
+    return self:fail(nil, rpc.INVALID_REQUEST, "batch requests are not supported")
+  end
+  local ok, id, why = check(msg)
+  if not ok then return self:fail(id, rpc.INVALID_REQUEST, "invalid request: " .. why) end
+  local good, perr = pcall(self.on_message, self, msg)
+  if not good then
+    self.log("error", "handler: " .. tostring(perr))
+    if msg.id ~= nil and msg.method then
+      self:fail(msg.id, rpc.INTERNAL_ERROR, "internal error: " .. tostring(perr):match("^[^\n]*"))
+    end
+  end
+end
+
+function Conn:feed(chunk)
+  local pos = 1
+  while not self.closed do
+    local nl = chunk:find("\n", pos, true)
+    if not nl then
+      local rest = #chunk - pos + 1
+      if rest > 0 and not self.skipping then
+        self.size = self.size + rest
+        if self.size > rpc.MAX_LINE then
+          self.parts, self.size, self.skipping = {}, 0, true
+          self:fail(nil, rpc.INVALID_REQUEST, ("request line longer than %d bytes"):format(rpc.MAX_LINE))
+        else
+          self.parts[#self.parts + 1] = chunk:sub(pos)
+        end
+      end
+      return
+    end
+    if self.skipping then
+      self.skipping = false
+    else
+      self.parts[#self.parts + 1] = chunk:sub(pos, nl - 1)
+      local line = table.concat(self.parts)
+      self.parts, self.size = {}, 0
+      self:line(line)
+    end
+    pos = nl + 1
+  end
+end
+
+-- Start reading. EOF or an error closes the connection.
+function Conn:start()
+  self.input:read_start(function(err, chunk)
+    if err then return self:close("read error: " .. tostring(err)) end
+    if not chunk then
+      -- a half line at EOF is still a request
+      if #self.parts > 0 and not self.skipping then
+        local line = table.concat(self.parts)
+        self.parts, self.size = {}, 0
+        self:line(line)
+      end
+      return self:close("eof")
+    end
+    self:feed(chunk)
+  end)
+end
+
+-- Close: stop reading at once; replies already queued are still written
+-- (a peer that half-closed gets its answers), then the handles close.
+function Conn:close(why)
+  if self.closed then return end
+  self.closed = true
+  local input, output = self.input, self.output
+  pcall(input.read_stop, input)
+  local function close_all()
+    for _, h in ipairs { input, output } do
+      if not h:is_closing() then h:close() end
+    end
+  end
+  if output ~= input and not input:is_closing() then input:close() end
+  if why ~= "peer is not reading its replies" and not output:is_closing()
+      and output:get_write_queue_size() > 0 then
+    local ok = pcall(output.shutdown, output, close_all)
+    if not ok then close_all() end
+  else
+    close_all()
+  end
+  if self.on_close then self.on_close(self, why) end
+end
+
+return rpc
