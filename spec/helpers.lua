@@ -201,6 +201,48 @@ function helpers.fails(m, code, tool, args, ctx)
   return err.message
 end
 
+-- A private daemon for a spec: its own socket, state and config dirs, so a
+-- user's real daemon is never touched. Returns an env table for child
+-- processes (bin/bgproc, bgproc mcp) and a stop function.
+function helpers.private_daemon(config_lua)
+  local dir = helpers.tmpdir()
+  local cfg = dir .. "/config.lua"
+  local f = assert(io.open(cfg, "w"))
+  f:write(config_lua or "return { plugins = {}, progressMs = 200 }\n")
+  f:close()
+  local env = helpers.lua_env {
+    BGPROC_SOCKET = dir .. "/run/daemon.sock",
+    BGPROC_CONFIG = cfg,
+    XDG_STATE_HOME = dir .. "/state",
+    XDG_CONFIG_HOME = dir .. "/config",
+    BGPROC_SESSION = false,
+    NO_COLOR = false,
+  }
+  local d = { dir = dir, env = env, socket = env.BGPROC_SOCKET, bin = helpers.root .. "/bin/bgproc" }
+  -- run `bgproc ARGS...` to the end: stdout+stderr, exit code
+  function d.run(args, extra_env, timeout_ms)
+    local core = require "bgproc.core"
+    local loop = core.new()
+    local e = {}
+    for k, v in pairs(env) do e[k] = v end
+    for k, v in pairs(extra_env or {}) do e[k] = v end
+    local argv = { "lua5.4", d.bin }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    local job = assert(loop:spawn { argv = argv, env = e })
+    local out = helpers.finish(loop, job, timeout_ms or 20000)
+    local code, sig = job:exit()
+    local stdout = (job:read(0, nil, "stdout"))
+    local stderr = (job:read(0, nil, "stderr"))
+    loop:close()
+    return out, code or sig, stdout, stderr
+  end
+  function d.stop()
+    d.run { "daemon", "stop" }
+    os.execute("rm -rf " .. dir)
+  end
+  return d
+end
+
 -- Fixture path.
 function helpers.fixture(name)
   return root .. "/spec/fixtures/" .. name

@@ -9,6 +9,7 @@
 --     graceMs = 3000,               -- TERM -> KILL when killing
 --     maxRunning = 512,             -- running jobs at once
 --     retention = { maxFinished = 1000, maxAgeMs = 86400000 },
+--     progressMs = 5000,            -- progress notifications while a wait runs
 --     restart = { maxRestarts = 5, backoffMs = 1000 },   -- a plugin's options
 --   }
 local config = {}
@@ -21,12 +22,14 @@ config.defaults = {
   graceMs = 3000,
   maxRunning = 512,
   retention = { maxFinished = 1000, maxAgeMs = 24 * 3600 * 1000 },
+  progressMs = 5000,
 }
 
 -- key -> expected Lua type, for the keys the engine itself reads
 local types = {
   plugins = "table", pluginDirs = "table", ringBytes = "number", maxRingBytes = "number",
   graceMs = "number", maxRunning = "number", retention = "table", tags = "table",
+  progressMs = "number",
 }
 
 local function home_config()
@@ -91,7 +94,7 @@ local function check(cfg, source)
         source, key, want, type(cfg[key])), 0)
     end
   end
-  for _, key in ipairs { "ringBytes", "maxRingBytes", "graceMs", "maxRunning" } do
+  for _, key in ipairs { "ringBytes", "maxRingBytes", "graceMs", "maxRunning", "progressMs" } do
     local v = cfg[key]
     if v ~= nil and (v < 0 or v ~= math.floor(v)) then
       error(("bgproc: config %s: '%s' must be a non-negative integer"):format(source, key), 0)

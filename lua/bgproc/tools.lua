@@ -323,7 +323,7 @@ local wait = {
     local progress
     if ctx and ctx.progress then
       local started = engine.sched.now()
-      progress = engine.sched:every(5000, function()
+      progress = engine.sched:every(engine.cfg.progressMs or 5000, function()
         pcall(ctx.progress, math.floor(engine.sched.now() - started), timeout)
       end)
     end
