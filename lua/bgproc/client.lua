@@ -11,11 +11,12 @@ local Client = {}
 Client.__index = Client
 
 -- Run the loop until pred() or the timeout; the caller must not be inside
--- a luv callback.
+-- a luv callback. A 10 ms tick re-checks conditions no event announces.
 local function pump(pred, timeout_ms)
+  uv.update_time()
   local deadline = uv.now() + timeout_ms
   local timer = uv.new_timer()
-  timer:start(math.max(1, timeout_ms), 0, function() end)
+  timer:start(10, 10, function() end)
   while not pred() and uv.now() < deadline do uv.run("once") end
   timer:close()
   uv.run("nowait")
