@@ -15,12 +15,14 @@ OPT      ?= -O2
 CFLAGS   ?=
 ALL_CFLAGS = $(WARN) $(OPT) -fPIC $(LUA_CFLAGS) $(CFLAGS)
 
-CORE_SRC := $(filter-out core/regex.c,$(wildcard core/*.c))
+CORE_SRC := $(filter-out core/regex.c core/jsonenc.c,$(wildcard core/*.c))
 CORE_HDR := $(wildcard core/*.h)
 CORE_SO  := lua/bgproc/core.so
 ASAN_SO  := build/asan/bgproc/core.so
 REGEX_SO := lua/bgproc/regex.so
 ASAN_REGEX_SO := build/asan/bgproc/regex.so
+JSONENC_SO := lua/bgproc/jsonenc.so
+ASAN_JSONENC_SO := build/asan/bgproc/jsonenc.so
 PCRE_CFLAGS := $(shell $(PKGCONF) --cflags libpcre2-8 2>/dev/null)
 PCRE_LIBS := $(shell $(PKGCONF) --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
 RUNNER   := build/suite-runner
@@ -41,7 +43,7 @@ export LUA_CPATH_5_4 := $(CURDIR)/lua/?.so;;
 .PHONY: all deps deps-test test test-core asan valgrind demo bench clean \
         rock-check
 
-all: $(CORE_SO) $(REGEX_SO) $(RUNNER) $(HOST)
+all: $(CORE_SO) $(REGEX_SO) $(JSONENC_SO) $(RUNNER) $(HOST)
 
 $(CORE_SO): $(CORE_SRC) $(CORE_HDR)
 	@mkdir -p $(dir $@)
@@ -55,6 +57,15 @@ $(ASAN_SO): $(CORE_SRC) $(CORE_HDR)
 $(REGEX_SO): core/regex.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PCRE_CFLAGS) -shared -o $@ $< $(PCRE_LIBS)
+
+# bgproc.jsonenc: the JSON encoder of every daemon and MCP reply.
+$(JSONENC_SO): core/jsonenc.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -shared -o $@ $< -lm
+
+$(ASAN_JSONENC_SO): core/jsonenc.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -O1 -g -fPIC $(SANITIZE) $(LUA_CFLAGS) -shared -o $@ $< -lm
 
 $(ASAN_REGEX_SO): core/regex.c
 	@mkdir -p $(dir $@)
@@ -94,7 +105,7 @@ test-core: deps-test
 # by build/asan/lua-host (the runtime linked in, nothing preloaded, so the
 # processes the tests start are plain). Child Lua processes of the specs
 # use the same host through BGPROC_LUA.
-asan: deps-test $(RUNNER) $(ASAN_SO) $(ASAN_REGEX_SO) $(ASAN_HOST)
+asan: deps-test $(RUNNER) $(ASAN_SO) $(ASAN_REGEX_SO) $(ASAN_JSONENC_SO) $(ASAN_HOST)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LUA_CPATH_5_4="$(CURDIR)/build/asan/?.so;;" \

@@ -40,6 +40,10 @@ build = {
       sources = { "core/regex.c" },
       libraries = { "pcre2-8" },
     },
+    ["bgproc.jsonenc"] = {
+      sources = { "core/jsonenc.c" },
+      libraries = { "m" },
+    },
     ["bgproc"] = "lua/bgproc/init.lua",
     ["bgproc.config"] = "lua/bgproc/config.lua",
     ["bgproc.errors"] = "lua/bgproc/errors.lua",

@@ -12,7 +12,7 @@ package.cpath = root .. "/lua/?.so;" .. package.cpath
 
 local cjson = require "cjson"
 
-local groups = { "core", "engine" }
+local groups = { "core", "engine", "interfaces" }
 local BASELINE = root .. "/build/bench-baseline"
 
 local function all_benches()
@@ -58,7 +58,8 @@ end
 if arg[1] == "--child" then
   local _, by_name = all_benches()
   local b = assert(by_name[arg[2]], "no bench " .. tostring(arg[2]))
-  local value = b.run(b.params, BASELINE)
+  local fn = arg[3] == "baseline" and b.baseline_fn or b.run
+  local value = fn(b.params, BASELINE)
   io.write(cjson.encode { value = value, rss_kib = peak_rss_kib() }, "\n")
   os.exit(0)
 end
@@ -96,7 +97,11 @@ local function measure(b)
   assert(ok, b.name .. " failed: " .. out)
   local mine = cjson.decode(out:match("[^\n]*\n?$"))
   local base
-  if b.baseline then
+  if b.baseline_fn then
+    local bok, bout = sh(("lua5.4 %s --child %s baseline"):format(arg[0], b.name))
+    assert(bok, b.name .. " baseline failed: " .. bout)
+    base = cjson.decode(bout:match("[^\n]*\n?$")).value
+  elseif b.baseline then
     local cmd, args = b.baseline(b.params, BASELINE)
     local words = { cmd }
     for _, a in ipairs(args) do words[#words + 1] = ("%q"):format(tostring(a)) end

@@ -83,7 +83,7 @@ function client.connect(opts)
   local self = setmetatable({ pending = {}, next_id = 0, socket = socket, closed = false }, Client)
   self.conn = rpc.conn {
     input = pipe,
-    on_message = function(_, msg) self:dispatch(msg) end,
+    on_message = function(_, msg, line) self:dispatch(msg, line) end,
     on_close = function(_, why)
       self.closed = true
       self.close_reason = why
@@ -98,7 +98,7 @@ function client.connect(opts)
   return self
 end
 
-function Client:dispatch(msg)
+function Client:dispatch(msg, line)
   if msg.method then
     if self.on_notification then self.on_notification(msg.method, msg.params or {}, msg.id) end
     return
@@ -106,7 +106,12 @@ function Client:dispatch(msg)
   local cb = self.pending[msg.id]
   if not cb then return end
   self.pending[msg.id] = nil
-  if msg.error then cb(nil, msg.error) else cb(msg.result) end
+  -- the third value: the result's JSON text as the daemon wrote it
+  if msg.error then
+    cb(nil, json.normalize(msg.error))
+  else
+    cb(msg.result, nil, line and rpc.raw_result(line, msg.id))
+  end
 end
 
 -- Send a request; cb(result, err) gets the reply. Returns the id.

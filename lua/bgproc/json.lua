@@ -47,24 +47,40 @@ local function valid_utf8(s)
 end
 
 local function quote(s)
-  s = valid_utf8(s)
-  if s:find('[%c"\\\127]') then s = s:gsub('[%c"\\\127]', escapes) end
+  if s:find('[%c"\\\127-\255]') then -- rare: escapes or non-ASCII
+    s = valid_utf8(s)
+    if s:find('[%c"\\\127]') then s = s:gsub('[%c"\\\127]', escapes) end
+  end
   return '"' .. s .. '"'
 end
 
+-- Object keys repeat (every record has the same ones): quote each once,
+-- for a bounded number of distinct keys.
+local key_cache, cached = {}, 0
+local function key(k)
+  local q = key_cache[k]
+  if q then return q end
+  q = quote(k) .. ":"
+  if cached < 4096 then
+    key_cache[k] = q
+    cached = cached + 1
+  end
+  return q
+end
+
+local mtype, tointeger, format, tostring_ = math.type, math.tointeger, string.format, tostring
+
 local function number(v)
-  if math.type(v) == "integer" then return tostring(v) end
+  if mtype(v) == "integer" then return tostring_(v) end
   if v ~= v or v == math.huge or v == -math.huge then return "null" end
-  local i = math.tointeger(v)
-  if i then return tostring(i) end
-  return ("%.17g"):format(v)
+  local i = tointeger(v)
+  if i then return tostring_(i) end
+  return format("%.17g", v)
 end
 
 local encode_value
 
-local function is_sequence(t)
-  local n = #t
-  if n == 0 then return false end
+local function is_sequence(t, n)
   local count = 0
   for _ in pairs(t) do
     count = count + 1
@@ -73,47 +89,74 @@ local function is_sequence(t)
   return count == n
 end
 
-local function encode_table(t, buf, depth)
+-- Append t's encoding to buf from index i; returns the next free index.
+local function encode_table(t, buf, i, depth)
   if depth > 64 then error("json: nesting too deep", 0) end
-  if getmetatable(t) == array_mt or is_sequence(t) then
-    buf[#buf + 1] = "["
-    for i = 1, #t do
-      if i > 1 then buf[#buf + 1] = "," end
-      encode_value(t[i], buf, depth + 1)
+  local n = #t
+  if getmetatable(t) == array_mt or (n > 0 and is_sequence(t, n)) then
+    if n == 0 then
+      buf[i] = "[]"
+      return i + 1
     end
-    buf[#buf + 1] = "]"
-    return
+    buf[i] = "["
+    i = i + 1
+    for k = 1, n do
+      if k > 1 then
+        buf[i] = ","
+        i = i + 1
+      end
+      i = encode_value(t[k], buf, i, depth + 1)
+    end
+    buf[i] = "]"
+    return i + 1
   end
-  buf[#buf + 1] = "{"
+  buf[i] = "{"
+  i = i + 1
   local first = true
   for k, v in pairs(t) do
-    if type(k) == "number" then k = number(k):gsub('"', "") end
-    if type(k) == "string" then
-      if not first then buf[#buf + 1] = "," end
-      first = false
-      buf[#buf + 1] = quote(k)
-      buf[#buf + 1] = ":"
-      encode_value(v, buf, depth + 1)
+    local tk = type(k)
+    if tk == "number" then k, tk = number(k), "string" end
+    if tk == "string" then
+      if first then first = false else
+        buf[i] = ","
+        i = i + 1
+      end
+      buf[i] = key(k)
+      i = encode_value(v, buf, i + 1, depth + 1)
     end
   end
-  buf[#buf + 1] = "}"
+  buf[i] = "}"
+  return i + 1
 end
 
-function encode_value(v, buf, depth)
+function encode_value(v, buf, i, depth)
   local t = type(v)
-  if t == "string" then buf[#buf + 1] = quote(v)
-  elseif t == "number" then buf[#buf + 1] = number(v)
-  elseif t == "boolean" then buf[#buf + 1] = v and "true" or "false"
-  elseif t == "table" then encode_table(v, buf, depth)
-  else buf[#buf + 1] = "null" end -- nil, json.null, functions, userdata
+  if t == "string" then buf[i] = quote(v)
+  elseif t == "number" then buf[i] = number(v)
+  elseif t == "boolean" then buf[i] = v and "true" or "false"
+  elseif t == "table" then return encode_table(v, buf, i, depth)
+  else buf[i] = "null" end -- nil, json.null, functions, userdata
+  return i + 1
 end
 
--- Encode v; raises only on tables nested deeper than 64.
-function json.encode(v)
+local function lua_encode(v)
   local buf = {}
-  encode_value(v, buf, 0)
+  encode_value(v, buf, 1, 0)
   return table.concat(buf)
 end
+
+-- The C encoder when it is built (make, luarocks); this file's otherwise.
+local has_c, jsonenc = pcall(require, "bgproc.jsonenc")
+local c_encode = has_c and jsonenc.encode
+
+-- Encode v as JSON text; raises only on tables nested deeper than 64.
+function json.encode(v)
+  if c_encode then return c_encode(v, array_mt) end
+  return lua_encode(v)
+end
+
+-- Same as json.encode, always in Lua (for tests comparing both).
+json.lua_encode = lua_encode
 
 -- Keys whose values are always arrays in bgproc's messages: an empty one
 -- decodes as a plain table, and is marked again by normalize().

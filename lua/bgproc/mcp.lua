@@ -94,9 +94,9 @@ local function daemon_backend(sid, socket)
       end
       local id
       id = c:request("tools/call", { name = name, arguments = args, sessionId = sid, progress = progress ~= nil },
-        function(r, rerr)
+        function(r, rerr, raw)
           progress_of[id] = nil
-          if r then return cb(r) end
+          if r then return cb(r, nil, raw) end
           if rerr.code == rpc.TOOL_ERROR then
             return cb(nil, { code = rerr.data and rerr.data.code or "error", message = rerr.message })
           end
@@ -139,7 +139,7 @@ function mcp.run(opts)
 
   local function tool_result(name, res, terr)
     if res then
-      return { content = { { type = "text", text = tools.summary(name, res) } },
+      return { content = json.array { { type = "text", text = tools.summary(name, res) } },
                structuredContent = res, isError = false }
     end
     return { content = { { type = "text", text = tools.summary(name, nil, terr) } },
@@ -189,10 +189,16 @@ function mcp.run(opts)
     local key = tostring(id)
     local entry = {}
     calls[key] = entry
-    entry.cancel = backend.call(params.name, args, progress, function(res, terr)
+    entry.cancel = backend.call(params.name, args, progress, function(res, terr, raw)
       calls[key] = nil
       if entry.cancelled or (terr and terr.code == "cancelled") then return end -- no answer once cancelled
-      conn:reply(id, tool_result(params.name, res, terr))
+      if res and raw then
+        -- the daemon's JSON goes out as it came: no second encoding
+        conn:reply_raw(id, '{"content":[{"type":"text","text":' .. json.encode(tools.summary(params.name, res))
+          .. '}],"structuredContent":' .. raw .. ',"isError":false}')
+      else
+        conn:reply(id, tool_result(params.name, res, terr))
+      end
     end)
     return nil, nil, true
   end

@@ -17,7 +17,7 @@ local Conn = {}
 Conn.__index = Conn
 
 -- rpc.conn{ input = stream, output = stream (default input),
---           on_message = fn(conn, msg), on_close = fn(conn, why), log = fn }
+--           on_message = fn(conn, msg, line), on_close = fn(conn, why), log = fn }
 function rpc.conn(o)
   local self = setmetatable({
     input = o.input, output = o.output or o.input,
@@ -33,9 +33,12 @@ end
 rpc.error = err_obj
 
 function Conn:send(msg)
+  return self:send_line(json.encode(msg))
+end
+
+function Conn:send_line(line)
   if self.closed then return false end
-  local line = json.encode(msg) .. "\n"
-  local ok, err = pcall(self.output.write, self.output, line)
+  local ok, err = pcall(self.output.write, self.output, line .. "\n")
   if not ok or err == nil then
     self:close("write failed: " .. tostring(err))
     return false
@@ -47,8 +50,22 @@ function Conn:send(msg)
   return true
 end
 
+-- Replies have a fixed layout, so a relay can lift the result out of the
+-- line without decoding and re-encoding it (see rpc.raw_result).
+function Conn:reply_raw(id, result_json)
+  return self:send_line('{"jsonrpc":"2.0","id":' .. json.encode(id) .. ',"result":' .. result_json .. "}")
+end
+
 function Conn:reply(id, result)
-  return self:send { jsonrpc = "2.0", id = id, result = result }
+  return self:reply_raw(id, json.encode(result))
+end
+
+-- The result's JSON text inside a reply line written by Conn:reply, or nil.
+function rpc.raw_result(line, id)
+  local prefix = '{"jsonrpc":"2.0","id":' .. json.encode(id) .. ',"result":'
+  if line:sub(1, #prefix) == prefix and line:sub(-1) == "}" then
+    return line:sub(#prefix + 1, -2)
+  end
 end
 
 function Conn:fail(id, code, message, data)
@@ -92,13 +109,15 @@ function Conn:line(line)
   if msg == nil then
     return self:fail(nil, rpc.PARSE_ERROR, "parse error: " .. tostring(err))
   end
-  msg = json.normalize(msg)
+  -- requests are normalized for the handlers; a reply goes to a client
+  -- that may relay its raw text (see rpc.raw_result) or normalize itself
+  if msg.method ~= nil then msg = json.normalize(msg) end
   if type(msg) == "table" and msg[1] ~= nil then
     return self:fail(nil, rpc.INVALID_REQUEST, "batch requests are not supported")
   end
   local ok, id, why = check(msg)
   if not ok then return self:fail(id, rpc.INVALID_REQUEST, "invalid request: " .. why) end
-  local good, perr = pcall(self.on_message, self, msg)
+  local good, perr = pcall(self.on_message, self, msg, line)
   if not good then
     self.log("error", "handler: " .. tostring(perr))
     if msg.id ~= nil and msg.method then

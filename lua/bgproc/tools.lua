@@ -13,6 +13,11 @@ local text = require "bgproc.text"
 
 local tools = {}
 
+-- Whole numbers print as such even when they came through JSON as floats.
+local function int(v)
+  return v and tostring(math.tointeger(v) or v) or "?"
+end
+
 -- ---- shared schema pieces ---------------------------------------------------------
 
 local ID = { type = "string", minLength = 1, maxLength = 100,
@@ -97,7 +102,7 @@ local create = {
     return engine:create(args, ctx)
   end,
   text = function(r)
-    return ("started %s (pid %s): %s"):format(r.id, tostring(r.pid), r.name)
+    return ("started %s (pid %s): %s"):format(r.id, int(r.pid), r.name)
   end,
 }
 
@@ -219,9 +224,9 @@ local get = {
   end,
   text = function(r)
     local head = ("%s %s (%s)%s"):format(r.id, r.status, r.name,
-      r.exitCode and (" exit " .. r.exitCode) or r.signal and (" signal " .. r.signal) or "")
+      r.exitCode and (" exit " .. int(r.exitCode)) or r.signal and (" signal " .. r.signal) or "")
     return head .. "\n" .. (r.output ~= "" and r.output or "(no output)\n")
-      .. ("[cursor %d%s]"):format(r.cursor, r.dropped > 0 and (", " .. r.dropped .. " bytes dropped") or "")
+      .. ("[cursor %s%s]"):format(int(r.cursor), r.dropped > 0 and (", " .. int(r.dropped) .. " bytes dropped") or "")
   end,
 }
 
@@ -348,7 +353,7 @@ local wait = {
       return r.matched and ("%s matched: %s"):format(r.id, r.line or "")
         or ("%s %s without a match"):format(r.id, r.status)
     end
-    return ("%s %s%s"):format(r.id, r.status, r.exitCode and (" (exit " .. r.exitCode .. ")") or "")
+    return ("%s %s%s"):format(r.id, r.status, r.exitCode and (" (exit " .. int(r.exitCode) .. ")") or "")
   end,
 }
 
@@ -390,7 +395,7 @@ local send = {
     return r
   end,
   text = function(r)
-    return ("sent %d bytes to %s%s"):format(r.bytes, r.id, r.eof and " and closed stdin" or "")
+    return ("sent %s bytes to %s%s"):format(int(r.bytes), r.id, r.eof and " and closed stdin" or "")
   end,
 }
 

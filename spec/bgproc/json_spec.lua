@@ -32,6 +32,22 @@ describe("bgproc.json", function()
     assert.is_nil(json.decode(("["):rep(100) .. ("]"):rep(100)))
   end)
 
+  it("encodes the same in C and in Lua", function()
+    local v = { a = { 1, 2.5, "x\0y", json.array(), {} }, b = "caf\195\169 \255", c = json.null, d = -0.0 }
+    assert.same(cjson.decode(json.lua_encode(v)), cjson.decode(json.encode(v)))
+    for _, s in ipairs { "plain", "quo\"te", "back\\slash", "\1\31\127", "\240\159\152\128", "\237\160\128" } do
+      assert.equal(json.lua_encode(s), json.encode(s))
+    end
+  end)
+
+  it("normalizes decoded values: integers, empty arrays under known keys", function()
+    local v = json.normalize(json.decode('{"pid":12.0,"tags":{},"x":{"argv":[]},"f":1.5}'))
+    assert.equal("integer", math.type(v.pid))
+    assert.equal("[]", json.encode(v.tags))
+    assert.equal("[]", json.encode(v.x.argv))
+    assert.equal(1.5, v.f)
+  end)
+
   it("refuses absurd nesting when encoding", function()
     local t = {}
     local cur = t
