@@ -1,18 +1,33 @@
--- `make demo`: a short scripted tour of what bgproc does.
+-- `make demo`: a short scripted tour of what bgproc does, through the CLI
+-- and a private daemon (its own socket in a temporary directory, so a
+-- daemon you may run yourself is not touched).
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
 package.path = here .. "/../lua/?.lua;" .. here .. "/../lua/?/init.lua;" .. package.path
 package.cpath = here .. "/../lua/?.so;" .. package.cpath
 
-local core = require "bgproc.core"
+local uv = require "luv"
+local root = uv.fs_realpath(here .. "/..")
+local dir = os.tmpname()
+os.remove(dir)
+uv.fs_mkdir(dir, tonumber("700", 8))
+local cfg = io.open(dir .. "/config.lua", "w")
+cfg:write("return { plugins = { 'autotag' } }\n")
+cfg:close()
+local env = ("BGPROC_SOCKET=%s/d.sock BGPROC_CONFIG=%s/config.lua XDG_STATE_HOME=%s/state NO_COLOR=1 "):format(dir, dir, dir)
 
-local function say(fmt, ...) io.write(("\n== " .. fmt .. "\n"):format(...)) end
-local function show(label, text)
-  for line in (text .. ""):gmatch("[^\n]+") do io.write("   ", label, " | ", line, "\n") end
+local function say(fmt, ...) io.write(("\n== " .. fmt .. "\n"):format(...)) io.flush() end
+
+-- Run `bgproc ARGS` and show it as typed.
+local function bgproc(args, quiet)
+  io.write("$ bgproc ", args, "\n")
+  io.flush()
+  local p = io.popen(env .. "lua5.4 " .. root .. "/bin/bgproc " .. args .. " 2>&1")
+  local out = p:read("a")
+  p:close()
+  if not quiet then io.write((out:gsub("([^\n]+)", "  %1"))) end
+  return out
 end
-local function finish(loop, job)
-  while job:alive() or not job:info().eof do loop:wait(200) end
-end
--- live (not zombie) processes of a session/group
+
 local function members(pgid)
   local n = 0
   local p = io.popen("exec ps -o stat= -g " .. pgid .. " 2>/dev/null")
@@ -21,56 +36,44 @@ local function members(pgid)
   return n
 end
 
--- subreaper: this demo owns its process, so orphans of its jobs are its to reap
-local loop = core.new { subreaper = true }
+say("1. Start a dev server and a build in the background (the daemon starts on demand)")
+bgproc([[start --name web --ready 'listening on' -- sh -c 'echo compiling...; sleep 0.3; echo "listening on :8080"; while sleep 0.2; do echo "GET / 200"; done']])
+bgproc([[start --name build 'for i in 1 2 3; do echo "[$i/3] building"; sleep 0.1; done; echo "warning: unused x" >&2']])
 
-say("1. A job: stdout and stderr kept in arrival order, and told apart")
-local job = assert(loop:spawn {
-  command = "echo compiling; sleep 0.05; echo 'warning: unused x' >&2; sleep 0.05; echo done",
-})
-finish(loop, job)
-show("both  ", (job:read(0)))
-show("stderr", (job:read(0, nil, "stderr")))
-print(("   exit code %d, pid %d led its own process group"):format(job:exit(), job:pid()))
+say("2. Wait for readiness instead of sleeping, then look")
+local web = bgproc("--json ls --name web", true):match('"id":"([^"]+)"')
+bgproc("wait " .. web .. " --ready --timeout 5000")
+bgproc("wait $(" .. env .. "lua5.4 " .. root .. "/bin/bgproc --json ls --name build | sed 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/')")
+bgproc("ls")
 
-say("2. A failed spawn is an error value, never a job that looks alive")
-print("   " .. select(2, loop:spawn { argv = { "no-such-tool" } }))
-print("   " .. select(2, loop:spawn { argv = { "true" }, cwd = "/no/such/dir" }))
+say("3. Read output: the last lines, only stderr, or only what matches")
+bgproc("logs " .. web .. " -n 3")
+local build = bgproc("--json ls --name build", true):match('"id":"([^"]+)"')
+bgproc("logs " .. build .. " --stderr")
+bgproc("logs " .. build .. " --grep '^\\[2'")
 
-say("3. 64 MiB of output through a 64 KiB ring: memory stays flat")
-local big = assert(loop:spawn { command = "seq 1 10000000 | head -c 67108864", ring = 65536 })
-finish(loop, big)
-local tail, head = big:offsets()
-local _, _, dropped = big:read(0)
-print(("   captured %d bytes, kept %d, dropped %d; the last 2 lines:"):format(head, head - tail, dropped))
-show("tail  ", (big:tail(2)))
+say("4. Stop the server: its whole process tree goes, nothing is left behind")
+local pid = tonumber(bgproc("--json ls --name web", true):match('"pid":(%d+)'))
+print(("  (process group %d has %d processes)"):format(pid, members(pid)))
+bgproc("kill " .. web)
+print(("  (process group %d has %d processes)"):format(pid, members(pid)))
 
-say("4. Stopping a job stops its whole process group")
-local server = assert(loop:spawn { command = "sleep 1000 & sleep 1000 & echo serving; wait" })
-while not (server:read(0)):find("serving") do loop:wait(100) end
-print(("   group %d has %d processes; sending TERM to the group"):format(server:pid(), members(server:pid())))
-server:kill("TERM")
-finish(loop, server)
-print(("   exited by %s; processes left in the group: %d"):format(select(2, server:exit()), members(server:pid())))
+say("5. A failed start is an error at once, not a job that looks alive")
+bgproc("start -- no-such-tool --flag")
 
-say("5. If the manager dies, even by SIGKILL, its guardian ends every job")
-local host = assert(loop:spawn {
-  argv = { "lua5.4", "-e", [[
-    local loop = require("bgproc.core").new()
-    local job = loop:spawn { command = "sleep 1000 & sleep 1000 & wait" }
-    io.write(job:pid(), "\n") io.flush()
-    while true do loop:wait(1000) end
-  ]] },
-  env = { LUA_CPATH_5_4 = package.cpath },
-})
-while not (host:read(0)):find("\n") do loop:wait(100) end
-local pgid = tonumber((host:read(0)):match("%d+"))
-os.execute("sleep 0.2")
-print(("   the manager's job group %d has %d processes; kill -9 the manager"):format(pgid, members(pgid)))
-host:kill("KILL")
-finish(loop, host)
-os.execute("sleep 0.6")
-print(("   processes left in group %d: %d"):format(pgid, members(pgid)))
+say("6. The same tools for AI agents: `bgproc mcp` speaks MCP on stdin/stdout")
+local req = [[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}}
+{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"listBackgroundProcesses","arguments":{}}}
+]]
+local f = io.open(dir .. "/req", "w")
+f:write(req)
+f:close()
+io.write("$ (initialize; tools/call listBackgroundProcesses) | bgproc mcp\n")
+local p = io.popen(env .. "lua5.4 " .. root .. "/bin/bgproc mcp < " .. dir .. "/req")
+for line in p:lines() do io.write("  ", line:sub(1, 150), line:len() > 150 and "..." or "", "\n") end
+p:close()
 
-loop:close()
-say("Done. `make test` runs the suite; `lua5.4 bench/run.lua` the benchmarks.")
+say("7. Stopping the daemon ends every job it runs")
+bgproc("daemon stop")
+os.execute("rm -rf " .. dir)
+say("Done. `make test` runs the test suite; `lua5.4 bench/run.lua` the benchmarks.")

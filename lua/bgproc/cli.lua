@@ -114,6 +114,52 @@ local function connect(args)
   return c
 end
 
+local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true,
+                 fish = true, busybox = true }
+
+-- argv of a process, from /proc, or nil.
+local function cmdline(pid)
+  local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  local argv = {}
+  for w in s:gmatch("([^%z]*)%z") do argv[#argv + 1] = w end
+  return argv
+end
+
+local function parent_of(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return tonumber(s:match("%) %S+ (%d+)"))
+end
+
+-- The calling shell: the parent, skipping `sh -c '...'`-style wrappers
+-- (a script's, or an agent's tool running each command in a fresh shell)
+-- so that jobs live as long as the interactive shell or program that
+-- started them, not as long as a one-off wrapper.
+function cli.calling_shell(pid)
+  local chosen = pid
+  for _ = 1, 32 do
+    local argv = cmdline(pid)
+    local name = argv and argv[1] and (argv[1]:match("([^/]+)$") or ""):gsub("^%-", "")
+    local wrapper = false
+    if argv and SHELLS[name] then
+      for i = 2, #argv do
+        if argv[i]:find("^%-%a*c%a*$") then wrapper = true break end
+        if not argv[i]:find("^%-") then break end
+      end
+    end
+    if not wrapper then return pid end
+    local ppid = parent_of(pid)
+    if not ppid or ppid <= 1 then return chosen end
+    pid = ppid
+  end
+  return chosen
+end
+
 -- The session of CLI jobs: the calling shell's, ending when it exits, or
 -- the one BGPROC_SESSION names.
 local function open_session(c)
@@ -122,7 +168,7 @@ local function open_session(c)
   if named and named ~= "" then
     params = { sessionId = named, bind = "none" }
   else
-    local shell = math.tointeger(uv.os_getppid())
+    local shell = cli.calling_shell(math.tointeger(uv.os_getppid()))
     params = { sessionId = "shell-" .. shell, bind = "pid", pid = shell }
   end
   local res, err = c:call("session/open", params, 10000)
@@ -133,7 +179,7 @@ end
 -- Call a tool: result, or nil and an exit code (the error printed).
 local function tool(c, name, arguments, sid)
   local res, err = c:call("tools/call", { name = name, arguments = arguments, sessionId = sid })
-  if res then return res end
+  if res then return json.normalize(res) end
   local code = err.data and err.data.code
   return nil, fail(code and ("%s: %s"):format(code, err.message) or err.message)
 end

@@ -27,12 +27,45 @@ local function log(level, msg)
   io.stderr:write(("bgproc mcp: %s: %s\n"):format(level, msg))
 end
 
+-- stdin or stdout as a regular file (`bgproc mcp < requests.jsonl`): libuv
+-- streams cannot hold files, so this offers the few stream methods rpc.lua
+-- uses, with blocking reads and writes.
+local function file_stream(fd)
+  local s = { closing = false }
+  local file = fd == 0 and io.stdin or io.stdout
+  function s:read_start(cb)
+    local t = uv.new_timer()
+    t:start(0, 0, function()
+      t:close()
+      while not s.closing do
+        local chunk = file:read(65536)
+        cb(nil, chunk)
+        if not chunk then break end
+      end
+    end)
+  end
+  function s:read_stop() end
+  function s:write(data)
+    file:write(data)
+    file:flush()
+    return true
+  end
+  function s:get_write_queue_size() return 0 end
+  function s:is_closing() return s.closing end
+  function s:close() s.closing = true end
+  function s:shutdown(cb) if cb then cb() end end
+  return s
+end
+
 local function open_stdio(fd)
   local kind = uv.guess_handle(fd)
   if kind == "tty" then return uv.new_tty(fd, fd == 0) end
-  local p = uv.new_pipe(false)
-  p:open(fd)
-  return p
+  if kind == "pipe" then
+    local p = uv.new_pipe(false)
+    p:open(fd)
+    return p
+  end
+  return file_stream(fd)
 end
 
 -- In-process engine.
@@ -124,8 +157,8 @@ function mcp.run(opts)
     end
   end
 
-  local calls = {} -- request id key -> { cancel = fn, cancelled = bool }
-  local conn, finished
+  local calls = {} -- request id key -> { cancel = fn, cancelled = bool, waits = bool }
+  local conn, finished, input_done
   local signals = {}
 
   local function shutdown(why)
@@ -187,10 +220,14 @@ function mcp.run(opts)
       end
     end
     local key = tostring(id)
-    local entry = {}
+    local entry = { waits = params.name == "waitForBackgroundProcess" }
     calls[key] = entry
     entry.cancel = backend.call(params.name, args, progress, function(res, terr, raw)
       calls[key] = nil
+      if input_done and next(calls) == nil then
+        local t = uv.new_timer() -- after this answer is written
+        t:start(0, 0, function() t:close() shutdown("eof") end)
+      end
       if entry.cancelled or (terr and terr.code == "cancelled") then return end -- no answer once cancelled
       if res and raw then
         -- the daemon's JSON goes out as it came: no second encoding
@@ -233,9 +270,22 @@ function mcp.run(opts)
     if ferr then c:fail(msg.id, ferr.code, ferr.message, ferr.data) else c:reply(msg.id, res) end
   end
 
+  -- At the end of input: waits are cancelled (their client is gone), the
+  -- answers still owed are written, then the server exits.
+  local function on_eof()
+    input_done = true
+    for _, entry in pairs(calls) do
+      if entry.waits and not entry.cancelled then
+        entry.cancelled = true
+        entry.cancel()
+      end
+    end
+    if next(calls) == nil then shutdown("eof") end
+  end
+
   conn = rpc.conn {
     input = open_stdio(0), output = open_stdio(1), log = log,
-    on_message = on_message,
+    on_message = on_message, on_eof = on_eof,
     on_close = function(_, why) shutdown(why) end,
   }
   for _, name in ipairs { "sigint", "sigterm", "sighup" } do

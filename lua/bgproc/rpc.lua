@@ -17,11 +17,13 @@ local Conn = {}
 Conn.__index = Conn
 
 -- rpc.conn{ input = stream, output = stream (default input),
---           on_message = fn(conn, msg, line), on_close = fn(conn, why), log = fn }
+--           on_message = fn(conn, msg, line), on_close = fn(conn, why), log = fn,
+--           on_eof = fn(conn) (optional: input ended; default: close) }
 function rpc.conn(o)
   local self = setmetatable({
     input = o.input, output = o.output or o.input,
-    on_message = o.on_message, on_close = o.on_close, log = o.log or function() end,
+    on_message = o.on_message, on_close = o.on_close, on_eof = o.on_eof,
+    log = o.log or function() end,
     parts = {}, size = 0, skipping = false, closed = false, pending = 0,
   }, Conn)
   return self
@@ -166,6 +168,7 @@ function Conn:start()
         self.parts, self.size = {}, 0
         self:line(line)
       end
+      if self.on_eof then return self.on_eof(self) end
       return self:close("eof")
     end
     self:feed(chunk)
