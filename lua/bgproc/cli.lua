@@ -187,24 +187,36 @@ end
 -- ---- subcommands ---------------------------------------------------------------------
 
 local commands = {}
+local usage_of -- defined with the parser
+
+-- Usage checks that argparse cannot make, before anything is started.
+local checks = {}
+
+function checks.start(a)
+  for _, kv in ipairs(a.env) do
+    if not kv:find("^[^=]+=") then return ("--env: expected NAME=VALUE, got '%s'"):format(kv) end
+  end
+end
 
 function commands.start(a, c)
   local words = a.command
+  local cwd = a.cwd or uv.cwd()
+  if cwd:sub(1, 1) ~= "/" then cwd = uv.cwd() .. "/" .. cwd end -- the daemon's cwd is not ours
   local args = {
     name = a.name, tags = #a.tag > 0 and a.tag or nil, global = a.global or nil,
-    cwd = a.cwd or uv.cwd(), pty = a.pty or nil, stdin = a.stdin and "pipe" or nil,
+    cwd = cwd, pty = a.pty or nil, stdin = a.stdin and "pipe" or nil,
     timeoutMs = a.timeout, readyPattern = a.ready, outputBytes = a.output_bytes,
   }
   if #words == 1 then args.command = words[1] else args.argv = words end
-  -- the job gets this shell's environment, not the daemon's
+  -- the job gets exactly this shell's environment (and --env), not the daemon's
   local env = uv.os_environ()
   for _, kv in ipairs(a.env) do
     local k, v = kv:match("^([^=]+)=(.*)$")
-    if not k then return fail(("--env %q: expected NAME=VALUE"):format(kv), EXIT_USAGE) end
     env[k] = v
   end
   env.BGPROC_SESSION = nil
   args.env = env
+  args.inheritEnv = false
   local sid, serr = open_session(c)
   if not sid then return fail(serr) end
   local r, code = tool(c, "createBackgroundProcess", args, sid)
@@ -342,19 +354,27 @@ local function daemon_command(a)
     end
     return EXIT_OK
   elseif action == "start" then
-    if c then
-      c:close()
-      out("already running on ", socket, "\n")
-      return EXIT_OK
+    local already = c ~= nil
+    if not c then
+      c = client.connect { socket = socket }
+      if not c then return fail("the daemon did not start (see " .. paths.log() .. ")") end
     end
-    c = client.connect { socket = socket }
-    if not c then return fail("the daemon did not start (see " .. paths.log() .. ")") end
-    local s = c:call("daemon/status", {}, 5000)
+    local s = c:call("daemon/status", {}, 5000) or {}
     c:close()
-    out(("started: pid %d, socket %s\n"):format(s and s.pid or -1, socket))
+    local pid = math.tointeger(s.pid) or -1
+    if a.json then
+      out(json.encode { running = true, started = not already, pid = pid, socket = socket }, "\n")
+    elseif already then
+      out(("already running: pid %d, socket %s\n"):format(pid, socket))
+    else
+      out(("started: pid %d, socket %s\n"):format(pid, socket))
+    end
     return EXIT_OK
   elseif action == "stop" then
-    if not c then out("not running\n") return EXIT_OK end
+    if not c then
+      if a.json then out(json.encode { running = false, stopped = false, socket = socket }, "\n") else out("not running\n") end
+      return EXIT_OK
+    end
     local pid = (c:call("daemon/status", {}, 5000) or {}).pid
     c:call("daemon/stop", {}, 5000)
     c:close()
@@ -364,13 +384,26 @@ local function daemon_command(a)
       if probe then probe:close() return false end
       return true
     end, 30000)
-    out(("stopped%s\n"):format(pid and (" (pid %d)"):format(pid) or ""))
+    pid = math.tointeger(pid)
+    if a.json then out(json.encode { running = false, stopped = true, pid = pid, socket = socket }, "\n")
+    else out(("stopped%s\n"):format(pid and (" (pid %d)"):format(pid) or "")) end
     return EXIT_OK
   end
   return fail("daemon: unknown action " .. tostring(action), EXIT_USAGE)
 end
 
 -- ---- the parser -------------------------------------------------------------------------
+
+-- A converter for an integer flag whose error names the flag.
+local function integer(flag)
+  return function(s)
+    local n = math.tointeger(tonumber(s))
+    if n then return n end
+    return nil, ("%s: expected a whole number, got '%s'"):format(flag, s)
+  end
+end
+
+local STATUSES = { "pending", "running", "completed", "failed", "cancelled" }
 
 local function build_parser()
   local p = argparse("bgproc", "Run, watch and stop background processes.")
@@ -390,29 +423,29 @@ local function build_parser()
   start:option("--env", "NAME=VALUE added to the environment (repeatable)."):count("*"):init({})
   start:flag("--pty", "Run on a pseudo-terminal.")
   start:flag("--stdin", "Keep stdin open as a pipe (see `bgproc send`).")
-  start:option("--timeout", "Stop it after MS milliseconds.", nil, math.tointeger):argname("<ms>")
+  start:option("--timeout", "Stop it after MS milliseconds.", nil, integer("--timeout")):argname("<ms>")
   start:option("--ready", "Regex: the first matching line marks it ready."):argname("<re>")
-  start:option("--output-bytes", "Output kept in memory.", nil, math.tointeger):argname("<n>")
+  start:option("--output-bytes", "Output kept in memory.", nil, integer("--output-bytes")):argname("<n>")
   start:argument("command", "The command: words become an argv; one quoted string runs in a shell."):args("+")
 
   local list = p:command("list ls", "List background processes.")
   list:option("--session", "Only this session's.")
-  list:option("--status", "Only this status (repeatable)."):count("*"):init({})
+  list:option("--status", "Only this status (repeatable)."):count("*"):init({}):choices(STATUSES)
   list:option("--tag", "With any of these tags (repeatable)."):count("*"):init({})
   list:option("--all-tags", "With all of these tags (repeatable)."):count("*"):init({})
   list:option("--name", "Name contains this.")
   list:flag("--global", "Only global ones.")
-  list:option("--limit", "At most N (the newest).", nil, math.tointeger):argname("<n>")
+  list:option("--limit", "At most N (the newest).", nil, integer("--limit")):argname("<n>")
 
   local show = p:command("show", "Show one process: its record and last lines.")
   show:argument("id", "Process id.")
-  show:option("-n --lines", "Lines of output.", "20", math.tointeger)
+  show:option("-n --lines", "Lines of output.", "20", integer("--lines"))
 
   local logs = p:command("logs", "Print a process's output.")
   logs:argument("id", "Process id.")
-  logs:option("-n", "Last N lines.", "100", math.tointeger)
+  logs:option("-n", "Last N lines.", "100", integer("-n"))
   logs:flag("-f --follow", "Keep printing new output until the job ends.")
-  logs:option("--since", "Only output after this cursor.", nil, math.tointeger):argname("<cursor>")
+  logs:option("--since", "Only output after this cursor.", nil, integer("--since")):argname("<cursor>")
   logs:option("--grep", "Only lines matching this regex."):argname("<re>")
   logs:mutex(logs:flag("--stderr", "Only stderr."), logs:flag("--stdout", "Only stdout."))
   logs:flag("--raw", "Keep ANSI colour codes and carriage returns.")
@@ -421,16 +454,16 @@ local function build_parser()
   kill:argument("id", "Process id."):args("?")
   kill:option("--tag", "With any of these tags (repeatable)."):count("*"):init({})
   kill:option("--session", "Of this session.")
-  kill:option("--status", "With this status (repeatable)."):count("*"):init({})
+  kill:option("--status", "With this status (repeatable)."):count("*"):init({}):choices(STATUSES)
   kill:flag("--all", "Every job.")
   kill:option("--signal", "Signal to send first (default TERM).")
-  kill:option("--grace", "Milliseconds before KILL (default 3000).", nil, math.tointeger):argname("<ms>")
+  kill:option("--grace", "Milliseconds before KILL (default 3000).", nil, integer("--grace")):argname("<ms>")
 
   local wait = p:command("wait", "Wait for a process to exit, print a line, or become ready.")
   wait:argument("id", "Process id.")
   wait:mutex(wait:option("--for", "Regex: wait for a matching output line."):argname("<re>"),
              wait:flag("--ready", "Wait for its --ready pattern."))
-  wait:option("--timeout", "Give up after MS milliseconds (exit code 124).", "30000", math.tointeger):argname("<ms>")
+  wait:option("--timeout", "Give up after MS milliseconds (exit code 124).", "30000", integer("--timeout")):argname("<ms>")
 
   local send = p:command("send", "Write text to a process's stdin.")
   send:argument("id", "Process id.")
@@ -452,23 +485,31 @@ local function build_parser()
   return p
 end
 
+-- The usage text of a subcommand (by name or alias), or of bgproc.
+usage_of = function(parser, sub)
+  for _, cmd in ipairs(parser._commands) do
+    for _, name in ipairs(cmd._aliases) do
+      if name == sub then return cmd:get_usage() end
+    end
+  end
+  return parser:get_usage()
+end
+
 -- Run the CLI with a list of arguments; returns the exit code.
 function cli.main(argv)
   local parser = build_parser()
   local ok, a = parser:pparse(argv)
   if not ok then
-    local sub = argv[1]
-    local usage = parser:get_usage()
-    for _, cmd in ipairs(parser._commands) do
-      for _, name in ipairs(cmd._aliases) do
-        if name == sub then usage = cmd:get_usage() end
-      end
+    local sub
+    for _, w in ipairs(argv) do
+      if not w:find("^%-") then sub = w break end
     end
-    io.stderr:write(usage, "\n\nbgproc: error: ", a, "\n")
+    io.stderr:write(usage_of(parser, sub), "\n\nbgproc: error: ", a, "\n")
     return EXIT_USAGE
   end
   if a.version or a.cmd == "version" then
-    out("bgproc ", require("bgproc").version, "\n")
+    local v = require("bgproc").version
+    if a.json then out(json.encode { version = v }, "\n") else out("bgproc ", v, "\n") end
     return EXIT_OK
   end
   if a.cmd == nil or a.cmd == "help" then
@@ -488,9 +529,14 @@ function cli.main(argv)
   if a.cmd == "mcp" then
     return require("bgproc.mcp").run { standalone = a.standalone, socket = a.socket }
   end
+  local name = a.cmd == "ls" and "list" or a.cmd
+  local problem = checks[name] and checks[name](a)
+  if problem then
+    io.stderr:write(usage_of(parser, a.cmd), "\n\nbgproc: error: ", problem, "\n")
+    return EXIT_USAGE
+  end
   local c, err = connect(a)
   if not c then return fail(err) end
-  local name = a.cmd == "ls" and "list" or a.cmd
   local code = commands[name](a, c)
   c:close()
   return code

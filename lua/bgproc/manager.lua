@@ -478,7 +478,7 @@ end
 -- ---- starting jobs ----------------------------------------------------------------
 
 local function spawn_options(self, rec)
-  local o = { cwd = rec.cwd, env = rec.env, ring = rec.ring }
+  local o = { cwd = rec.cwd, env = rec.env, ring = rec.ring, clear_env = rec.clear_env }
   if rec.pty then o.pty = true elseif rec.stdin == "pipe" then o.stdin = "pipe" end
   if rec.command then
     local argv = manager.simple_argv(rec.command)
@@ -559,7 +559,7 @@ function M:create(args, ctx)
     id = ("%s-%d"):format(self.prefix, self.seq),
     name = args.name or default_name(args),
     command = args.command, argv = args.argv,
-    cwd = args.cwd, env = args.env,
+    cwd = args.cwd, env = args.env, clear_env = args.inheritEnv == false,
     sessionId = sid, global = args.global == true,
     tags = tag_list, tagset = tags.set(tag_list),
     stdin = args.pty and "pty" or args.stdin or "null",

@@ -79,6 +79,8 @@ local create = {
     cwd = { type = "string", minLength = 1, maxLength = 4096, description = "Working directory." },
     env = { type = "object", additionalProperties = { type = "string", maxLength = 65536 },
             description = "Environment variables added to (or overriding) the inherited ones." },
+    inheritEnv = { type = "boolean",
+                   description = "false: the job's environment is exactly `env` (default true: env is added)." },
     stdin = { type = "string", enum = { "null", "pipe" },
               description = "\"null\" (default: a prompt sees end of input) or \"pipe\" (send input later)." },
     pty = { type = "boolean", description = "Run on a pseudo-terminal, for programs that need a TTY." },

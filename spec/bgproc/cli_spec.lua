@@ -2,8 +2,6 @@
 -- real CLI processes talking to a real private daemon (helpers.private_daemon),
 -- real jobs, real process groups. Nothing is mocked.
 --
--- Tests marked `-- BUG:` expose defects of the CLI/daemon (see the comment
--- above each one); they are kept failing on purpose.
 local h = require "helpers"
 local cjson = require "cjson"
 local core = require "bgproc.core"
@@ -41,7 +39,7 @@ local function ok_run(d, args, env, timeout_ms)
 end
 
 -- Run the CLI with more control than d.run: cwd, a pty, env changes.
--- Returns all output, the exit code (or signal), the elapsed ms.
+-- Returns all output (stdout and stderr) and the exit code (or signal).
 local function run_cli(d, args, opts)
   opts = opts or {}
   local env = {}
@@ -147,6 +145,9 @@ describe("bgproc CLI: version, help and usage errors", function()
     assert.equal(0, code2)
     assert.truthy(so2:find("--all-tags", 1, true))
     assert.truthy(so2:find("--limit", 1, true))
+    local _, hcode, hso = d.run { "start", "-h" }
+    assert.equal(0, hcode)
+    assert.matches("^Usage: bgproc start", hso)
     local _, code3, so3, se3 = d.run { "help", "nosuchcommand" }
     assert.equal(2, code3)
     assert.equal("", so3)
@@ -178,12 +179,7 @@ describe("bgproc CLI: version, help and usage errors", function()
     end)
   end
 
-  -- BUG: a malformed number for a numeric flag is reported without naming
-  -- the flag: `bgproc logs x -n lots` exits 2 with the usage and
-  -- "bgproc: error: malformed argument 'lots'", expected a message naming
-  -- -n (e.g. "option '-n': malformed argument 'lots'"). Same for --timeout,
-  -- --limit, --grace, --since, --output-bytes (argparse's convert = math.tointeger
-  -- returns nil without a message, and argparse then omits the option's name).
+  -- A malformed number names its flag (regression: argparse alone does not).
   local malformed_numbers = {
     { { "logs", "x", "-n", "lots" }, "%-n", "bgproc logs" },
     { { "start", "--timeout", "soon", "--", "true" }, "%-%-timeout", "bgproc start" },
@@ -288,10 +284,7 @@ describe("bgproc CLI with a daemon", function()
       assert.matches("bgproc: [^\n]*%-%-env[^\n]*\n$", se)
     end)
 
-    -- BUG: `bgproc start --env NOEQUALS -- true` is a flag error that exits 2
-    -- but prints no usage (only "bgproc: --env "NOEQUALS": expected
-    -- NAME=VALUE"), unlike every other flag error ("every flag error prints
-    -- usage with the offending flag").
+    -- A malformed --env is a usage error like any other, checked before connecting.
     it("prints the usage for a malformed --env, like for other flag errors", function()
       local _, code, _, se = d.run { "start", "--env", "NOEQUALS", "--", "true" }
       assert.equal(2, code)
@@ -324,34 +317,30 @@ describe("bgproc CLI with a daemon", function()
   describe("the job's directory and environment", function()
     it("runs in the CLI's current directory by default", function()
       local dir = assert(uv.fs_realpath(h.tmpdir()))
+      finally(function() os.execute("rm -rf " .. dir) end)
       local out, code = run_cli(d, { "start", "--json", "--", "pwd" }, { cwd = dir })
       assert.equal(0, code, out)
       local r = decode(out)
       assert.equal(dir, r.cwd)
       finished(d, r.id)
       assert.equal(dir .. "\n", logs(d, r.id))
-      os.execute("rm -rf " .. dir)
     end)
 
     it("runs in --cwd DIR when given", function()
       local dir = assert(uv.fs_realpath(h.tmpdir()))
+      finally(function() os.execute("rm -rf " .. dir) end)
       local r = start(d, { "--cwd", dir, "--", "pwd" })
       assert.equal(dir, r.cwd)
       finished(d, r.id)
       assert.equal(dir .. "\n", logs(d, r.id))
-      os.execute("rm -rf " .. dir)
     end)
 
-    -- BUG: a relative --cwd is resolved against the daemon's directory ("/"),
-    -- not the CLI's. `cd /tmp/x && mkdir sub && bgproc start --cwd sub -- pwd`
-    -- should print /tmp/x/sub; it fails instead with exit 1 and
-    -- "bgproc: spawn_failed: ENOENT: chdir 'sub': No such file or directory"
-    -- (the CLI passes a.cwd unchanged; only the default uses uv.cwd()).
+    -- A relative --cwd is the CLI's, not the daemon's (regression).
     it("resolves a relative --cwd against the CLI's directory", function()
       local dir = assert(uv.fs_realpath(h.tmpdir()))
+      finally(function() os.execute("rm -rf " .. dir) end)
       assert(uv.fs_mkdir(dir .. "/sub", tonumber("755", 8)))
       local out, code = run_cli(d, { "start", "--json", "--cwd", "sub", "--", "pwd" }, { cwd = dir })
-      os.execute("rm -rf " .. dir)
       assert.equal(0, code, out)
       local r = decode(out)
       finished(d, r.id)
@@ -692,10 +681,22 @@ describe("bgproc CLI with a daemon", function()
       local ok = start(d, { "--", "true" })
       local _, code, so = d.run { "wait", ok.id }
       assert.equal(0, code)
-      assert.equal(ok.id .. " completed (exit 0)\n", so)
+      assert.matches("^" .. ok.id:gsub("%-", "%%-") .. " completed %(exit 0", so)
       local bad = start(d, { "exit 3" })
       local _, code2, so2 = d.run { "wait", bad.id }
       assert.equal(1, code2)
+      assert.matches("^" .. bad.id:gsub("%-", "%%-") .. " failed %(exit 3", so2)
+    end)
+
+    -- Regression: with ab793f7 (replies no longer normalized by the client;
+    -- Debian's cjson decodes every number as a float) this printed
+    -- "ID completed (exit 0.0)"; cli.lua's tool() now normalizes results.
+    it("prints the exit code as an integer", function()
+      local ok = start(d, { "--", "true" })
+      local _, _, so = d.run { "wait", ok.id }
+      assert.equal(ok.id .. " completed (exit 0)\n", so)
+      local bad = start(d, { "exit 3" })
+      local _, _, so2 = d.run { "wait", bad.id }
       assert.equal(bad.id .. " failed (exit 3)\n", so2)
     end)
 
@@ -804,23 +805,23 @@ describe("bgproc CLI with a daemon", function()
   end)
 
   describe("sessions", function()
+    local function rec(name)
+      local r = decode((ok_run(d, { "list", "--json", "--name", name })))
+      assert.equal(1, r.count)
+      return r.processes[1]
+    end
+
     it("ends a job with the shell that started it; a --global one keeps running", function()
       local bound, glob = uniq("bound-"), uniq("glob-")
-      local script = ("lua5.4 %s start --name %s -- sleep 1000 && lua5.4 %s start --global --name %s -- sleep 1000; sleep 0.3")
-        :format(BIN, bound, BIN, glob)
       local loop = core.new()
-      local job = assert(loop:spawn { argv = { "sh", "-c", script }, env = d.env })
+      local job = assert(loop:spawn { argv = { "sh", h.fixture("cli_session.sh"), BIN, bound, glob }, env = d.env })
       local shpid = job:pid()
       local out = h.finish(loop, job, 15000)
       local code = job:exit()
       loop:close()
       assert.equal(0, code, out)
-      local function rec(name)
-        local r = decode((ok_run(d, { "list", "--json", "--name", name })))
-        assert.equal(1, r.count)
-        return r.processes[1]
-      end
       assert.equal("shell-" .. shpid, rec(bound).sessionId)
+      assert.equal("shell-" .. shpid, rec(glob).sessionId)
       assert.truthy(h.wait_until(function() return rec(bound).status == "cancelled" end, 8000),
         "the session job is still " .. rec(bound).status)
       assert.is_false(h.alive(rec(bound).pid))
@@ -828,6 +829,18 @@ describe("bgproc CLI with a daemon", function()
       assert.equal("running", g.status)
       assert.is_true(h.alive(g.pid))
       assert.is_true(g.global)
+    end)
+
+    it("binds the session to the process above a one-off `sh -c` wrapper", function()
+      local name = uniq("wrapped-")
+      local loop = core.new()
+      local job = assert(loop:spawn { argv = { "sh", "-c", ("lua5.4 %s start --name %s -- sleep 1000; sleep 0.2"):format(BIN, name) },
+                                      env = d.env })
+      local out = h.finish(loop, job, 15000)
+      loop:close()
+      assert.equal("shell-" .. h.self_pid(), rec(name).sessionId, out)
+      h.sleep(300)
+      assert.equal("running", rec(name).status) -- the wrapper's exit did not end it
     end)
 
     it("keeps jobs of a session named by BGPROC_SESSION after the shell exits", function()
@@ -883,9 +896,33 @@ describe("bgproc CLI with a daemon", function()
     end)
   end)
 
+  describe("--json", function()
+    it("is accepted before the subcommand too", function()
+      local r = start(d, { "--", "true" })
+      local so = ok_run(d, { "--json", "show", r.id })
+      assert.equal(r.id, decode(so).id)
+    end)
+
+    -- Regression: with ab793f7 empty arrays came out as objects
+    -- ({"processes":{}}, "tags":{}, "killed":{}) because the CLI re-encoded
+    -- un-normalized results; cli.lua's tool() now normalizes them.
+    it("prints empty arrays as []", function()
+      local so = ok_run(d, { "start", "--json", "--", "true" })
+      assert.truthy(so:find('"tags":[]', 1, true), so)
+      local id = decode(so).id
+      finished(d, id)
+      local so2 = ok_run(d, { "list", "--json", "--name", "no-such-job-name-at-all" })
+      assert.truthy(so2:find('"processes":[]', 1, true), so2)
+      local so3 = ok_run(d, { "kill", "--json", id })
+      assert.truthy(so3:find('"killed":[]', 1, true), so3)
+      assert.truthy(so3:find('"errors":[]', 1, true), so3)
+    end)
+  end)
+
   describe("bin/bgproc", function()
     it("runs from the checkout without LUA_PATH, from any directory, as an executable", function()
       local dir = h.tmpdir()
+      finally(function() os.execute("rm -rf " .. dir) end)
       local env = { LUA_PATH_5_4 = false, LUA_CPATH_5_4 = false }
       local out, code = run_cli(d, { "version" }, { argv = { BIN }, env = env, cwd = dir })
       assert.equal(0, code, out)
@@ -894,7 +931,6 @@ describe("bgproc CLI with a daemon", function()
       local out2, code2 = run_cli(d, { "start", "--json", "--name", name, "--", "true" }, { argv = { BIN }, env = env, cwd = dir })
       assert.equal(0, code2, out2)
       assert.equal(name, decode(out2).name)
-      os.execute("rm -rf " .. dir)
     end)
   end)
 
@@ -955,13 +991,7 @@ describe("bgproc CLI: the job environment", function()
   end)
   teardown(function() d.stop() end)
 
-  -- BUG: a job gets the daemon's environment underneath the CLI's, so a
-  -- variable that the *calling* CLI does not have leaks in from whichever
-  -- CLI happened to start the daemon. Repro:
-  --   FOO=old bgproc daemon start; bgproc start -- sh -c 'echo ${FOO-unset}'
-  -- prints "old" instead of "unset" (likewise `env -u FOO bgproc start ...`).
-  -- The CLI sends its environment as `env`, which the core merges over the
-  -- daemon's own environ instead of replacing it (no clear_env).
+  -- A job gets exactly the CLI's environment, nothing of the daemon's (regression).
   it("is the CLI's environment, not the daemon's", function()
     local r = start(d, { "--", "sh", "-c", 'echo "[${CLI_SPEC_DAEMON_ONLY-unset}]"' })
     finished(d, r.id)
@@ -995,7 +1025,7 @@ describe("bgproc daemon", function()
     local pid = tonumber(so2:match("^started: pid (%d+), socket " .. d.socket:gsub("%p", "%%%0") .. "\n$"))
     assert.truthy(pid, so2)
     assert.is_true(h.alive(pid))
-    assert.equal("already running on " .. d.socket .. "\n", (ok_run(d, { "daemon", "start" })))
+    assert.equal(("already running: pid %d, socket %s\n"):format(pid, d.socket), (ok_run(d, { "daemon", "start" })))
 
     local so3 = ok_run(d, { "daemon", "status" })
     assert.matches("^running: pid " .. pid .. ", %d+ jobs %(%d+ running%), %d+ sessions, %d+ clients, up %d+s\n", so3)
