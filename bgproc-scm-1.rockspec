@@ -45,6 +45,12 @@ build = {
       libraries = { "m" },
     },
     ["bgproc"] = "lua/bgproc/init.lua",
+    ["bgproc.cli"] = "lua/bgproc/cli.lua",
+    ["bgproc.client"] = "lua/bgproc/client.lua",
+    ["bgproc.daemon"] = "lua/bgproc/daemon.lua",
+    ["bgproc.mcp"] = "lua/bgproc/mcp.lua",
+    ["bgproc.paths"] = "lua/bgproc/paths.lua",
+    ["bgproc.rpc"] = "lua/bgproc/rpc.lua",
     ["bgproc.config"] = "lua/bgproc/config.lua",
     ["bgproc.errors"] = "lua/bgproc/errors.lua",
     ["bgproc.filter"] = "lua/bgproc/filter.lua",
@@ -60,5 +66,8 @@ build = {
     ["bgproc.plugins.logfile"] = "plugins/logfile.lua",
     ["bgproc.plugins.restart"] = "plugins/restart.lua",
     ["bgproc.plugins.stall"] = "plugins/stall.lua",
+  },
+  install = {
+    bin = { bgproc = "bin/bgproc" },
   },
 }

@@ -46,5 +46,12 @@ describe("bgproc-scm-1.rockspec", function()
       :format(tmp, tmp, tmp, probe))
     assert.is_true(ok, out)
     assert.equal("installed\n", out)
+    -- and the command, through the wrapper luarocks writes (a tree of your
+    -- own needs its paths: `luarocks path`, as for any rock in that tree)
+    ok, out = sh(("cd / && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 HOME=%s sh -c "
+      .. "'eval \"$(luarocks --lua-version=5.4 path --tree=%s/tree)\" && %s/tree/bin/bgproc version'")
+      :format(tmp, tmp, tmp))
+    assert.is_true(ok, out)
+    assert.matches("^bgproc %d+%.%d+%.%d+\n$", out)
   end)
 end)

@@ -64,10 +64,20 @@ local function try_connect(socket)
   return pipe
 end
 
+-- A daemon that goes away mid-write is an error, not our death by SIGPIPE.
+local pipe_sig
+local function ignore_sigpipe()
+  if pipe_sig then return end
+  pipe_sig = uv.new_signal()
+  pipe_sig:start("sigpipe", function() end)
+  pipe_sig:unref()
+end
+
 -- client.connect{ socket = path, autostart = true, timeout_ms = 5000 }
 -- Returns a Client or nil, message.
 function client.connect(opts)
   opts = opts or {}
+  ignore_sigpipe()
   local socket = opts.socket or paths.socket()
   local pipe, err = try_connect(socket)
   if not pipe and opts.autostart ~= false then

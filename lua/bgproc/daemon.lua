@@ -19,12 +19,16 @@ local function iso_now()
   return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. (".%03dZ"):format(usec // 1000)
 end
 
+-- Opened only once the lock is held: a daemon that loses the race must
+-- not rotate the winner's log.
 local function open_log(path)
   if not path then return nil end
   paths.ensure_dir(paths.dir(path))
   local st = uv.fs_stat(path)
   if st and st.size > 10 * 1024 * 1024 then os.rename(path, path .. ".1") end
-  return io.open(path, "a")
+  local f = io.open(path, "a")
+  if f then uv.fs_chmod(path, tonumber("600", 8)) end
+  return f
 end
 
 -- Run the daemon in the foreground until it is stopped. Returns an exit
@@ -33,7 +37,7 @@ end
 function daemon.run(opts)
   opts = opts or {}
   local socket = opts.socket or paths.socket()
-  local logf = open_log(opts.log == nil and paths.log() or opts.log or nil)
+  local logf
   local function log(level, msg)
     local line = ("%s %s %s\n"):format(iso_now(), level, msg)
     if logf then
@@ -58,6 +62,7 @@ function daemon.run(opts)
     io.stderr:write("bgproc daemon: " .. lerr .. "\n")
     return 1
   end
+  logf = open_log(opts.log == nil and paths.log() or opts.log or nil)
   -- We hold the lock: a socket file left here is from a daemon that died.
   if uv.fs_stat(socket) then
     log("info", "removing stale socket " .. socket)
@@ -150,18 +155,18 @@ function daemon.run(opts)
     if bind ~= "connection" and bind ~= "pid" and bind ~= "none" then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'bind' must be \"connection\", \"pid\" or \"none\"")
     end
-    if bind == "pid" and (math.type(params.pid) == nil or params.pid < 1 or params.pid ~= math.floor(params.pid)) then
-      return nil, rpc.error(rpc.INVALID_PARAMS, "'pid' must be a positive integer with bind = \"pid\"")
+    local pid = math.tointeger(params.pid)
+    if bind == "pid" and not (pid and pid >= 1 and pid <= 0x3fffffff) then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'pid' must be a process id (a positive integer) with bind = \"pid\"")
     end
     sid = sid or ("conn-%d-%d"):format(uv.os_getpid(), c.n)
-    engine:session_open(sid)
-    c.session = sid
-    if bind == "connection" then
-      c.owned[sid] = true
-    elseif bind == "pid" then
-      local okb, perr = bind_pid(sid, math.tointeger(params.pid))
+    if bind == "pid" then
+      local okb, perr = bind_pid(sid, pid)
       if not okb then return nil, rpc.error(rpc.INVALID_PARAMS, "cannot watch pid: " .. tostring(perr)) end
     end
+    engine:session_open(sid)
+    c.session = sid
+    if bind == "connection" then c.owned[sid] = true end
     return { sessionId = sid, bind = bind }
   end
 
@@ -193,12 +198,14 @@ function daemon.run(opts)
       return nil, rpc.error(rpc.INVALID_PARAMS, "'name' must be a string (the tool's name)")
     end
     local args = params.arguments
+    if args == json.null then args = nil end
     if args ~= nil and type(args) ~= "table" then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'arguments' must be an object")
     end
     local sid = params.sessionId
-    if sid ~= nil and type(sid) ~= "string" then
-      return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a string")
+    if sid == json.null then sid = nil end
+    if sid ~= nil and (type(sid) ~= "string" or sid == "" or #sid > 200) then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a non-empty string of at most 200 characters")
     end
     if not sid and params.name == "createBackgroundProcess" and not c.session then
       -- jobs need a session: without one, the connection's own
@@ -227,9 +234,10 @@ function daemon.run(opts)
 
   -- notifications/cancelled { requestId }: stop a running wait; unknown ids
   -- are ignored (some clients cancel after every call).
-  methods["notifications/cancelled"] = function(c, params)
+  methods["notifications/cancelled"] = function(c, params, id)
     local task = c.calls[tostring(params.requestId)]
     if task then task:cancel() end
+    if id ~= nil then return {} end -- sent as a request: it gets an answer
     return nil, nil, true
   end
 
@@ -309,6 +317,11 @@ function daemon.run(opts)
     s:start(name, function() stop("signal " .. name) end)
     handles[#handles + 1] = s
   end
+  -- A peer that hangs up before reading its reply is an EPIPE on that
+  -- connection, never the daemon's death.
+  local pipe_sig = uv.new_signal()
+  pipe_sig:start("sigpipe", function() end)
+  handles[#handles + 1] = pipe_sig
   -- Orphans of the jobs are ours (subreaper): reap them as they exit.
   local function reap()
     if stopping then return end

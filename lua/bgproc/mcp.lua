@@ -208,6 +208,7 @@ function mcp.run(opts)
       return nil, rpc.error(rpc.INVALID_PARAMS, "'name' must be a string (the tool's name)")
     end
     local args = params.arguments
+    if args == json.null then args = nil end
     if args ~= nil and type(args) ~= "table" then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'arguments' must be an object")
     end

@@ -113,7 +113,7 @@ function Conn:line(line)
   end
   -- requests are normalized for the handlers; a reply goes to a client
   -- that may relay its raw text (see rpc.raw_result) or normalize itself
-  if msg.method ~= nil then msg = json.normalize(msg) end
+  if type(msg) == "table" and msg.method ~= nil then msg = json.normalize(msg) end
   if type(msg) == "table" and msg[1] ~= nil then
     return self:fail(nil, rpc.INVALID_REQUEST, "batch requests are not supported")
   end
