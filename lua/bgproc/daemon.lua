@@ -241,24 +241,6 @@ function daemon.run(opts)
     return nil, nil, true
   end
 
-  local function on_message(c, conn, msg)
-    if msg.method == nil then return end -- a response: we send no requests
-    local fn = methods[msg.method]
-    local is_request = msg.id ~= nil
-    if not fn then
-      if is_request then conn:fail(msg.id, rpc.METHOD_NOT_FOUND, "method not found: " .. msg.method) end
-      return
-    end
-    local params = msg.params or {}
-    if params[1] ~= nil then
-      if is_request then conn:fail(msg.id, rpc.INVALID_PARAMS, "'params' must be an object") end
-      return
-    end
-    local res, err, handled = fn(c, params, is_request and msg.id or nil)
-    if handled or not is_request then return end
-    if err then conn:fail(msg.id, err.code, err.message, err.data) else conn:reply(msg.id, res or {}) end
-  end
-
   local function on_connection(serr)
     if serr then
       log("error", "accept: " .. tostring(serr))
@@ -282,7 +264,7 @@ function daemon.run(opts)
     local c = { n = nconn, pid = pid, calls = {}, owned = {} }
     c.conn = rpc.conn {
       input = pipe, log = log,
-      on_message = function(conn, msg) on_message(c, conn, msg) end,
+      on_message = function(conn, msg) rpc.dispatch(conn, msg, methods, c) end,
       on_close = function(_, why)
         clients[c] = nil
         for _, task in pairs(c.calls) do task:cancel() end

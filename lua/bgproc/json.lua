@@ -3,6 +3,7 @@
 -- made with json.array() always encode as arrays; other tables encode as
 -- arrays when they are non-empty sequences, else as objects.
 local cjson = require "cjson"
+local text = require "bgproc.text"
 
 local json = {}
 
@@ -29,22 +30,7 @@ for i = 0, 31 do
 end
 escapes["\127"] = "\\u007f"
 
-local function valid_utf8(s)
-  if not s:find("[\128-\255]") then return s end
-  if utf8.len(s) then return s end
-  local out, i = {}, 1
-  while i <= #s do
-    local ok, bad = utf8.len(s, i)
-    if ok then
-      out[#out + 1] = s:sub(i)
-      break
-    end
-    out[#out + 1] = s:sub(i, bad - 1)
-    out[#out + 1] = "\u{FFFD}"
-    i = bad + 1
-  end
-  return table.concat(out)
-end
+local valid_utf8 = text.utf8
 
 local function quote(s)
   if s:find('[%c"\\\127-\255]') then -- rare: escapes or non-ASCII

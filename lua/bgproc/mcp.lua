@@ -181,7 +181,7 @@ function mcp.run(opts)
 
   local handlers = {}
 
-  function handlers.initialize(params)
+  function handlers.initialize(_, params)
     local want = params.protocolVersion
     local version = mcp.VERSIONS[1]
     for _, v in ipairs(mcp.VERSIONS) do if v == want then version = v end end
@@ -195,7 +195,7 @@ function mcp.run(opts)
 
   function handlers.ping() return {} end
 
-  handlers["tools/list"] = function(_, id)
+  handlers["tools/list"] = function(_, _, id)
     backend.tools(function(defs, terr)
       if defs then conn:reply(id, { tools = defs })
       else conn:fail(id, rpc.INTERNAL_ERROR, terr and terr.message or "no tools") end
@@ -203,7 +203,7 @@ function mcp.run(opts)
     return nil, nil, true
   end
 
-  handlers["tools/call"] = function(params, id)
+  handlers["tools/call"] = function(_, params, id)
     if type(params.name) ~= "string" then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'name' must be a string (the tool's name)")
     end
@@ -243,32 +243,13 @@ function mcp.run(opts)
 
   handlers["notifications/initialized"] = function() return nil, nil, true end
 
-  handlers["notifications/cancelled"] = function(params)
+  handlers["notifications/cancelled"] = function(_, params)
     local entry = calls[tostring(params.requestId)]
     if entry and not entry.cancelled then
       entry.cancelled = true
       entry.cancel()
     end
     return nil, nil, true
-  end
-
-  local function on_message(c, msg)
-    if msg.method == nil then return end -- a response: we send no requests
-    local is_request = msg.id ~= nil
-    local fn = handlers[msg.method]
-    if not fn then
-      if is_request then c:fail(msg.id, rpc.METHOD_NOT_FOUND, "method not found: " .. msg.method) end
-      return
-    end
-    local params = msg.params or {}
-    if params[1] ~= nil then
-      if is_request then c:fail(msg.id, rpc.INVALID_PARAMS, "'params' must be an object") end
-      return
-    end
-    if not is_request and not msg.method:find("^notifications/") then return end
-    local res, ferr, handled = fn(params, msg.id)
-    if handled or not is_request then return end
-    if ferr then c:fail(msg.id, ferr.code, ferr.message, ferr.data) else c:reply(msg.id, res) end
   end
 
   -- At the end of input: waits are cancelled (their client is gone), the
@@ -286,7 +267,7 @@ function mcp.run(opts)
 
   conn = rpc.conn {
     input = open_stdio(0), output = open_stdio(1), log = log,
-    on_message = on_message, on_eof = on_eof,
+    on_message = function(c, msg) rpc.dispatch(c, msg, handlers) end, on_eof = on_eof,
     on_close = function(_, why) shutdown(why) end,
   }
   for _, name in ipairs { "sigint", "sigterm", "sighup" } do

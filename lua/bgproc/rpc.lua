@@ -157,6 +157,32 @@ function Conn:feed(chunk)
   end
 end
 
+-- Serve one decoded message with methods[name](arg, params, id):
+--   return result                 -> replied
+--   return nil, rpc.error(...)     -> the error replied
+--   return nil, nil, true          -> the handler answers (or not) itself
+-- Unknown methods get -32601; params that are an array get -32602.
+-- Notifications (no id) only reach "notifications/..." methods and are
+-- never answered.
+function rpc.dispatch(conn, msg, methods, arg)
+  if msg.method == nil then return end -- a response: servers send no requests
+  local is_request = msg.id ~= nil
+  local fn = methods[msg.method]
+  if not fn then
+    if is_request then conn:fail(msg.id, rpc.METHOD_NOT_FOUND, "method not found: " .. msg.method) end
+    return
+  end
+  local params = msg.params or {}
+  if params[1] ~= nil then
+    if is_request then conn:fail(msg.id, rpc.INVALID_PARAMS, "'params' must be an object") end
+    return
+  end
+  if not is_request and not msg.method:find("^notifications/") then return end
+  local res, err, handled = fn(arg, params, is_request and msg.id or nil)
+  if handled or not is_request then return end
+  if err then conn:fail(msg.id, err.code, err.message, err.data) else conn:reply(msg.id, res or {}) end
+end
+
 -- Start reading. EOF or an error closes the connection.
 function Conn:start()
   self.input:read_start(function(err, chunk)
