@@ -24,8 +24,7 @@ local function pump(pred, timeout_ms)
 end
 client.pump = pump
 
--- Start `bgproc daemon run` detached (its own session), with this
--- process's module paths. Returns true or nil, err.
+-- package.path entries made absolute (the daemon runs in /).
 local function absolute(paths)
   local cwd = uv.cwd()
   return (paths:gsub("[^;]+", function(entry)
@@ -34,16 +33,16 @@ local function absolute(paths)
   end))
 end
 
+-- Start `bgproc daemon run` detached (its own session). Module paths and
+-- the socket go on its command line, not in its environment: jobs inherit
+-- the daemon's environment, which must hold nothing of bgproc's own.
+-- Returns true or nil, err.
 function client.spawn_daemon(socket)
-  local env = uv.os_environ()
-  env.LUA_PATH_5_4 = absolute(package.path)
-  env.LUA_CPATH_5_4 = absolute(package.cpath)
-  env.BGPROC_SOCKET = socket
-  local list = {}
-  for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
+  local code = ("package.path = %q; package.cpath = %q; "
+    .. "os.exit(require('bgproc.cli').main({ '--socket', %q, 'daemon', 'run', '--quiet-if-running' }))")
+    :format(absolute(package.path), absolute(package.cpath), socket)
   local handle, err = uv.spawn(uv.exepath(), {
-    args = { "-e", 'os.exit(require("bgproc.cli").main({ "daemon", "run", "--quiet-if-running" }))' },
-    env = list, detached = true, cwd = "/",
+    args = { "-e", code }, detached = true, cwd = "/",
   }, function() end)
   if not handle then return nil, err end
   handle:unref()
