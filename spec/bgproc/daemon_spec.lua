@@ -222,10 +222,12 @@ local function daemons_on(socket)
       local comm = read_file("/proc/" .. name .. "/comm") or ""
       local cmd = read_file("/proc/" .. name .. "/cmdline") or ""
       local env = "\0" .. (read_file("/proc/" .. name .. "/environ") or "")
-      if not comm:find("guardian", 1, true)
-          and (cmd:find('"daemon", "run"', 1, true) or cmd:find("\0daemon\0run", 1, true))
-          and env:find("\0BGPROC_SOCKET=" .. socket .. "\0", 1, true)
-          and h.alive(pid) then
+      -- started on demand: the socket is on its command line; by hand
+      -- (`bgproc daemon run`): in its environment
+      local on_demand = cmd:find("'daemon', 'run'", 1, true) and cmd:find(("%q"):format(socket), 1, true)
+      local by_hand = cmd:find("\0daemon\0run", 1, true)
+        and env:find("\0BGPROC_SOCKET=" .. socket .. "\0", 1, true)
+      if not comm:find("guardian", 1, true) and (on_demand or by_hand) and h.alive(pid) then
         out[#out + 1] = pid
       end
     end
