@@ -107,7 +107,19 @@ end
 
 -- ---- talking to the daemon ---------------------------------------------------------
 
+-- Ctrl-C ends the command at once, exit status 130, without a traceback;
+-- what the daemon was asked to do (a kill) goes on there.
+local function on_interrupt()
+  local s = uv.new_signal()
+  s:start("sigint", function()
+    io.stderr:write("\n")
+    os.exit(130)
+  end)
+  s:unref()
+end
+
 local function connect(args)
+  on_interrupt()
   local client = require "bgproc.client"
   local c, err = client.connect { socket = args.socket }
   if not c then return nil, err end

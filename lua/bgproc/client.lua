@@ -89,6 +89,11 @@ function client.connect(opts)
     until pipe or uv.now() > deadline
   end
   if not pipe then return nil, ("cannot reach the bgproc daemon at %s: %s"):format(socket, tostring(err)) end
+  return client.wrap(pipe, socket)
+end
+
+-- A Client over a connected pipe.
+function client.wrap(pipe, socket)
   local self = setmetatable({ pending = {}, next_id = 0, socket = socket, closed = false }, Client)
   self.conn = rpc.conn {
     input = pipe,
@@ -105,6 +110,32 @@ function client.connect(opts)
   }
   self.conn:start()
   return self
+end
+
+-- Connect without blocking (inside a running loop): cb(client) or
+-- cb(nil, message). Starts the daemon when none answers, like connect.
+function client.connect_async(opts, cb)
+  ignore_sigpipe()
+  local socket = opts.socket or paths.socket()
+  local deadline = uv.now() + (opts.timeout_ms or 5000)
+  local spawned = false
+  local function attempt()
+    local pipe = uv.new_pipe(false)
+    pipe:connect(socket, function(err)
+      if not err then return cb(client.wrap(pipe, socket)) end
+      pipe:close()
+      if opts.autostart ~= false and not spawned then
+        spawned = true
+        client.spawn_daemon(socket)
+      end
+      if uv.now() > deadline then
+        return cb(nil, ("cannot reach the bgproc daemon at %s: %s"):format(socket, tostring(err)))
+      end
+      local t = uv.new_timer()
+      t:start(20, 0, function() t:close() attempt() end)
+    end)
+  end
+  attempt()
 end
 
 function Client:dispatch(msg, line)
@@ -152,7 +183,6 @@ end
 
 function Client:close()
   if not self.closed then self.conn:close("closed by client") end
-  uv.run("nowait")
 end
 
 return client

@@ -96,8 +96,18 @@ local function check(cfg, source)
   end
   for _, key in ipairs { "ringBytes", "maxRingBytes", "graceMs", "maxRunning", "progressMs" } do
     local v = cfg[key]
-    if v ~= nil and (v < 0 or v ~= math.floor(v)) then
-      error(("bgproc: config %s: '%s' must be a non-negative integer"):format(source, key), 0)
+    local least = (key == "progressMs" or key == "ringBytes") and 1 or 0
+    if v ~= nil and (v < least or v ~= math.floor(v)) then
+      error(("bgproc: config %s: '%s' must be an integer >= %d"):format(source, key, least), 0)
+    end
+  end
+  local r = cfg.retention
+  if r ~= nil then
+    for _, key in ipairs { "maxFinished", "maxAgeMs" } do
+      local v = r[key]
+      if v ~= nil and (type(v) ~= "number" or v < 0 or v ~= math.floor(v)) then
+        error(("bgproc: config %s: 'retention.%s' must be a non-negative integer"):format(source, key), 0)
+      end
     end
   end
 end

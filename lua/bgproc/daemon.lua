@@ -99,11 +99,7 @@ function daemon.run(opts)
   local function bind_pid(sid, pid)
     if bound[sid] then return true end
     local pidfd, perr = core.pidfd(pid)
-    if not pidfd then
-      -- the process is already gone: so is the session
-      end_session(sid, "process " .. pid .. " gone")
-      return nil, perr
-    end
+    if not pidfd then return nil, perr end -- refused; an existing session stays
     local poll = uv.new_poll(pidfd:fd())
     bound[sid] = { pidfd = pidfd, poll = poll }
     poll:start("r", function() end_session(sid, "process " .. pid .. " exited") end)
@@ -176,6 +172,7 @@ function daemon.run(opts)
       return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a string")
     end
     c.owned[sid] = nil
+    if c.session == sid then c.session = nil end -- a later job gets a new session
     if bound[sid] then
       local b = bound[sid]
       bound[sid] = nil
@@ -207,9 +204,13 @@ function daemon.run(opts)
     if sid ~= nil and (type(sid) ~= "string" or sid == "" or #sid > 200) then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a non-empty string of at most 200 characters")
     end
-    if not sid and params.name == "createBackgroundProcess" and not c.session then
-      -- jobs need a session: without one, the connection's own
-      methods["session/open"](c, {})
+    if params.name == "createBackgroundProcess" then
+      if sid and not engine.sessions[sid] then
+        -- a session nobody opened: it lives as long as this connection
+        methods["session/open"](c, { sessionId = sid })
+      elseif not sid and not c.session then
+        methods["session/open"](c, {}) -- jobs need a session: the connection's own
+      end
     end
     sid = sid or c.session
     local ctx = { sessionId = sid }
@@ -218,7 +219,7 @@ function daemon.run(opts)
         c.conn:notify("notifications/progress", { requestId = id, progress = elapsed, total = total })
       end
     end
-    local key = tostring(id)
+    local key = type(id) .. ":" .. tostring(id)
     local task = engine:call_async(params.name, args, ctx, function(res, err)
       c.calls[key] = nil
       if id == nil then return end
@@ -235,7 +236,7 @@ function daemon.run(opts)
   -- notifications/cancelled { requestId }: stop a running wait; unknown ids
   -- are ignored (some clients cancel after every call).
   methods["notifications/cancelled"] = function(c, params, id)
-    local task = c.calls[tostring(params.requestId)]
+    local task = c.calls[type(params.requestId) .. ":" .. tostring(params.requestId)]
     if task then task:cancel() end
     if id ~= nil then return {} end -- sent as a request: it gets an answer
     return nil, nil, true
@@ -307,8 +308,10 @@ function daemon.run(opts)
   -- Orphans of the jobs are ours (subreaper): reap them as they exit.
   local function reap()
     if stopping then return end
-    engine.core:reap_strays()
-    engine:dispatch()
+    engine:guarded(function()
+      engine.core:reap_strays()
+      engine:dispatch()
+    end)
   end
   local chld = uv.new_signal()
   chld:start("sigchld", reap)

@@ -18,16 +18,17 @@ local function as_list(v)
   return v
 end
 
-local function tag_set(list, field)
+local function tag_set(list, field, policy)
   if list == nil then return nil end
-  local norm, err = tags.normalize(list)
+  local norm, err = tags.normalize(list, policy)
   if not norm then return nil, ("'%s': %s"):format(field, err) end
   return norm
 end
 
 -- Compile a selector into predicate(rec) -> boolean, or nil and a message.
--- Records carry: id, sessionId, status, tagset, name, global.
-function filter.compile(sel)
+-- Records carry: id, sessionId, status, tagset, name, global. Tags are
+-- normalized with `policy` (the engine's tag policy; default tags.policy).
+function filter.compile(sel, policy)
   local checks = {}
   if sel.processId then
     local id = sel.processId
@@ -49,7 +50,7 @@ function filter.compile(sel)
     end
     checks[#checks + 1] = function(r) return set[r.status] == true end
   end
-  local any, err = tag_set(as_list(sel.tags), "tags")
+  local any, err = tag_set(as_list(sel.tags), "tags", policy)
   if err then return nil, err end
   if any and #any > 0 then
     checks[#checks + 1] = function(r)
@@ -59,7 +60,7 @@ function filter.compile(sel)
     end
   end
   local all
-  all, err = tag_set(as_list(sel.allTags), "allTags")
+  all, err = tag_set(as_list(sel.allTags), "allTags", policy)
   if err then return nil, err end
   if all and #all > 0 then
     checks[#checks + 1] = function(r)

@@ -134,7 +134,7 @@ end
 function M:attach_luv()
   if self.poll then return end
   self.poll = uv.new_poll(self.core:fd())
-  self.poll:start("r", function() self:dispatch() end)
+  self.poll:start("r", function() self:guarded(self.dispatch) end)
   self.timer = uv.new_timer()
   self:after_activity()
 end
@@ -157,7 +157,7 @@ function M:after_activity()
   if not self.timer then return end
   local ms = self.sched:next_in()
   if ms then
-    self.timer:start(math.max(1, math.ceil(ms)), 0, function() self:tick() end)
+    self.timer:start(math.max(1, math.ceil(ms)), 0, function() self:guarded(self.tick) end)
   else
     self.timer:stop()
   end
@@ -169,6 +169,13 @@ function M:after_activity()
     self.poll:unref()
     self.timer:unref()
   end
+end
+
+-- Run method(self) from a loop callback: an engine error is logged, never
+-- raised into luv (which would end the host).
+function M:guarded(method)
+  local ok, err = xpcall(method, debug.traceback, self)
+  if not ok then self:log("error", "engine: " .. tostring(err)) end
 end
 
 -- Run due timers.
@@ -231,7 +238,7 @@ end
 local function last_line(rec, head)
   if rec.ll_head ~= head then
     rec.ll_head = head
-    rec.ll = text.last_line(text.clean((rec.job:tail(3, "both", 4096)), true), 200)
+    rec.ll = text.last_line(text.clean((rec.job:tail(64, "both", 4096)), true), 200)
   end
   return rec.ll
 end
@@ -389,6 +396,14 @@ function M:scan_rest(scanner)
   return line
 end
 
+local finalize_stopped -- forward: the stop protocol's
+
+-- The job's whole process group is confirmed gone.
+local function gone(rec)
+  local job = rec.job
+  return not job or (not job:alive() and job:members() == 0)
+end
+
 local function output_done(rec)
   return not rec.job or rec.job:info().eof
 end
@@ -439,17 +454,37 @@ function M:finish(rec)
     self.running = self.running - 1
   end
   rec.endedMs = rec.endedMs or wall_ms()
+  if rec.ready_re and not rec.ready and rec.job then
+    -- the last line may have had no newline
+    check_ready(self, rec)
+    local last = self:scan_rest(rec.ready_scan)
+    if last and rec.ready_re:test(last.line) then
+      rec.ready, rec.readyAt, rec.readyLine = true, wall_ms(), last.line
+    end
+  end
   if self.plugins:has("on_exit") then self.plugins:call("on_exit", public_record(self, rec)) end
   if rec.job and output_done(rec) then rec.job:shrink() end
   local max_n = (self.cfg.retention or {}).maxFinished
-  if max_n and self.nfinished > max_n then self:retain() end -- ages: the timer
+  if max_n and self.nfinished > max_n and not self.retain_soon then
+    -- next turn: whoever is waiting on this record gets to see it final
+    self.retain_soon = self.sched:after(0, function()
+      self.retain_soon = nil
+      self:retain()
+    end)
+  end
 end
 
 local function on_exit(self, rec)
   local code, sig = rec.job:exit()
   rec.exitCode, rec.signal = code, sig
   rec.endedMs = wall_ms()
-  if rec.stop then return end -- the stop protocol decides, once the group is gone
+  if rec.stop then
+    -- the stop protocol decides, once the group is gone; if it already
+    -- gave up (a process stuck in the kernel), this late death settles it
+    local task = rec.stop.task
+    if (not task or task.done) and gone(rec) then finalize_stopped(self, rec) end
+    return
+  end
   if code == 0 then
     rec.status = "completed"
   else
@@ -470,7 +505,7 @@ function M:handle(events)
         feed_plugins(self, rec)
       end
       if ev.exit then on_exit(self, rec) end
-      if ev.eof and rec.finished then rec.job:shrink() end
+      if ev.eof and rec.finished and rec.job then rec.job:shrink() end
     end
   end
 end
@@ -491,7 +526,8 @@ end
 
 -- Start (or restart) the record's process. Returns true or nil, err.
 function M:launch(rec)
-  local job, msg = self.core:spawn(spawn_options(self, rec))
+  local ok, job, msg = pcall(self.core.spawn, self.core, spawn_options(self, rec))
+  if not ok then job, msg = nil, "spawn: " .. tostring(job) end -- arguments the core refused
   if not job then
     rec.status = "failed"
     rec.error = msg
@@ -514,6 +550,8 @@ function M:launch(rec)
   rec.fed = rec.base
   if rec.timeoutMs then
     rec.timeout_timer = self.sched:after(rec.timeoutMs, function()
+      -- an exit already in the pipe is not a timeout
+      self:handle(self.core:dispatch())
       if not FINAL[rec.status] then
         self.sched:task(function()
           self:stop({ rec }, { reason = "timeout" })
@@ -584,7 +622,19 @@ end
 function M:respawn(rec)
   if not FINAL[rec.status] then return errors.fail("conflict", "job %s is still %s", rec.id, rec.status) end
   if rec.removed then return errors.fail("not_found", "job %s was removed", rec.id) end
-  if self.closed then return errors.fail("conflict", "the manager is shut down") end
+  if self.closed or self.closing then return errors.fail("conflict", "the manager is shut down") end
+  if rec.no_restart or rec.stop then
+    return errors.fail("conflict", "job %s was stopped (killed, or its session ended)", rec.id)
+  end
+  if not rec.global and not self.sessions[rec.sessionId] then
+    return errors.fail("conflict", "the session of job %s has ended", rec.id)
+  end
+  if not gone(rec) then
+    return errors.fail("conflict", "processes of job %s are still running", rec.id)
+  end
+  if self.running >= self.cfg.maxRunning then
+    return errors.fail("limit", "%d jobs are running, the most allowed (maxRunning)", self.running)
+  end
   if rec.job then
     local _, head = rec.job:offsets()
     rec.base = rec.base + head
@@ -599,23 +649,53 @@ function M:respawn(rec)
   end
   rec.restarts = rec.restarts + 1
   rec.startedMs = nil
-  if rec.ready_re then rec.ready = false end
+  if rec.ready_re then rec.ready, rec.readyLine, rec.readyAt = false, nil, nil end
   rec.status = "pending"
   return self:launch(rec)
 end
 
 -- ---- stopping jobs ---------------------------------------------------------------
 
-local function gone(rec)
-  local job = rec.job
-  return not job or (not job:alive() and job:members() == 0)
+
+-- The final state of a record we stopped, once its group is gone.
+function finalize_stopped(self, rec)
+  if FINAL[rec.status] then return end
+  if rec.stop.reason == "timeout" then
+    rec.status = "failed"
+    rec.error = ("timed out after %d ms"):format(rec.timeoutMs)
+  else
+    rec.status = "cancelled"
+    rec.error = nil
+  end
+  rec.endedMs = rec.endedMs or wall_ms()
+  self:finish(rec)
+end
+
+-- The stop protocol for a batch, in a task of its own so that no caller
+-- (a cancelled request, a closed connection) can cut it short: wait
+-- graceMs, KILL what is left, wait for every group to be gone.
+local function stop_protocol(self, targets, grace)
+  local function all_gone()
+    for _, rec in ipairs(targets) do if not gone(rec) then return false end end
+    return true
+  end
+  if not all_gone() and grace > 0 then self.sched:await(all_gone, grace, 20) end
+  if not all_gone() then
+    for _, rec in ipairs(targets) do
+      if not gone(rec) then rec.job:kill("KILL") end
+    end
+    self.sched:await(all_gone, 5000, 20)
+  end
+  for _, rec in ipairs(targets) do
+    if gone(rec) then finalize_stopped(self, rec) end
+  end
 end
 
 -- Inside a task: signal each record's group (TERM by default), wait
 -- graceMs, KILL what is left, and wait until every group is confirmed
 -- empty. opts: signal, graceMs, reason ("kill", "timeout", "session",
 -- "shutdown"). Returns lists of ids: stopped, already finished, and
--- { processId, message } errors.
+-- { processId, message } errors. Stopped jobs are never restarted.
 function M:stop(recs, opts)
   opts = opts or {}
   local sig = opts.signal or "TERM"
@@ -623,6 +703,7 @@ function M:stop(recs, opts)
   local reason = opts.reason or "kill"
   local targets, finished = {}, json.array()
   for _, rec in ipairs(recs) do
+    rec.no_restart = true
     if FINAL[rec.status] and gone(rec) then
       finished[#finished + 1] = rec.id
     else
@@ -631,37 +712,24 @@ function M:stop(recs, opts)
       if rec.job then rec.job:kill(sig) end
     end
   end
-  local function all_gone()
-    for _, rec in ipairs(targets) do if not gone(rec) then return false end end
-    return true
-  end
-  if #targets > 0 and not all_gone() and grace > 0 then
-    self.sched:await(all_gone, grace, 20)
-  end
-  if not all_gone() then
-    for _, rec in ipairs(targets) do
-      if not gone(rec) then rec.job:kill("KILL") end
+  local cut_short = false
+  if #targets > 0 then
+    local task = self.sched:task(stop_protocol, self, targets, grace)
+    for _, rec in ipairs(targets) do rec.stop.task = task end
+    if not task.done then
+      local ok, why = self.sched:await(function() return task.done end)
+      cut_short = not ok and why == "cancelled"
     end
-    self.sched:await(all_gone, 5000, 20)
   end
   local stopped, errs = json.array(), json.array()
   for _, rec in ipairs(targets) do
     if gone(rec) then
+      finalize_stopped(self, rec)
       stopped[#stopped + 1] = rec.id
-      if not FINAL[rec.status] then
-        if rec.stop.reason == "timeout" then
-          rec.status = "failed"
-          rec.error = ("timed out after %d ms"):format(rec.timeoutMs)
-        else
-          rec.status = "cancelled"
-          rec.error = nil
-        end
-        rec.endedMs = rec.endedMs or wall_ms()
-        self:finish(rec)
-      end
     else
-      errs[#errs + 1] = { processId = rec.id,
-        message = ("process group %d is still alive after SIGKILL"):format(rec.pid or -1) }
+      errs[#errs + 1] = { processId = rec.id, message = cut_short
+        and "still stopping: the request was cancelled, the stop goes on"
+        or ("process group %d is still alive after SIGKILL"):format(rec.pid or -1) }
     end
   end
   return stopped, finished, errs
@@ -684,7 +752,9 @@ function M:session_end(id)
   local s = self.sessions[id]
   self.sessions[id] = nil
   local recs = self:each(function(r)
-    return r.sessionId == id and not r.global and not FINAL[r.status]
+    if r.sessionId ~= id or r.global then return false end
+    r.no_restart = true -- a job waiting to be restarted ends with its session too
+    return not FINAL[r.status] or not gone(r) -- what its leader left running, too
   end)
   local keep = {}
   if #recs > 0 or s then
@@ -702,7 +772,8 @@ end
 -- Run fn as a task and drive the engine until it is done (blocking).
 function M:sync(fn, ...)
   local task = self.sched:task(fn, ...)
-  while not task.done do self:step(50) end
+  while not task.done and not self.closed do self:step(50) end
+  if not task.done then return nil end
   return task:result()
 end
 
@@ -719,7 +790,8 @@ end
 
 -- End every job, reap all, close the core. Blocks until none is left.
 function M:shutdown()
-  if self.closed then return end
+  if self.closed or self.closing then return end
+  self.closing = true
   local recs = self:each(function(r) return not FINAL[r.status] or not gone(r) end)
   self:sync(function() return self:stop(recs, { reason = "shutdown" }) end)
   self.plugins:call("on_shutdown")
@@ -761,7 +833,8 @@ end
 -- ends) drive the engine until they are done, blocking the caller.
 function M:call(name, args, ctx)
   local task = start_call(self, name, args, ctx)
-  while not task.done do self:step(50) end
+  while not task.done and not self.closed do self:step(50) end
+  if not task.done then return errors.fail("conflict", "the manager is shut down") end
   self:after_activity()
   return task:result()
 end

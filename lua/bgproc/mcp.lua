@@ -82,61 +82,99 @@ local function standalone_backend(sid)
   }
 end
 
--- Through the daemon, reconnecting (and re-opening the session) if it went away.
+-- What the agent's own process would give a job: its directory and its
+-- environment, not the daemon's (the daemon runs in / with the environment
+-- of whoever started it).
+local function as_from_here(args)
+  if type(args) ~= "table" then return args end
+  local out = {}
+  for k, v in pairs(args) do out[k] = v end
+  local cwd = uv.cwd()
+  if type(out.cwd) ~= "string" then out.cwd = cwd
+  elseif out.cwd:sub(1, 1) ~= "/" then out.cwd = cwd .. "/" .. out.cwd end
+  if out.inheritEnv == nil then
+    local env = uv.os_environ()
+    if type(out.env) == "table" then
+      for k, v in pairs(out.env) do env[k] = v end
+    end
+    out.env, out.inheritEnv = env, false
+  end
+  return out
+end
+
+-- Through the daemon. If it goes away, calls wait while a new connection
+-- (and the same session) is made, without blocking the loop.
 local function daemon_backend(sid, socket)
   local client = require "bgproc.client"
   local conn, progress_of = nil, {}
-  local function connect()
-    local c, err = client.connect { socket = socket }
-    if not c then return nil, err end
-    local hello_err = select(2, c:call("session/open", { sessionId = sid, bind = "connection" }, 5000))
-    if hello_err then
-      c:close()
-      return nil, hello_err.message
+  local waiting -- callbacks queued while reconnecting
+  local function on_notification(method, params)
+    if method == "notifications/progress" then
+      local fn = progress_of[params.requestId]
+      if fn then fn(params.progress, params.total) end
     end
-    c.on_notification = function(method, params)
-      if method == "notifications/progress" then
-        local fn = progress_of[params.requestId]
-        if fn then fn(params.progress, params.total) end
+  end
+  local c, err = client.connect { socket = socket }
+  if not c then return nil, err end
+  local res, oerr = c:call("session/open", { sessionId = sid, bind = "connection" }, 5000)
+  if not res then
+    c:close()
+    return nil, oerr.message
+  end
+  c.on_notification = on_notification
+  conn = c
+
+  local function with_conn(cb)
+    if not conn.closed then return cb(conn) end
+    if waiting then waiting[#waiting + 1] = cb return end
+    waiting = { cb }
+    log("warn", "lost the daemon; reconnecting")
+    client.connect_async({ socket = socket }, function(nc, cerr)
+      local queued = waiting
+      waiting = nil
+      if not nc then
+        for _, q in ipairs(queued) do q(nil, cerr) end
+        return
       end
-    end
-    return c
+      nc.on_notification = on_notification
+      nc:request("session/open", { sessionId = sid, bind = "connection" }, function(_, serr)
+        if serr then log("warn", "session/open: " .. tostring(serr.message)) end
+        conn = nc
+        for _, q in ipairs(queued) do q(nc) end
+      end)
+    end)
   end
-  local err
-  conn, err = connect()
-  if not conn then return nil, err end
-  local function ensure()
-    if conn.closed then
-      log("warn", "lost the daemon; reconnecting")
-      conn, err = connect()
-      if not conn then return nil, err end
-    end
-    return conn
-  end
+
   return {
     tools = function(cb)
-      local c, e = ensure()
-      if not c then return cb(nil, { code = "unavailable", message = e }) end
-      c:request("tools/list", {}, function(r, rerr) cb(r and r.tools, rerr) end)
+      with_conn(function(cc, e)
+        if not cc then return cb(nil, { code = "unavailable", message = tostring(e) }) end
+        cc:request("tools/list", {}, function(r, rerr) cb(r and r.tools, rerr) end)
+      end)
     end,
     call = function(name, args, progress, cb)
-      local c, e = ensure()
-      if not c then
-        cb(nil, { code = "unavailable", message = tostring(e) })
-        return function() end
+      local cancelled, cancel_remote = false, nil
+      with_conn(function(cc, e)
+        if not cc then return cb(nil, { code = "unavailable", message = tostring(e) }) end
+        if cancelled then return cb(nil, { code = "cancelled", message = "cancelled" }) end
+        if name == "createBackgroundProcess" then args = as_from_here(args) end
+        local id
+        id = cc:request("tools/call", { name = name, arguments = args, sessionId = sid, progress = progress ~= nil },
+          function(r, rerr, raw)
+            progress_of[id] = nil
+            if r then return cb(r, nil, raw) end
+            if rerr.code == rpc.TOOL_ERROR then
+              return cb(nil, { code = rerr.data and rerr.data.code or "error", message = rerr.message })
+            end
+            cb(nil, { code = "unavailable", message = rerr.message })
+          end)
+        progress_of[id] = progress
+        cancel_remote = function() cc:notify("notifications/cancelled", { requestId = id }) end
+      end)
+      return function()
+        cancelled = true
+        if cancel_remote then cancel_remote() end
       end
-      local id
-      id = c:request("tools/call", { name = name, arguments = args, sessionId = sid, progress = progress ~= nil },
-        function(r, rerr, raw)
-          progress_of[id] = nil
-          if r then return cb(r, nil, raw) end
-          if rerr.code == rpc.TOOL_ERROR then
-            return cb(nil, { code = rerr.data and rerr.data.code or "error", message = rerr.message })
-          end
-          cb(nil, { code = "unavailable", message = rerr.message })
-        end)
-      progress_of[id] = progress
-      return function() c:notify("notifications/cancelled", { requestId = id }) end
     end,
     close = function() if conn then conn:close() end end,
   }
@@ -220,7 +258,7 @@ function mcp.run(opts)
           message = ("still waiting after %d s"):format(elapsed // 1000) })
       end
     end
-    local key = tostring(id)
+    local key = type(id) .. ":" .. tostring(id)
     local entry = { waits = params.name == "waitForBackgroundProcess" }
     calls[key] = entry
     entry.cancel = backend.call(params.name, args, progress, function(res, terr, raw)
@@ -244,7 +282,7 @@ function mcp.run(opts)
   handlers["notifications/initialized"] = function() return nil, nil, true end
 
   handlers["notifications/cancelled"] = function(_, params)
-    local entry = calls[tostring(params.requestId)]
+    local entry = calls[type(params.requestId) .. ":" .. tostring(params.requestId)]
     if entry and not entry.cancelled then
       entry.cancelled = true
       entry.cancel()

@@ -20,6 +20,7 @@ function sched.new(on_error)
   return setmetatable({
     heap = {},          -- timers ordered by `at`
     waiters = {},       -- suspended tasks: { task, pred, ... }
+    ncancelled = 0,     -- cancelled timers still in the heap
     by_co = setmetatable({}, { __mode = "k" }), -- coroutine -> task
     on_error = on_error or function(msg) io.stderr:write(msg, "\n") end,
     now = now_ms,
@@ -59,11 +60,27 @@ end
 
 local Timer = {}
 Timer.__index = Timer
-function Timer:cancel() self.cancelled = true end
+function Timer:cancel()
+  if self.cancelled then return end
+  self.cancelled = true
+  local s = self.sched
+  s.ncancelled = s.ncancelled + 1
+  -- a cancelled timer holds its closure until its deadline: sweep them out
+  -- once they are most of the heap
+  if s.ncancelled > 64 and s.ncancelled * 2 > #s.heap then
+    local live = {}
+    for _, t in ipairs(s.heap) do if not t.cancelled then live[#live + 1] = t end end
+    s.heap = {}
+    for _, t in ipairs(live) do heap_push(s.heap, t) end
+    s.ncancelled = 0
+  end
+end
 
--- Run fn after ms milliseconds (once, or every ms if `repeating`).
+-- Run fn after ms milliseconds (once, or every ms if `repeating`; a
+-- period is at least 1 ms).
 function Sched:after(ms, fn, repeating)
-  local t = setmetatable({ at = self.now() + ms, fn = fn, every = repeating and ms }, Timer)
+  if repeating and ms < 1 then ms = 1 end
+  local t = setmetatable({ at = self.now() + ms, fn = fn, every = repeating and ms, sched = self }, Timer)
   heap_push(self.heap, t)
   return t
 end
@@ -75,28 +92,40 @@ end
 -- Milliseconds until the next timer is due (0 if overdue), or nil.
 function Sched:next_in()
   local h = self.heap
-  while h[1] and h[1].cancelled do heap_pop(h) end
+  while h[1] and h[1].cancelled do
+    heap_pop(h)
+    self.ncancelled = math.max(0, self.ncancelled - 1)
+  end
   if not h[1] then return nil end
   return math.max(0, h[1].at - self.now())
 end
 
--- Run every due timer. Returns the number run.
+-- Run every timer due now (a repeating one runs once per call). Returns
+-- the number run.
 function Sched:run_due()
-  local h, n = self.heap, 0
   local now = self.now()
-  while h[1] and h[1].at <= now do
-    local t = heap_pop(h)
-    if not t.cancelled then
-      n = n + 1
-      if t.every then
-        t.at = now + t.every
-        heap_push(h, t)
-      end
+  local due = {}
+  while self.heap[1] and self.heap[1].at <= now do
+    local t = heap_pop(self.heap)
+    if t.cancelled then
+      self.ncancelled = math.max(0, self.ncancelled - 1)
+    else
+      due[#due + 1] = t
+    end
+  end
+  for _, t in ipairs(due) do
+    if t.every then
+      t.at = now + t.every
+      heap_push(self.heap, t)
+    end
+  end
+  for _, t in ipairs(due) do
+    if not t.cancelled then -- an earlier one of this batch may have cancelled it
       local ok, err = pcall(t.fn)
       if not ok then self.on_error("timer: " .. tostring(err)) end
     end
   end
-  return n
+  return #due
 end
 
 -- ---- tasks ----------------------------------------------------------------
@@ -167,13 +196,14 @@ function Task:cancel()
 end
 
 -- Inside a task: wait until pred() is true. Returns true, or false and
--- "timeout" / "cancelled". poll_ms re-checks pred on a timer, for
--- conditions no event announces (a process group dying).
+-- "timeout", "cancelled" or "error: ..." (pred raised). poll_ms re-checks
+-- pred on a timer, for conditions no event announces (a group dying).
 function Sched:await(pred, timeout_ms, poll_ms)
   local co, main = coroutine.running()
   assert(not main, "await outside a task")
   local ok, v = pcall(pred)
-  if ok and v then return true end
+  if not ok then return false, "error: " .. tostring(v) end
+  if v then return true end
   local task = assert(self.by_co[co], "await outside a task of this scheduler")
   if task.cancelled then return false, "cancelled" end
   local w = { task = task, pred = pred }
@@ -185,21 +215,32 @@ function Sched:await(pred, timeout_ms, poll_ms)
   if poll_ms then
     w.poll_timer = self:every(poll_ms, function()
       local pok, pv = pcall(w.pred)
-      if not pok then wake(self, w, false, pv) elseif pv then wake(self, w, true) end
+      if not pok then wake(self, w, false, "error: " .. tostring(pv)) elseif pv then wake(self, w, true) end
     end)
   end
   return coroutine.yield()
 end
 
--- Re-check every waiting task (after events).
+-- Re-check every waiting task (after events), again while a pass woke
+-- one: a task that ran may have made another's condition true.
 function Sched:poke()
-  if #self.waiters == 0 then return end
-  local list = { table.unpack(self.waiters) }
-  for _, w in ipairs(list) do
-    if not w.woken then
-      local ok, v = pcall(w.pred)
-      if not ok then wake(self, w, false, v) elseif v then wake(self, w, true) end
+  for _ = 1, 100 do
+    if #self.waiters == 0 then return end
+    local list = { table.unpack(self.waiters) }
+    local woke = false
+    for _, w in ipairs(list) do
+      if not w.woken then
+        local ok, v = pcall(w.pred)
+        if not ok then
+          wake(self, w, false, "error: " .. tostring(v))
+          woke = true
+        elseif v then
+          wake(self, w, true)
+          woke = true
+        end
+      end
     end
+    if not woke then return end
   end
 end
 

@@ -12,7 +12,8 @@ local schema = {}
 local function lua_type(v)
   local t = type(v)
   if t == "number" then
-    return (math.type(v) == "integer" or v == math.floor(v)) and "integer" or "number"
+    -- integral and representable as a Lua integer (1e300 is not)
+    return math.tointeger(v) and "integer" or "number"
   end
   if t == "table" then
     if json.is_array(v) then return "array" end

@@ -46,6 +46,30 @@ function text.clean(s, strip)
   return text.utf8(s)
 end
 
+-- How many bytes at the end of s begin something a later read completes:
+-- a UTF-8 character cut short, or an escape sequence without its end.
+function text.incomplete_tail(s)
+  local n = #s
+  -- a UTF-8 lead byte in the last 3 whose sequence runs past the end
+  for back = 1, math.min(3, n) do
+    local b = s:byte(n - back + 1)
+    if b >= 0xC0 then
+      local need = b >= 0xF0 and 4 or b >= 0xE0 and 3 or 2
+      return need > back and back or 0
+    end
+    if b < 0x80 then break end
+  end
+  -- an ESC in the last 64 bytes not followed by a final byte yet
+  local esc = s:find("\27[^\27]*$", math.max(1, n - 63))
+  if esc then
+    local rest = s:sub(esc)
+    if rest == "\27" or rest:find("^\27%[[0-?]*[ -/]*$") or rest:find("^\27%][^\7]*$") then
+      return #rest
+    end
+  end
+  return 0
+end
+
 -- Split into lines; a final line without "\n" is a line too.
 function text.lines(s)
   local out = {}

@@ -70,7 +70,8 @@ local create = {
   inputSchema = object {
     command = { type = "string", minLength = 1, maxLength = 65536,
                 description = "Shell command, run with /bin/sh -c." },
-    argv = { type = "array", minItems = 1, maxItems = 4096, items = { type = "string", maxLength = 65536 },
+    argv = { type = "array", minItems = 1, maxItems = 4096,
+             items = { type = "string", minLength = 1, maxLength = 65536 },
              description = "Program and arguments, run without a shell." },
     name = { type = "string", minLength = 1, maxLength = 200, description = "A descriptive name." },
     tags = { type = "array", maxItems = 64, items = { type = "string", maxLength = 200 },
@@ -125,7 +126,7 @@ local list = {
     limit = { type = "integer", minimum = 1, maximum = 100000, description = "Return at most this many (the newest)." },
   },
   handler = function(engine, args)
-    local pred, err = filter.compile(args)
+    local pred, err = filter.compile(args, engine.tag_policy)
     if not pred then return errors.fail("invalid_argument", "%s", err) end
     local recs = engine:each(pred)
     local first = args.limit and math.max(1, #recs - args.limit + 1) or 1
@@ -166,7 +167,8 @@ local get = {
   inputSchema = object {
     processId = ID, taskId = TASK_ID,
     lines = { type = "integer", minimum = 0, maximum = 100000, description = "Last N lines (default 100)." },
-    since = { type = "integer", minimum = 0, description = "A cursor from an earlier answer: only newer output." },
+    since = { type = "integer", minimum = 0, maximum = 1 << 53,
+              description = "A cursor from an earlier answer: only newer output." },
     maxBytes = { type = "integer", minimum = 1, maximum = 16 * 1024 * 1024,
                  description = "At most this many bytes of output (default 65536)." },
     filter = { type = "string", minLength = 1, maxLength = 1000,
@@ -191,6 +193,17 @@ local get = {
     if args.since then
       local raw
       raw, cursor, dropped = engine:read(rec, args.since, max, stream)
+      if not (engine:final(rec) and engine:output_done(rec)) then
+        -- more is coming: keep back what the next read completes (a
+        -- character, an escape sequence, a line when filtering)
+        local keep = re and #(raw:match("[^\n]*$")) or text.incomplete_tail(raw)
+        if keep > 0 and keep < #raw then
+          raw = raw:sub(1, -keep - 1)
+          cursor = cursor - keep
+        elseif keep > 0 and #raw == keep and keep < max then
+          raw, cursor = "", cursor - keep
+        end
+      end
       truncated = cursor < r.outputBytes
       output = text.clean(raw, strip)
       if re then
@@ -265,7 +278,7 @@ local kill = {
       return errors.fail("invalid_argument", "'signal': unknown signal %s (expected a name like TERM or a number 1-64)",
         tostring(sig))
     end
-    local pred, err = filter.compile(sel)
+    local pred, err = filter.compile(sel, engine.tag_policy)
     if not pred then return errors.fail("invalid_argument", "%s", err) end
     local stopped, finished, errs = engine:stop(engine:each(pred),
       { signal = sig, graceMs = args.graceMs, reason = "kill" })
@@ -290,7 +303,8 @@ local wait = {
     processId = ID, taskId = TASK_ID,
     ["until"] = { type = "string", enum = { "exit", "output", "ready" } },
     pattern = { type = "string", minLength = 1, maxLength = 1000, description = "Regular expression for until = \"output\"." },
-    since = { type = "integer", minimum = 0, description = "Only output after this cursor (default: all kept output)." },
+    since = { type = "integer", minimum = 0, maximum = 1 << 53,
+              description = "Only output after this cursor (default: all kept output)." },
     timeoutMs = { type = "integer", minimum = 0, maximum = 3600 * 1000 },
   },
   handler = function(engine, args, ctx)
@@ -337,12 +351,14 @@ local wait = {
     local ok, why = engine.sched:await(conditions[mode], timeout)
     if progress then progress:cancel() end
     if why == "cancelled" then return errors.fail("cancelled", "the wait was cancelled") end
+    if not ok and why ~= "timeout" then return errors.fail("internal", "the wait failed: %s", tostring(why)) end
     local r = engine:public(rec)
     r.timedOut = not ok
     if mode == "output" then
       r.matched = hit ~= nil
       r.line = hit and hit.line
-      r.cursor = hit and hit.cursor or scanner.cursor
+      -- not past a line still being written: resuming there must see it whole
+      r.cursor = hit and hit.cursor or (scanner.cursor - #scanner.partial)
     elseif mode == "ready" then
       r.matched = rec.ready == true
       r.line = rec.readyLine
@@ -381,6 +397,9 @@ local send = {
     end
     if engine:final(rec) or not rec.job then
       return errors.fail("conflict", "%s has %s", rec.id, rec.status)
+    end
+    if not rec.job:info().stdin_open then
+      return errors.fail("conflict", "stdin of %s is already closed", rec.id)
     end
     local bytes = 0
     if args.input and #args.input > 0 then

@@ -45,6 +45,13 @@ describe("bgproc.filter", function()
     assert.matches("'tags': tag 'bad tag'", err)
   end)
 
+  it("normalizes tags with the policy it is given", function()
+    local policy = setmetatable({ max_length = 64 }, { __index = tags.policy })
+    local long = ("x"):rep(40)
+    assert.is_nil((filter.compile { tags = { long } }))
+    assert.truthy(filter.compile({ tags = { long } }, policy))
+  end)
+
   it("knows an empty selector", function()
     assert.is_true(filter.empty {})
     assert.is_false(filter.empty { status = "failed" })

@@ -38,6 +38,16 @@ describe("manager", function()
       for _, pid in ipairs(pids) do assert.is_false(h.alive(pid)) end
     end)
 
+    it("finds the last line above trailing blank lines, and a ready line without a newline", function()
+      local m = h.manager()
+      local r = start(m, { command = "printf 'Tests: 42 passed\n\n\n\n\n'" })
+      wait(m, r.id)
+      assert.equal("Tests: 42 passed", m:record(r.id).lastLine)
+      local p = start(m, { command = "printf 'Ready> '", readyPattern = "Ready>" })
+      wait(m, p.id)
+      assert.is_true(m:record(p.id).ready)
+    end)
+
     it("keeps exit information and the record after the process is gone", function()
       local m = h.manager()
       local r = start(m, { command = "echo out; exit 2" })
@@ -47,6 +57,46 @@ describe("manager", function()
       assert.equal(2, rec.exitCode)
       assert.equal("out", rec.lastLine)
       assert.equal(4, rec.outputBytes)
+    end)
+  end)
+
+  describe("the stop protocol", function()
+    it("finishes even when the request that started it is cancelled", function()
+      local m = h.manager()
+      local r = start(m, { command = "trap '' TERM; sleep 1000 & wait" })
+      h.sleep(100)
+      local got
+      local task = m:call_async("killProcesses", { processId = r.id, graceMs = 300 }, {}, function(res) got = res end)
+      m:run_until(function() return false end, 50)
+      task:cancel()
+      assert.is_true(m:run_until(function() return got ~= nil end, 2000))
+      assert.matches("the request was cancelled", got.errors[1].message)
+      -- the stop goes on without its caller
+      assert.is_true(m:run_until(function() return m:record(r.id).status == "cancelled" end, 5000))
+      assert.equal(0, m.running)
+      assert.is_nil(m:record(r.id).stopping)
+    end)
+
+    it("lets a wait see a kill's result at once", function()
+      local m = h.manager()
+      local r = start(m, { command = "sleep 1000" })
+      local waited, t0
+      m:call_async("waitForBackgroundProcess", { processId = r.id, timeoutMs = 10000 }, {},
+        function(res) waited = res end)
+      t0 = h.now_ms()
+      m:call_async("killProcesses", { processId = r.id }, {}, function() end)
+      assert.is_true(m:run_until(function() return waited ~= nil end, 5000))
+      assert.is_false(waited.timedOut)
+      assert.equal("cancelled", waited.status)
+      assert.is_true(h.now_ms() - t0 < 2000)
+    end)
+
+    it("counts an exit already waiting to be read as an exit, not a timeout", function()
+      local m = h.manager()
+      local r = start(m, { argv = { "true" }, timeoutMs = 1 })
+      h.sleep(50) -- exited, not yet dispatched, when the timer fires
+      local w = wait(m, r.id)
+      assert.equal("completed", w.status)
     end)
   end)
 
@@ -65,6 +115,16 @@ describe("manager", function()
       for _, pid in ipairs(a_pids) do assert.is_false(h.alive(pid)) end
       assert.equal("running", m:record(g.id).status)
       assert.equal("running", m:record(other.id).status)
+    end)
+
+    it("end what a finished job left running", function()
+      local m = h.manager()
+      local r = start(m, { command = "sleep 1000 >/dev/null 2>&1 & echo started" })
+      assert.is_true(m:run_until(function() return m:record(r.id).status == "completed" end, 3000))
+      local left = h.group(r.pid)
+      assert.equal(1, #left)
+      m:session_close("s1")
+      assert.is_false(h.alive(left[1]))
     end)
 
     it("let a plugin keep chosen jobs at session end", function()
@@ -121,6 +181,25 @@ describe("manager", function()
       assert.truthy(m:record(ids[4]))
       assert.truthy(m:record(running.id))
       h.fails(m, "not_found", "getBackgroundProcess", { processId = ids[1] })
+    end)
+
+    it("survives maxFinished = 0 (records go right after they finish)", function()
+      local m = h.manager { retention = { maxFinished = 0 } }
+      for _ = 1, 5 do
+        local r = start(m, { command = "sleep 0.05; echo hi" })
+        assert.equal("completed", wait(m, r.id).status)
+      end
+      m:run_until(function() return false end, 100)
+      assert.equal(0, h.ok(m, "listBackgroundProcesses", {}).count)
+    end)
+
+    it("refuses config values that would break it", function()
+      for _, bad in ipairs { { progressMs = 0 }, { retention = { maxFinished = -1 } },
+                             { retention = { maxAgeMs = "soon" } }, { ringBytes = 0 } } do
+        local ok, err = pcall(h.manager, { config = bad })
+        assert.is_false(ok)
+        assert.matches("config", err)
+      end
     end)
 
     it("removes finished records older than maxAgeMs", function()

@@ -253,6 +253,34 @@ describe("bgproc mcp", function()
       assert.matches("^running", out)
     end)
 
+    it("starts jobs in the server's directory with its environment, not the daemon's", function()
+      local dir = assert(require("luv").fs_realpath(h.tmpdir()))
+      os.execute("mkdir " .. dir .. "/sub")
+      local env = {}
+      for k, v in pairs(d.env) do env[k] = v end
+      env.AGENT_VAR = "from-agent"
+      local loop = core.new()
+      local job = assert(loop:spawn { argv = { "lua5.4", h.root .. "/bin/bgproc", "mcp" }, env = env,
+                                      stdin = "pipe", cwd = dir })
+      job:write(cjson.encode { jsonrpc = "2.0", id = 1, method = "tools/call", params = {
+        name = "createBackgroundProcess", arguments = { command = "pwd; echo $AGENT_VAR", name = "here" } } } .. "\n")
+      job:write(cjson.encode { jsonrpc = "2.0", id = 2, method = "tools/call", params = {
+        name = "createBackgroundProcess", arguments = { argv = { "pwd" }, cwd = "sub", name = "rel" } } } .. "\n")
+      h.pump(loop, function() return (job:read(0, nil, "stdout")):find("\n.*\n") ~= nil end, 5000)
+      h.sleep(300)
+      local function out_of(name)
+        local o = d.run { "--json", "ls", "--name", name }
+        local id = cjson.decode(o).processes[1].id
+        return cjson.decode((d.run { "--json", "logs", id })).output
+      end
+      assert.equal(dir .. "\nfrom-agent\n", out_of("here"))
+      assert.equal(dir .. "/sub\n", out_of("rel"))
+      job:close_stdin()
+      h.pump(loop, function() return not job:alive() end, 5000)
+      loop:close()
+      os.execute("rm -rf " .. dir)
+    end)
+
     it("relays progress notifications from the daemon", function()
       local s = server(d.env)
       init(s)

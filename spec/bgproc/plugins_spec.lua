@@ -50,6 +50,20 @@ describe("shipped plugins", function()
       assert.equal(8, out.dropped)      -- the earlier runs' output is gone
     end)
 
+    it("does not bring back a job killed while it waits to restart, or whose session ended", function()
+      local m = h.manager { plugins = { "restart" }, config = { restart = { backoffMs = 300 } } }
+      local a = start(m, { command = "exit 1", tags = { "restart" } })
+      local b = h.ok(m, "createBackgroundProcess", { command = "exit 1", tags = { "restart" } }, { sessionId = "gone" })
+      m:run_until(function() return m:record(a.id).status == "failed" and m:record(b.id).status == "failed" end, 2000)
+      h.ok(m, "killProcesses", { processId = a.id })
+      m:session_close("gone")
+      m:run_until(function() return false end, 700)
+      assert.equal("failed", m:record(a.id).status)
+      assert.is_nil(m:record(a.id).restarts)
+      assert.equal("failed", m:record(b.id).status)
+      assert.is_nil(m:record(b.id).restarts)
+    end)
+
     it("leaves untagged, killed and timed-out jobs alone", function()
       local m = h.manager { plugins = { "restart" }, config = { restart = { backoffMs = 10 } } }
       local plain = start(m, { command = "exit 1" })

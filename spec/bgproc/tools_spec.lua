@@ -91,6 +91,7 @@ describe("tools", function()
       { { command = "x", env = { ["A=B"] = "1" } }, "invalid_argument", "variable name 'A=B'" },
       { { command = "x", readyPattern = "(" }, "invalid_argument", "'readyPattern': missing closing parenthesis" },
       { { command = "a\0b" }, "invalid_argument", "NUL" },
+      { { argv = { "" } }, "invalid_argument", "'argv%[1%]' must be at least 1 character" },
       { { command = "x", pty = true, stdin = "pipe" }, "invalid_argument", "exclude each other" },
     }
     for _, case in ipairs(bad) do
@@ -204,8 +205,21 @@ describe("tools", function()
       assert.is_true(g.truncated)
     end)
 
+    it("holds back a character or escape a later read completes", function()
+      local r = start { command = "printf 'caf\\303'; sleep 0.3; printf '\\251 \\033[3'; sleep 0.3; printf '1mred\\n'" }
+      local out, cursor = {}, 0
+      m:run_until(function()
+        local g = h.ok(m, "getBackgroundProcess", { processId = r.id, since = cursor })
+        out[#out + 1] = g.output
+        cursor = g.cursor
+        return g.status == "completed" and g.output == ""
+      end, 5000)
+      assert.equal("café red\n", table.concat(out))
+    end)
+
     it("refuses a bad regex, an unknown id and bad fields", function()
       local r = start { argv = { "true" } }
+      assert.matches("'since' must be", h.fails(m, "invalid_argument", "getBackgroundProcess", { processId = r.id, since = 1e300 }))
       assert.matches("'filter': missing closing parenthesis",
         h.fails(m, "invalid_argument", "getBackgroundProcess", { processId = r.id, filter = "(x" }))
       assert.matches("no process 'zz%-9'", h.fails(m, "not_found", "getBackgroundProcess", { processId = "zz-9" }))
@@ -304,6 +318,15 @@ describe("tools", function()
       assert.equal("running", w.status)
       local g = h.ok(m, "getBackgroundProcess", { processId = r.id, since = w.cursor })
       assert.equal("after\n", g.output)
+    end)
+
+    it("returns a cursor before a line still being written when it times out", function()
+      local r = start { command = "printf 'listening on '; sleep 0.5; printf 'port 3000\\n'; sleep 100" }
+      local w = h.ok(m, "waitForBackgroundProcess", { processId = r.id, ["until"] = "output", pattern = "port \\d+", timeoutMs = 200 })
+      assert.is_true(w.timedOut)
+      w = h.ok(m, "waitForBackgroundProcess", { processId = r.id, ["until"] = "output", pattern = "port \\d+", since = w.cursor })
+      assert.is_true(w.matched)
+      assert.equal("listening on port 3000", w.line)
     end)
 
     it("times out, and stops early when the job ends without a match", function()
