@@ -316,7 +316,11 @@ describe("tools", function()
       assert.equal("ready on port 3000", w.line)
       assert.is_false(w.timedOut)
       assert.equal("running", w.status)
-      local g = h.ok(m, "getBackgroundProcess", { processId = r.id, since = w.cursor })
+      local g
+      m:run_until(function() -- "after" may come in a later read than the ready line
+        g = h.ok(m, "getBackgroundProcess", { processId = r.id, since = w.cursor })
+        return g.output ~= ""
+      end, 3000)
       assert.equal("after\n", g.output)
     end)
 
