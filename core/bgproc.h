@@ -85,6 +85,8 @@ struct bg_loop {
   bg_job *pend_head;
   bg_job *groups;  /* jobs whose group may still have members */
   int subreaper;   /* the host is PR_SET_CHILD_SUBREAPER: reap orphans */
+  int guard_watched; /* the guardian's pidfd is in the epoll set */
+  bg_loop *next_loop; /* every open loop of the process */
   long nlive;
 };
 
@@ -111,6 +113,8 @@ int bg_job_finished(const bg_job *j);
 void bg_job_untrack(bg_job *j);
 int bg_job_track(bg_job *j); /* 0, or -1 with errno */
 void bg_job_reap_orphans(bg_job *j);
+void bg_job_check_group(bg_job *j);
+void bg_job_forget_group(bg_job *j);
 void bg_job_terminate(bg_job *j); /* SIGKILL the group, reap, close fds */
 long bg_job_signal(bg_job *j, int sig); /* processes/groups hit, -1+errno */
 
@@ -119,6 +123,7 @@ void bg_proc_open(lua_State *L);
 int bg_loop_reap_strays(lua_State *L);
 
 /* loop.c */
+int bg_loop_owns_pid(pid_t pid); /* a live job leader or guardian of any loop */
 void bg_loop_open(lua_State *L);
 int bg_core_new(lua_State *L);
 int bg_loop_watch(bg_loop *lp, bg_job *j, int kind, int fd, uint32_t ev);

@@ -37,31 +37,8 @@ int bg_pidfd_signal(int pidfd, int sig) {
   return rc;
 }
 
-/* Parse "/proc/<pid>/stat": state and pgrp come after the last ')' of the
- * command name, which may itself contain spaces and parentheses. */
-static int read_stat(int procfd, const char *name, char *state, pid_t *pgrp) {
-  char path[64];
-  size_t len = strlen(name);
-  if (len + 6 > sizeof path) return -1;
-  memcpy(path, name, len);
-  memcpy(path + len, "/stat", 6);
-  int fd = openat(procfd, path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  char buf[512];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')');
-  if (p == NULL || p[1] != ' ') return -1;
-  p += 2;
-  *state = *p;
-  /* fields: state ppid pgrp */
-  for (int field = 0; field < 2; field++) {
-    p = strchr(p, ' ');
-    if (p == NULL) return -1;
-    p++;
-  }
+static long parse_long(const char **pp) {
+  const char *p = *pp;
   long v = 0;
   int neg = 0;
   if (*p == '-') {
@@ -69,7 +46,38 @@ static int read_stat(int procfd, const char *name, char *state, pid_t *pgrp) {
     p++;
   }
   while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
-  *pgrp = (pid_t)(neg ? -v : v);
+  if (*p == ' ') p++;
+  *pp = p;
+  return neg ? -v : v;
+}
+
+/* Parse "/proc/<pid>/stat": state, pgrp and session come after the last
+ * ')' of the command name, which may itself contain spaces and parentheses.
+ * Returns 0; -1 if the process is gone (or the entry unreadable); -2 with
+ * errno set when we are out of fds or memory (the scan cannot be trusted). */
+static int read_stat(int procfd, const char *name, char *state, pid_t *pgrp,
+                     pid_t *sid) {
+  char path[64];
+  size_t len = strlen(name);
+  if (len + 6 > sizeof path) return -1;
+  memcpy(path, name, len);
+  memcpy(path + len, "/stat", 6);
+  int fd = openat(procfd, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return (errno == EMFILE || errno == ENFILE || errno == ENOMEM) ? -2 : -1;
+  char buf[512];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')');
+  if (p == NULL || p[1] != ' ') return -1;
+  p += 2;
+  *state = *p;
+  p += 2;              /* "S " */
+  parse_long(&p);      /* ppid */
+  *pgrp = (pid_t)parse_long(&p);
+  *sid = (pid_t)parse_long(&p);
   return 0;
 }
 
@@ -108,6 +116,7 @@ int bg_proc_scan(const pid_t *sorted_pgids, size_t n,
                  void (*fn)(pid_t, pid_t, void *), void *ud) {
   int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (procfd < 0) return errno;
+  int failed = 0;
   char buf[8192] __attribute__((aligned(8)));
   for (;;) {
     long nread = syscall(SYS_getdents64, procfd, buf, sizeof buf);
@@ -117,19 +126,23 @@ int bg_proc_scan(const pid_t *sorted_pgids, size_t n,
       return e;
     }
     if (nread == 0) break;
-    for (long off = 0; off < nread;) {
+    for (long off = 0; off < nread && !failed;) {
       struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
       off += d->d_reclen;
-      pid_t pid, pgrp;
+      pid_t pid, pgrp, sid;
       char state;
       if (!pid_of_name(d->d_name, &pid)) continue;
-      if (read_stat(procfd, d->d_name, &state, &pgrp) < 0) continue;
+      int rc = read_stat(procfd, d->d_name, &state, &pgrp, &sid);
+      if (rc == -2 && !failed) failed = errno;
+      if (rc < 0) continue;
       if (state == 'Z' || state == 'X') continue;
-      if (in_set(sorted_pgids, n, pgrp)) fn(pid, pgrp, ud);
+      /* A job leads its session: its members are in group P of session P.
+       * A recycled P in someone else's session is not ours. */
+      if (sid == pgrp && in_set(sorted_pgids, n, pgrp)) fn(pid, pgrp, ud);
     }
   }
   close(procfd);
-  return 0;
+  return failed;
 }
 
 pid_t bg_proc_pgid(pid_t pid) {
@@ -145,10 +158,10 @@ pid_t bg_proc_pgid(pid_t pid) {
   int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (procfd < 0) return -1;
   char state;
-  pid_t pgrp;
-  int rc = read_stat(procfd, name, &state, &pgrp);
+  pid_t pgrp, sid;
+  int rc = read_stat(procfd, name, &state, &pgrp, &sid);
   close(procfd);
-  if (rc < 0 || state == 'Z' || state == 'X') return -1;
+  if (rc < 0 || state == 'Z' || state == 'X' || sid != pgrp) return -1;
   return pgrp;
 }
 
@@ -157,6 +170,7 @@ struct signal_ctx {
   size_t n;
   int sig;
   long hits;
+  int err; /* a member that could not be checked or signalled */
 };
 
 static void signal_member(pid_t pid, pid_t pgid, void *ud) {
@@ -164,9 +178,12 @@ static void signal_member(pid_t pid, pid_t pgid, void *ud) {
   int pidfd = bg_pidfd_open(pid);
   if (pidfd < 0) {
     /* Without pidfds only a check right before kill() is possible. */
-    if (errno == ENOSYS && bg_proc_pgid(pid) == pgid && kill(pid, c->sig) == 0)
-      c->hits++;
-    return; /* or: gone already */
+    if (errno == ENOSYS) {
+      if (bg_proc_pgid(pid) == pgid && kill(pid, c->sig) == 0) c->hits++;
+    } else if (errno != ESRCH && !c->err) {
+      c->err = errno; /* EMFILE...: a live member we could not reach */
+    }
+    return;
   }
   /* The pidfd now pins this exact process: check it is still ours. */
   if (bg_proc_pgid(pid) == pgid) {
@@ -178,8 +195,9 @@ static void signal_member(pid_t pid, pid_t pgid, void *ud) {
 }
 
 long bg_group_signal_verified(const pid_t *sorted_pgids, size_t n, int sig) {
-  struct signal_ctx c = {sorted_pgids, n, sig, 0};
+  struct signal_ctx c = {sorted_pgids, n, sig, 0, 0};
   int err = bg_proc_scan(sorted_pgids, n, signal_member, &c);
+  if (!err && c.hits == 0) err = c.err;
   if (err) {
     errno = err;
     return -1;

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -66,6 +67,33 @@ static void guardian_end_all(pid_t *pgids, size_t n) {
     if (bg_group_signal_verified(pgids, n, SIGKILL) <= 0) break;
 }
 
+/* close_range(first, last), with a fallback for kernels before 5.9 that
+ * closes what /proc/self/fd lists (async-signal-safe: raw getdents64). */
+static void close_fds(unsigned first, unsigned last) {
+  if (first > last) return;
+  if (syscall(SYS_close_range, first, last, 0U) == 0) return;
+  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) {
+    for (unsigned fd = first; fd <= last && fd < 65536; fd++) close((int)fd);
+    return;
+  }
+  char buf[4096] __attribute__((aligned(8)));
+  long n;
+  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      unsigned short reclen;
+      memcpy(&reclen, buf + off + 16, sizeof reclen);
+      const char *name = buf + off + 19;
+      off += reclen;
+      unsigned fd = 0;
+      int digits = 0;
+      for (; *name >= '0' && *name <= '9'; name++, digits++) fd = fd * 10 + (unsigned)(*name - '0');
+      if (digits && *name == '\0' && fd >= first && fd <= last && (int)fd != dir) close((int)fd);
+    }
+  }
+  close(dir);
+}
+
 /* fd 3: the pipe's read end, fd 4: the table; 0-2 on /dev/null so we
  * never hold a pipe or terminal that someone waits on. */
 static void guardian_setup(int pipe_r, int memfd) {
@@ -85,25 +113,37 @@ static void guardian_setup(int pipe_r, int memfd) {
   }
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  int r = fcntl(pipe_r, F_DUPFD, 10), m = fcntl(memfd, F_DUPFD, 10);
-  dup2(r, 3);
-  dup2(m, 4);
-  syscall(SYS_close_range, 5U, ~0U, 0U);
-  int null = open("/dev/null", O_RDWR);
+  /* Keep only our two fds, with no new fd needed (the host may be at its
+   * limit): close all others, then move them to 3 and 4 through 5 and 6. */
+  int lo = pipe_r < memfd ? pipe_r : memfd, hi = pipe_r < memfd ? memfd : pipe_r;
+  if (lo > 0) close_fds(0, (unsigned)lo - 1);
+  if (hi > lo + 1) close_fds((unsigned)lo + 1, (unsigned)hi - 1);
+  close_fds((unsigned)hi + 1, ~0U);
+  /* copies on two numbers that are neither fd, then onto 3 and 4 */
+  int tmp[2], k = 0;
+  for (int t = 5; t <= 8 && k < 2; t++)
+    if (t != pipe_r && t != memfd) tmp[k++] = t;
+  if (dup2(pipe_r, tmp[0]) < 0 || dup2(memfd, tmp[1]) < 0) _exit(1);
+  if (dup2(tmp[0], 3) < 0 || dup2(tmp[1], 4) < 0) _exit(1);
+  close_fds(5, ~0U);
+  int null = open("/dev/null", O_RDWR); /* the lowest free: 0 */
   if (null >= 0) {
     dup2(null, 0);
     dup2(null, 1);
     dup2(null, 2);
-    if (null > 4) close(null);
+    if (null > 2) close(null);
   }
 }
 
 static void guardian_main(int pipe_r, int memfd) {
   guardian_setup(pipe_r, memfd);
   char c;
-  for (;;) { /* nothing is ever written: we wait for EOF */
+  for (;;) {
     ssize_t n = read(3, &c, 1);
     if (n < 0 && errno == EINTR) continue;
+    /* A byte: the host closes the core in order (its groups are ended
+     * already) and tells us to go. EOF without one: the host is gone. */
+    if (n == 1) _exit(0);
     break;
   }
   struct stat st;
@@ -190,27 +230,20 @@ void bg_guardian_del(bg_guardian *g, long slot) {
   g->free[g->nfree++] = (uint32_t)slot;
 }
 
-#define GUARDIAN_STACK (64 * 1024)
-
 struct guardian_args {
   int pipe_r, memfd;
 };
 
-static int guardian_entry(void *arg) {
-  const struct guardian_args *a = arg;
-  guardian_main(a->pipe_r, a->memfd); /* never returns */
-  return 0;
-}
-
-/* Only the child runs on this: it gets its own copy at clone time, and the
- * host never writes it, so concurrent starts cannot clash. */
-static char guardian_stack[GUARDIAN_STACK] __attribute__((aligned(16)));
-
-/* A fork-like clone (no CLONE_VM: the child runs on its own copy of the
- * stack) with a pidfd and no exit signal, so the host gets no SIGCHLD. */
+/* A fork-like clone with a pidfd and no exit signal, so the host gets no
+ * SIGCHLD. The raw syscall with no new stack: the child runs on its own
+ * copy of this one, and nothing is shared with other threads. */
 static pid_t clone_guardian(struct guardian_args *a, int *pidfd) {
-  return clone(guardian_entry, guardian_stack + GUARDIAN_STACK, CLONE_PIDFD,
-               a, pidfd);
+  long pid = syscall(SYS_clone, (unsigned long)CLONE_PIDFD, NULL, pidfd, NULL, NULL);
+  if (pid == 0) {
+    guardian_main(a->pipe_r, a->memfd); /* never returns */
+    _exit(1);
+  }
+  return (pid_t)pid;
 }
 
 int bg_guardian_start(bg_guardian *g) {
@@ -255,9 +288,18 @@ int bg_guardian_reap(bg_guardian *g) {
 }
 
 void bg_guardian_stop(bg_guardian *g, int keep_table) {
-  if (g->pipe_w >= 0) close(g->pipe_w);
+  if (g->pipe_w >= 0) {
+    char bye = 'q'; /* stand down: not a death of the host */
+    while (write(g->pipe_w, &bye, 1) < 0 && errno == EINTR) {
+    }
+    close(g->pipe_w);
+  }
   g->pipe_w = -1;
   if (g->pidfd >= 0) {
+    struct pollfd p = {g->pidfd, POLLIN, 0};
+    while (poll(&p, 1, 2000) < 0 && errno == EINTR) {
+    }
+    if (!(p.revents & POLLIN)) bg_pidfd_signal(g->pidfd, SIGKILL); /* stuck */
     siginfo_t si;
     while (waitid(P_PIDFD, (id_t)g->pidfd, &si, WEXITED | __WALL) < 0 &&
            errno == EINTR) {

@@ -127,27 +127,43 @@ void bg_job_untrack(bg_job *j) {
 }
 
 /* With the host a subreaper, members orphaned by the leader's death are
- * our children: collect the exited ones of this group, and only those
- * (P_PGID after the leader is reaped, so its own status is never taken). */
+ * our children: collect the exited ones of this group. Each is looked at
+ * first (WNOWAIT): a job leader, ours or another loop's, is never taken
+ * here, so its exit status stays with its job. */
 void bg_job_reap_orphans(bg_job *j) {
   if (!j->reaped || j->loop == NULL || !j->loop->subreaper) return;
   for (int i = 0; i < 1024; i++) {
     siginfo_t si;
     memset(&si, 0, sizeof si);
-    if (waitid(P_PGID, (id_t)j->pid, &si, WEXITED | WNOHANG | __WALL) < 0 ||
-        si.si_pid == 0)
+    if (waitid(P_PGID, (id_t)j->pid, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 ||
+        si.si_pid == 0 || bg_loop_owns_pid(si.si_pid))
+      break;
+    pid_t orphan = si.si_pid;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)orphan, &si, WEXITED | WNOHANG | __WALL) < 0 || si.si_pid == 0)
       break;
   }
 }
 
-/* After the leader is reaped: is anything of the group left? */
-static void check_group(bg_job *j) {
+/* Mark the group released: its id is free, so it is forgotten (also by
+ * the guardian) and never signalled again. */
+static void release_group(bg_job *j) {
+  j->group_empty = 1;
+  bg_job_untrack(j);
+}
+
+/* After the leader is reaped: is anything of the group left? Only ESRCH
+ * proves the id is free; zombies (that nobody reaps) still hold it. */
+void bg_job_check_group(bg_job *j) {
   if (j->group_empty || !j->reaped) return;
-  bg_job_reap_orphans(j); /* our zombies would keep the group "alive" */
-  if (kill(-j->pid, 0) < 0 && errno == ESRCH) {
-    j->group_empty = 1;
-    bg_job_untrack(j);
-  }
+  bg_job_reap_orphans(j); /* our own zombies would keep the group's id */
+  if (kill(-j->pid, 0) < 0 && errno == ESRCH) release_group(j);
+}
+
+/* A new job got pid P: the kernel hands out P only when no process, group
+ * or session uses it, so an old group P of ours is certainly gone. */
+void bg_job_forget_group(bg_job *j) {
+  if (!j->group_empty && j->reaped) release_group(j);
 }
 
 /* ---- output ------------------------------------------------------------ */
@@ -156,7 +172,7 @@ static void close_stream(bg_job *j, int kind) {
   unwatch_close(j, kind == W_OUT ? &j->out_fd : &j->err_fd);
   if (j->out_fd < 0 && j->err_fd < 0) {
     bg_job_pend(j, EV_EOF);
-    check_group(j);
+    bg_job_check_group(j);
   }
 }
 
@@ -288,7 +304,7 @@ void bg_job_reap(bg_job *j) {
   } else {
     bg_job_drop_stdin(j);
   }
-  check_group(j);
+  bg_job_check_group(j);
   bg_job_pend(j, EV_EXIT);
 }
 
@@ -298,6 +314,19 @@ long bg_job_signal(bg_job *j, int sig) {
   if (j->pid <= 0) {
     errno = ESRCH;
     return -1;
+  }
+  /* A leader that exited (or was reaped behind our back by a host's
+   * waitpid(-1)) no longer pins the group id: learn it before trusting
+   * kill(-pgid), keeping its output before its exit. */
+  if (!j->reaped && j->pidfd >= 0) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    int rc = waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED | WNOHANG | WNOWAIT | __WALL);
+    if ((rc == 0 && si.si_pid != 0) || (rc < 0 && errno == ECHILD)) {
+      bg_job_drain(j, W_OUT, 64u << 20);
+      bg_job_drain(j, W_ERR, 64u << 20);
+      bg_job_reap(j);
+    }
   }
   if (!j->reaped && j->pidfd >= 0) {
     /* The unreaped leader pins its pid, which is also the group id. */
@@ -316,13 +345,11 @@ long bg_job_signal(bg_job *j, int sig) {
   }
   long n = bg_group_signal_verified(&j->pid, 1, sig);
   if (n == 0) {
-    bg_job_reap_orphans(j);
-    j->group_empty = 1;
-    bg_job_untrack(j);
+    bg_job_check_group(j);
     errno = ESRCH;
     return -1;
   }
-  return n;
+  return n; /* or -1: /proc could not be read completely (errno) */
 }
 
 static void wait_leader(bg_job *j, int timeout_ms) {
@@ -354,7 +381,7 @@ void bg_job_terminate(bg_job *j) {
     for (int i = 0; i < 50 && !j->group_empty; i++) {
       struct timespec ts = {0, 2000000};
       nanosleep(&ts, NULL);
-      check_group(j);
+      bg_job_check_group(j);
     }
   bg_job_untrack(j);
 }
@@ -566,7 +593,7 @@ static int job_offsets(lua_State *L) {
 
 /* job:kill([sig]) -> hits | nil, msg, "ESRCH" */
 static int job_kill(lua_State *L) {
-  bg_job *j = checkjob(L);
+  bg_job *j = checkopen(L);
   int sig = lua_isnoneornil(L, 2) ? SIGTERM : bg_checksignal(L, 2);
   long hits = bg_job_signal(j, sig);
   if (hits < 0)
@@ -578,17 +605,12 @@ static int job_kill(lua_State *L) {
 
 /* job:members() -> live processes left in the job's group */
 static int job_members(lua_State *L) {
-  bg_job *j = checkjob(L);
+  bg_job *j = checkopen(L);
   long n = 0;
   if (j->pid > 0 && !j->group_empty) {
-    if (j->reaped && kill(-j->pid, 0) < 0 && errno == ESRCH) n = 0;
-    else if ((n = bg_group_count(j->pid)) < 0)
-      return bg_fail(L, errno, "read /proc");
-    if (n == 0 && j->reaped) {
-      bg_job_reap_orphans(j);
-      j->group_empty = 1;
-      bg_job_untrack(j);
-    }
+    bg_job_check_group(j);
+    if (!j->group_empty && (n = bg_group_count(j->pid)) < 0)
+      return bg_fail(L, errno, "read /proc for process group %d", (int)j->pid);
   }
   lua_pushinteger(L, n);
   return 1;
@@ -603,7 +625,7 @@ static int stdin_unusable(lua_State *L, bg_job *j) {
 
 /* job:write(data) -> bytes accepted (queued if the pipe is full) */
 static int job_write(lua_State *L) {
-  bg_job *j = checkjob(L);
+  bg_job *j = checkopen(L);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   if (j->in_fd < 0 || j->in_close_pending) return stdin_unusable(L, j);
@@ -635,7 +657,7 @@ static int job_write(lua_State *L) {
 
 /* job:close_stdin() -> true; pending bytes are written first */
 static int job_close_stdin(lua_State *L) {
-  bg_job *j = checkjob(L);
+  bg_job *j = checkopen(L);
   if (j->in_fd < 0 || j->in_close_pending) return stdin_unusable(L, j);
   j->in_close_pending = 1;
   bg_job_flush_stdin(j);
@@ -645,7 +667,7 @@ static int job_close_stdin(lua_State *L) {
 
 /* job:resize(rows, cols) for pty jobs */
 static int job_resize(lua_State *L) {
-  bg_job *j = checkjob(L);
+  bg_job *j = checkopen(L);
   lua_Integer rows = luaL_checkinteger(L, 2), cols = luaL_checkinteger(L, 3);
   luaL_argcheck(L, rows > 0 && rows < 65536, 2, "rows must be 1-65535");
   luaL_argcheck(L, cols > 0 && cols < 65536, 3, "cols must be 1-65535");

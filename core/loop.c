@@ -15,6 +15,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bgproc.h"
@@ -23,9 +24,40 @@
 #define CHILD_STACK (128 * 1024)
 /* Bytes drained from one pipe per dispatch before others get a turn. */
 #define DRAIN_BUDGET (4u * 1024 * 1024)
+/* At exit, everything the leader wrote is in its pipes: up to the largest
+ * pipe (pipe_size may be 64 MiB), not less. */
+#define EXIT_DRAIN_BUDGET (2u * 64 * 1024 * 1024 + DRAIN_BUDGET)
 #define MAX_EVENTS 64
 
 extern char **environ;
+
+/* Every open loop of the process (a Lua state is single-threaded; several
+ * states in several threads would each need their own core). */
+static bg_loop *all_loops;
+
+static void register_loop(bg_loop *lp) {
+  lp->next_loop = all_loops;
+  all_loops = lp;
+}
+
+static void unregister_loop(bg_loop *lp) {
+  for (bg_loop **p = &all_loops; *p; p = &(*p)->next_loop) {
+    if (*p == lp) {
+      *p = lp->next_loop;
+      break;
+    }
+  }
+  lp->next_loop = NULL;
+}
+
+int bg_loop_owns_pid(pid_t pid) {
+  for (bg_loop *lp = all_loops; lp; lp = lp->next_loop) {
+    if (lp->guard.pid == pid) return 1;
+    for (bg_job *j = lp->groups; j; j = j->gnext)
+      if (j->pid == pid && !j->reaped) return 1;
+  }
+  return 0;
+}
 
 static bg_loop *checkloop(lua_State *L) {
   bg_loop *lp = luaL_checkudata(L, 1, BG_LOOP_MT);
@@ -47,35 +79,50 @@ void bg_loop_unwatch(bg_loop *lp, int fd) {
 
 /* ---- guardian ------------------------------------------------------------ */
 
+/* Watch the guardian's pidfd, to restart it if it dies. If the epoll set
+ * refuses (ENOSPC...), the guardian keeps running unwatched: stopping it
+ * would be worse. The next spawn tries again. */
+static void watch_guardian(bg_loop *lp) {
+  if (lp->guard_watched || lp->guard.pidfd < 0) return;
+  struct epoll_event e;
+  memset(&e, 0, sizeof e);
+  e.events = EPOLLIN;
+  e.data.ptr = &lp->guard_watch;
+  if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->guard.pidfd, &e) == 0)
+    lp->guard_watched = 1;
+}
+
 /* Start the guardian. The group table outlives any one guardian, so a
  * replacement knows every group at once. */
 static int start_guardian(bg_loop *lp) {
   int err = bg_guardian_start(&lp->guard);
   if (err) return err;
-  struct epoll_event e;
-  memset(&e, 0, sizeof e);
-  e.events = EPOLLIN;
-  e.data.ptr = &lp->guard_watch;
-  if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->guard.pidfd, &e) < 0) {
-    err = errno;
-    bg_guardian_stop(&lp->guard, 1);
-    return err;
-  }
+  watch_guardian(lp);
   return 0;
 }
 
 static void guardian_exited(bg_loop *lp) {
   int pidfd = lp->guard.pidfd;
-  if (!bg_guardian_reap(&lp->guard)) return;
-  if (pidfd >= 0 && lp->epfd >= 0)
-    epoll_ctl(lp->epfd, EPOLL_CTL_DEL, pidfd, NULL);
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  if (pidfd < 0) return;
+  if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 &&
+      si.si_pid == 0)
+    return; /* still running */
+  if (lp->guard_watched && lp->epfd >= 0) epoll_ctl(lp->epfd, EPOLL_CTL_DEL, pidfd, NULL);
+  lp->guard_watched = 0;
+  bg_guardian_reap(&lp->guard);
   /* Someone killed it: the jobs must not go unguarded. If this fails the
    * next spawn tries again. */
   if (!lp->closed) start_guardian(lp);
 }
 
 static int ensure_guardian(bg_loop *lp) {
-  if (!lp->use_guardian || lp->guard.pipe_w >= 0) return 0;
+  if (!lp->use_guardian) return 0;
+  if (lp->guard.pipe_w >= 0) {
+    watch_guardian(lp);
+    return 0;
+  }
   if (lp->guard.pidfd >= 0) guardian_exited(lp);
   return lp->guard.pipe_w >= 0 ? 0 : start_guardian(lp);
 }
@@ -329,6 +376,13 @@ static int loop_spawn(lua_State *L) {
     j->closed = 1;
     return spawn_failed(L, err, stage, &req);
   }
+  /* pid P was free: any group P we still track has certainly emptied */
+  for (bg_loop *other = all_loops; other; other = other->next_loop)
+    for (bg_job *old = other->groups; old; old = old->gnext)
+      if (old->pid == res.pid) {
+        bg_job_forget_group(old);
+        break;
+      }
   j->pid = res.pid;
   j->pidfd = res.pidfd;
   j->out_fd = res.out_fd;
@@ -376,8 +430,8 @@ static int poll_events(bg_loop *lp, int timeout_ms) {
           bg_job_drain(j, w->kind, DRAIN_BUDGET);
           break;
         case W_PIDFD: /* what it wrote before exiting belongs before exit */
-          bg_job_drain(j, W_OUT, DRAIN_BUDGET);
-          bg_job_drain(j, W_ERR, DRAIN_BUDGET);
+          bg_job_drain(j, W_OUT, EXIT_DRAIN_BUDGET);
+          bg_job_drain(j, W_ERR, EXIT_DRAIN_BUDGET);
           bg_job_reap(j);
           break;
         case W_IN:
@@ -387,8 +441,13 @@ static int poll_events(bg_loop *lp, int timeout_ms) {
     }
     if (n < MAX_EVENTS) break;
   }
-  if (lp->subreaper)
-    for (bg_job *j = lp->groups; j; j = j->gnext) bg_job_reap_orphans(j);
+  /* Groups whose leader is gone live on only through their members: see
+   * at once when the last one leaves (one kill(-P, 0) each), before the
+   * id could be handed to someone else. */
+  for (bg_job *j = lp->groups, *next; j; j = next) {
+    next = j->gnext; /* checking may untrack j */
+    if (j->reaped) bg_job_check_group(j);
+  }
   return 0;
 }
 
@@ -505,7 +564,15 @@ static void loop_shutdown(lua_State *L, bg_loop *lp) {
   while (lp->groups) bg_job_terminate(lp->groups); /* untracks it */
   lp->pend_head = NULL;
   lp->nlive = 0;
+  if (lp->guard_watched) epoll_ctl(lp->epfd, EPOLL_CTL_DEL, lp->guard.pidfd, NULL);
+  lp->guard_watched = 0;
   bg_guardian_stop(&lp->guard, 0);
+  unregister_loop(lp);
+  if (lp->subreaper) {
+    int others = 0;
+    for (bg_loop *o = all_loops; o; o = o->next_loop) others |= o->subreaper;
+    if (!others) prctl(PR_SET_CHILD_SUBREAPER, 0); /* we set it; we clear it */
+  }
   loop_free_parts(lp);
   lua_newtable(L);
   lua_setiuservalue(L, 1, 1);
@@ -599,6 +666,7 @@ int bg_core_new(lua_State *L) {
   }
   /* stdin of every job that has none; failing that, each spawn opens one */
   lp->null_fd = bg_fd_above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  register_loop(lp);
   lp->closed = 0;
   return 1;
 }

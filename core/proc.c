@@ -142,10 +142,13 @@ int bg_loop_reap_strays(lua_State *L) {
       bg_job_drain(j, W_ERR, 1u << 20);
       bg_job_reap(j);
       if (!j->reaped) break; /* cannot happen; never spin */
-    } else if (lp->guard.pid == si.si_pid) {
-      break; /* our guardian: its pidfd watch handles it */
+    } else if (bg_loop_owns_pid(si.si_pid)) {
+      break; /* a guardian or another loop's leader: theirs to collect */
     } else {
-      waitpid(si.si_pid, NULL, WNOHANG);
+      pid_t stray = si.si_pid;
+      memset(&si, 0, sizeof si);
+      if (waitid(P_PID, (id_t)stray, &si, WEXITED | WNOHANG | __WALL) < 0 || si.si_pid == 0)
+        break; /* never spin on a child we cannot take */
       n++;
     }
   }

@@ -44,6 +44,11 @@ const char *bg_signame(int sig) {
     }
     return rt[sig];
   }
+  if (sig > 0 && sig < NSIG) { /* 32, 33: kept by libc, still a number */
+    static char other[NSIG][8];
+    if (other[sig][0] == '\0') snprintf(other[sig], sizeof other[sig], "SIG%d", sig);
+    return other[sig];
+  }
   return NULL;
 }
 

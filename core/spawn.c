@@ -159,6 +159,31 @@ CHILD_CODE static void child_exec(const bg_spawn_req *req) {
   errno = saw_eacces ? EACCES : ENOENT;
 }
 
+/* Close every fd from 3 up but `keep`, as listed by /proc/self/fd (raw
+ * getdents64: no malloc), or by counting up to a sane bound without it. */
+CHILD_CODE static void child_close_fds(int keep) {
+  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) {
+    for (int fd = 3; fd < 65536; fd++)
+      if (fd != keep) close(fd);
+    return;
+  }
+  char buf[4096] __attribute__((aligned(8)));
+  long n;
+  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      unsigned short reclen;
+      memcpy(&reclen, buf + off + 16, sizeof reclen);
+      const char *name = buf + off + 19;
+      off += reclen;
+      int fd = 0, digits = 0;
+      for (; *name >= '0' && *name <= '9'; name++, digits++) fd = fd * 10 + (*name - '0');
+      if (digits && *name == '\0' && fd > 2 && fd != keep && fd != dir) close(fd);
+    }
+  }
+  close(dir);
+}
+
 CHILD_CODE static int child_main(void *arg) {
   const child_ctx *c = arg;
   child_report *rep = c->rep;
@@ -170,11 +195,8 @@ CHILD_CODE static int child_main(void *arg) {
     goto fail;
   /* Nothing the host opened reaches the program, O_CLOEXEC or not; the
    * error pipe stays usable until exec closes it. */
-  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-    long max = sysconf(_SC_OPEN_MAX);
-    for (int fd = 3; fd < max; fd++)
-      if (fd != c->errfd) close(fd);
-  }
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+    child_close_fds(c->errfd); /* kernels before 5.11 */
   if (c->req->cwd != NULL && chdir(c->req->cwd) < 0) {
     rep->stage = BG_STAGE_CHDIR;
     goto fail;

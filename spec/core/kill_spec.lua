@@ -84,10 +84,50 @@ describe("core kill", function()
     assert.equal(1, job:kill("KILL"))
     assert.is_true(h.wait_until(function() return not h.alive(survivor) end, 2000))
     assert.equal(0, job:members())
-    assert.is_true(job:info().group_empty)
+    -- released once its id is free (its zombie reaped by whoever adopted it)
+    assert.is_true(h.pump(loop, function() return job:info().group_empty end, 2000))
     local ok, _, name = job:kill("KILL")
     assert.is_nil(ok)
     assert.equal("ESRCH", name)
+  end)
+
+  it("notices when what a leader left behind exits, and forgets the group", function()
+    local job = assert(loop:spawn { command = "sleep 0.3 >/dev/null 2>&1 </dev/null & echo x" })
+    assert.is_true(h.pump(loop, function() return job:info().eof and not job:alive() end, 3000))
+    assert.is_false(job:info().group_empty) -- the sleep still holds it
+    assert.is_true(h.pump(loop, function() return job:info().group_empty end, 3000))
+    local ok, _, name = job:kill("KILL")
+    assert.is_nil(ok)
+    assert.equal("ESRCH", name)
+  end)
+
+  it("forgets a tracked group whose id a new job receives (it must be empty)", function()
+    local f = io.open("/proc/sys/kernel/ns_last_pid", "w")
+    if not f then
+      pending("needs root to choose the next pid")
+      return
+    end
+    f:close()
+    local old = assert(loop:spawn { command = "sleep 0.2 >/dev/null 2>&1 </dev/null & echo x" })
+    assert.is_true(h.pump(loop, function() return old:info().eof and not old:alive() end, 3000))
+    local P = old:pid()
+    h.sleep(400) -- the sleep is gone, and no dispatch has looked yet
+    assert.is_false(old:info().group_empty)
+    f = assert(io.open("/proc/sys/kernel/ns_last_pid", "w"))
+    f:write(tostring(P - 1))
+    f:close()
+    local new = assert(loop:spawn { argv = { "sleep", "30" } })
+    if new:pid() ~= P then
+      new:close()
+      pending("another process took pid " .. P)
+      return
+    end
+    assert.is_true(old:info().group_empty)
+    local ok, _, name = old:kill("KILL") -- must not reach the new job
+    assert.is_nil(ok)
+    assert.equal("ESRCH", name)
+    assert.is_true(new:alive())
+    new:close()
   end)
 
   it("ends the group on job:close() and on loop:close()", function()
