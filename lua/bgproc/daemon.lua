@@ -78,6 +78,7 @@ function daemon.run(opts)
     return 1
   end
   uv.fs_chmod(socket, tonumber("600", 8))
+  local socket_ino = (uv.fs_stat(socket) or {}).ino
   local my_uid = core.getuid()
   local started = uv.now()
   local clients, nconn = {}, 0
@@ -316,7 +317,12 @@ function daemon.run(opts)
   local chld = uv.new_signal()
   chld:start("sigchld", reap)
   local sweep = uv.new_timer()
-  sweep:start(2000, 2000, reap)
+  sweep:start(2000, 2000, function()
+    reap()
+    -- no socket, no way for anyone to reach us or our jobs: stop
+    local st = uv.fs_stat(socket)
+    if not st or st.ino ~= socket_ino then stop("socket " .. socket .. " was removed") end
+  end)
   handles[#handles + 1] = chld
   handles[#handles + 1] = sweep
 
