@@ -58,6 +58,7 @@ local function try_connect(socket)
   pump(function() return done end, 2000)
   if not done or cerr then
     if not pipe:is_closing() then pipe:close() end
+    uv.run("nowait") -- let the close complete (see Client:close)
     return nil, cerr or "ETIMEDOUT: no answer from " .. socket
   end
   return pipe
@@ -122,7 +123,11 @@ function client.connect_async(opts, cb)
   local function attempt()
     local pipe = uv.new_pipe(false)
     pipe:connect(socket, function(err)
-      if not err then return cb(client.wrap(pipe, socket)) end
+      if not err then
+        local nc = client.wrap(pipe, socket)
+        nc.in_loop = true
+        return cb(nc)
+      end
       pipe:close()
       if opts.autostart ~= false and not spawned then
         spawned = true
@@ -171,18 +176,24 @@ function Client:notify(method, params)
   self.conn:send { jsonrpc = "2.0", method = method, params = params }
 end
 
--- Blocking request: result, or nil and the error object.
+-- Blocking request: result (normalized: whole numbers are integers, empty
+-- arrays are arrays), or nil and the error object.
 function Client:call(method, params, timeout_ms)
   local done, res, err = false, nil, nil
   self:request(method, params, function(r, e) done, res, err = true, r, e end)
   if not pump(function() return done end, timeout_ms or 3600 * 1000) then
     return nil, { code = -32098, message = "no answer from the daemon in time" }
   end
-  return res, err
+  return json.normalize(res), err
 end
 
+-- Close the connection. A blocking client (the CLI, scripts) also runs
+-- the loop once so the close completes: luv must not meet a handle still
+-- closing when the Lua state closes. A client used inside a running loop
+-- (`in_loop`, e.g. the MCP server's) leaves that to the loop.
 function Client:close()
   if not self.closed then self.conn:close("closed by client") end
+  if not self.in_loop then uv.run("nowait") end
 end
 
 return client

@@ -122,6 +122,7 @@ local function daemon_backend(sid, socket)
     return nil, oerr.message
   end
   c.on_notification = on_notification
+  c.in_loop = true -- from here on it lives inside the server's loop
   conn = c
 
   local function with_conn(cb)
