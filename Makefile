@@ -32,7 +32,7 @@ LUA_LIBS := $(shell $(PKGCONF) --libs lua5.4 2>/dev/null || echo -llua5.4)
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
 
-DEPS_BUILD := gcc make pkg-config lua5.4 liblua5.4-dev libpcre2-dev lua-luv \
+DEPS_BUILD := gcc make pkg-config procps lua5.4 liblua5.4-dev libpcre2-dev lua-luv \
               lua-cjson lua-argparse lua-busted
 DEPS_TEST  := $(DEPS_BUILD) luarocks procps util-linux
 DEPS_VALGRIND := valgrind
