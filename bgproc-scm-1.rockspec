@@ -29,7 +29,7 @@ build = {
   modules = {
     ["bgproc.core"] = {
       sources = {
-        "core/core.c", "core/errors.c", "core/group.c", "core/guardian.c",
+        "core/core.c", "core/errors.c", "core/fds.c", "core/group.c", "core/guardian.c",
         "core/job.c", "core/loop.c", "core/proc.c", "core/ring.c", "core/signals.c",
         "core/spawn.c",
       },

@@ -18,6 +18,7 @@
 
 #include "guardian.h"
 #include "ring.h"
+#include "spawn.h"
 
 #define BG_LOOP_MT "bgproc.core.Loop"
 #define BG_JOB_MT "bgproc.core.Job"
@@ -27,12 +28,15 @@
 #define BG_MAX_RING ((size_t)1 << 30)
 #define BG_MAX_STDIN_QUEUE (16 * 1024 * 1024)
 #define BG_DEFAULT_PIPE (256 * 1024)
+#define BG_MAX_PIPE (64 * 1024 * 1024) /* F_SETPIPE_SZ's usual ceiling */
 #define BG_PIPE_FULL 65536 /* a read this big means the writer outruns us */
+/* Bytes drained from one pipe per wakeup before others get a turn. */
+#define BG_DRAIN_BUDGET (4u * 1024 * 1024)
 
 enum { W_PIDFD, W_OUT, W_ERR, W_IN, W_GUARD, W_COUNT };
 
 /* Pending event bits, coalesced per job per dispatch. */
-enum { EV_OUTPUT = 1, EV_EXIT = 2, EV_EOF = 4, EV_STDIN = 8 };
+enum { EV_OUTPUT = 1, EV_EXIT = 2, EV_EOF = 4 };
 
 typedef struct bg_job bg_job;
 typedef struct bg_loop bg_loop;
@@ -42,10 +46,8 @@ typedef struct bg_watch {
   int kind;
 } bg_watch;
 
-typedef enum { STDIN_NULL, STDIN_PIPE, STDIN_PTY } bg_stdin_kind;
-
 struct bg_job {
-  bg_loop *loop; /* NULL once detached (loop closed) */
+  bg_loop *loop; /* outlives the job: it is the job's user value */
   pid_t pid;     /* also the process group and session id */
   int pidfd, out_fd, err_fd, in_fd;
   bg_stdin_kind stdin_kind;
@@ -68,7 +70,7 @@ struct bg_job {
   unsigned pend;
   bg_job *pend_next;
   bg_job *gprev, *gnext; /* the loop's list of groups */
-  bg_watch w[4];
+  bg_watch w[W_COUNT];
 };
 
 struct bg_loop {
@@ -105,8 +107,10 @@ void bg_push_signals(lua_State *L);
 void bg_job_open(lua_State *L);
 bg_job *bg_job_new(lua_State *L, int loop_idx); /* pushes a half-built job */
 void bg_job_pend(bg_job *j, unsigned bits);
-void bg_job_drain(bg_job *j, int kind, size_t budget);
+void bg_job_drain(bg_job *j, int kind); /* W_OUT or W_ERR, once ready */
 void bg_job_reap(bg_job *j);
+void bg_job_collect(bg_job *j); /* the leader exited: drain, then reap */
+void bg_job_release(bg_job *j); /* terminate, free all but the userdata */
 void bg_job_flush_stdin(bg_job *j);
 void bg_job_drop_stdin(bg_job *j);
 int bg_job_finished(const bg_job *j);
@@ -126,7 +130,7 @@ int bg_loop_reap_strays(lua_State *L);
 int bg_loop_owns_pid(pid_t pid); /* a live job leader or guardian of any loop */
 void bg_loop_open(lua_State *L);
 int bg_core_new(lua_State *L);
-int bg_loop_watch(bg_loop *lp, bg_job *j, int kind, int fd, uint32_t ev);
+int bg_loop_watch(bg_loop *lp, bg_watch *w, int fd, uint32_t ev); /* 0 or errno */
 void bg_loop_unwatch(bg_loop *lp, int fd);
 
 #endif

@@ -19,7 +19,8 @@ static int core_signum(lua_State *L) {
 
 /* core.signame(number) -> "TERM" | nil */
 static int core_signame(lua_State *L) {
-  const char *name = bg_signame((int)luaL_checkinteger(L, 1));
+  lua_Integer sig = luaL_checkinteger(L, 1);
+  const char *name = sig > 0 && sig < NSIG ? bg_signame((int)sig) : NULL;
   if (name == NULL) return 0;
   lua_pushstring(L, name);
   return 1;

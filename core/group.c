@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "group.h"
 
+#include "fds.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -104,21 +106,32 @@ static int in_set(const pid_t *a, size_t n, pid_t x) {
   return 0;
 }
 
-struct linux_dirent64 {
-  uint64_t d_ino;
-  int64_t d_off;
-  unsigned short d_reclen;
-  unsigned char d_type;
-  char d_name[];
-};
+/* Process group of /proc entry `name`, or -1 (gone, zombie, unreadable,
+ * or not in a session of the same id). */
+static pid_t pgid_at(int procfd, const char *name) {
+  char state;
+  pid_t pgrp, sid;
+  int rc = read_stat(procfd, name, &state, &pgrp, &sid);
+  if (rc < 0 || state == 'Z' || state == 'X' || sid != pgrp) return -1;
+  return pgrp;
+}
 
-int bg_proc_scan(const pid_t *sorted_pgids, size_t n,
-                 void (*fn)(pid_t, pid_t, void *), void *ud) {
+typedef void member_fn(int procfd, const char *name, pid_t pid, pid_t pgid,
+                       void *ud);
+
+/*
+ * For every live (non-zombie) process whose process group is one of the
+ * `n` ids in `sorted_pgids` (ascending) and whose session has the same id
+ * (jobs lead their sessions), call fn with its /proc entry. Returns 0, or
+ * an errno value if /proc could not be read completely (out of fds...).
+ */
+static int proc_scan(const pid_t *sorted_pgids, size_t n, member_fn *fn,
+                     void *ud) {
   int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (procfd < 0) return errno;
   int failed = 0;
   char buf[8192] __attribute__((aligned(8)));
-  for (;;) {
+  while (!failed) {
     long nread = syscall(SYS_getdents64, procfd, buf, sizeof buf);
     if (nread < 0) {
       int e = errno;
@@ -127,7 +140,7 @@ int bg_proc_scan(const pid_t *sorted_pgids, size_t n,
     }
     if (nread == 0) break;
     for (long off = 0; off < nread && !failed;) {
-      struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
+      struct bg_dirent64 *d = (struct bg_dirent64 *)(buf + off);
       off += d->d_reclen;
       pid_t pid, pgrp, sid;
       char state;
@@ -138,31 +151,12 @@ int bg_proc_scan(const pid_t *sorted_pgids, size_t n,
       if (state == 'Z' || state == 'X') continue;
       /* A job leads its session: its members are in group P of session P.
        * A recycled P in someone else's session is not ours. */
-      if (sid == pgrp && in_set(sorted_pgids, n, pgrp)) fn(pid, pgrp, ud);
+      if (sid == pgrp && in_set(sorted_pgids, n, pgrp))
+        fn(procfd, d->d_name, pid, pgrp, ud);
     }
   }
   close(procfd);
   return failed;
-}
-
-pid_t bg_proc_pgid(pid_t pid) {
-  char name[16];
-  int len = 0;
-  char tmp[16];
-  do {
-    tmp[len++] = (char)('0' + pid % 10);
-    pid /= 10;
-  } while (pid > 0 && len < 15);
-  for (int i = 0; i < len; i++) name[i] = tmp[len - 1 - i];
-  name[len] = '\0';
-  int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (procfd < 0) return -1;
-  char state;
-  pid_t pgrp, sid;
-  int rc = read_stat(procfd, name, &state, &pgrp, &sid);
-  close(procfd);
-  if (rc < 0 || state == 'Z' || state == 'X' || sid != pgrp) return -1;
-  return pgrp;
 }
 
 struct signal_ctx {
@@ -173,20 +167,21 @@ struct signal_ctx {
   int err; /* a member that could not be checked or signalled */
 };
 
-static void signal_member(pid_t pid, pid_t pgid, void *ud) {
+static void signal_member(int procfd, const char *name, pid_t pid, pid_t pgid,
+                          void *ud) {
   struct signal_ctx *c = ud;
   int pidfd = bg_pidfd_open(pid);
   if (pidfd < 0) {
     /* Without pidfds only a check right before kill() is possible. */
     if (errno == ENOSYS) {
-      if (bg_proc_pgid(pid) == pgid && kill(pid, c->sig) == 0) c->hits++;
+      if (pgid_at(procfd, name) == pgid && kill(pid, c->sig) == 0) c->hits++;
     } else if (errno != ESRCH && !c->err) {
       c->err = errno; /* EMFILE...: a live member we could not reach */
     }
     return;
   }
   /* The pidfd now pins this exact process: check it is still ours. */
-  if (bg_proc_pgid(pid) == pgid) {
+  if (pgid_at(procfd, name) == pgid) {
     int rc = bg_pidfd_signal(pidfd, c->sig);
     if (rc < 0 && errno == ENOSYS) rc = kill(pid, c->sig);
     if (rc == 0) c->hits++;
@@ -196,7 +191,7 @@ static void signal_member(pid_t pid, pid_t pgid, void *ud) {
 
 long bg_group_signal_verified(const pid_t *sorted_pgids, size_t n, int sig) {
   struct signal_ctx c = {sorted_pgids, n, sig, 0, 0};
-  int err = bg_proc_scan(sorted_pgids, n, signal_member, &c);
+  int err = proc_scan(sorted_pgids, n, signal_member, &c);
   if (!err && c.hits == 0) err = c.err;
   if (err) {
     errno = err;
@@ -205,7 +200,10 @@ long bg_group_signal_verified(const pid_t *sorted_pgids, size_t n, int sig) {
   return c.hits;
 }
 
-static void count_member(pid_t pid, pid_t pgid, void *ud) {
+static void count_member(int procfd, const char *name, pid_t pid, pid_t pgid,
+                         void *ud) {
+  (void)procfd;
+  (void)name;
   (void)pid;
   (void)pgid;
   ++*(long *)ud;
@@ -213,7 +211,7 @@ static void count_member(pid_t pid, pid_t pgid, void *ud) {
 
 long bg_group_count(pid_t pgid) {
   long count = 0;
-  int err = bg_proc_scan(&pgid, 1, count_member, &count);
+  int err = proc_scan(&pgid, 1, count_member, &count);
   if (err) {
     errno = err;
     return -1;

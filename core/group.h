@@ -15,19 +15,6 @@
 #include <sys/types.h>
 
 /*
- * For every live (non-zombie) process whose process group is one of the
- * `n` ids in `sorted_pgids` (ascending) and whose session has the same id
- * (jobs lead their sessions), call fn(pid, pgid, ud). Returns 0, or an
- * errno value if /proc could not be read completely (out of fds...).
- */
-int bg_proc_scan(const pid_t *sorted_pgids, size_t n,
-                 void (*fn)(pid_t pid, pid_t pgid, void *ud), void *ud);
-
-/* Process group of pid read from /proc, or -1 (gone, zombie, unreadable,
- * or not in a session of the same id). */
-pid_t bg_proc_pgid(pid_t pid);
-
-/*
  * Send sig to every member of the groups in sorted_pgids, each through a
  * pidfd after checking that it is still a member. Returns the number of
  * processes signalled, or -1 with errno set when /proc is unreadable or a

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "guardian.h"
 
+#include "fds.h"
 #include "group.h"
 
 #include <errno.h>
@@ -67,33 +68,6 @@ static void guardian_end_all(pid_t *pgids, size_t n) {
     if (bg_group_signal_verified(pgids, n, SIGKILL) <= 0) break;
 }
 
-/* close_range(first, last), with a fallback for kernels before 5.9 that
- * closes what /proc/self/fd lists (async-signal-safe: raw getdents64). */
-static void close_fds(unsigned first, unsigned last) {
-  if (first > last) return;
-  if (syscall(SYS_close_range, first, last, 0U) == 0) return;
-  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) {
-    for (unsigned fd = first; fd <= last && fd < 65536; fd++) close((int)fd);
-    return;
-  }
-  char buf[4096] __attribute__((aligned(8)));
-  long n;
-  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
-    for (long off = 0; off < n;) {
-      unsigned short reclen;
-      memcpy(&reclen, buf + off + 16, sizeof reclen);
-      const char *name = buf + off + 19;
-      off += reclen;
-      unsigned fd = 0;
-      int digits = 0;
-      for (; *name >= '0' && *name <= '9'; name++, digits++) fd = fd * 10 + (unsigned)(*name - '0');
-      if (digits && *name == '\0' && fd >= first && fd <= last && (int)fd != dir) close((int)fd);
-    }
-  }
-  close(dir);
-}
-
 /* fd 3: the pipe's read end, fd 4: the table; 0-2 on /dev/null so we
  * never hold a pipe or terminal that someone waits on. */
 static void guardian_setup(int pipe_r, int memfd) {
@@ -116,16 +90,16 @@ static void guardian_setup(int pipe_r, int memfd) {
   /* Keep only our two fds, with no new fd needed (the host may be at its
    * limit): close all others, then move them to 3 and 4 through 5 and 6. */
   int lo = pipe_r < memfd ? pipe_r : memfd, hi = pipe_r < memfd ? memfd : pipe_r;
-  if (lo > 0) close_fds(0, (unsigned)lo - 1);
-  if (hi > lo + 1) close_fds((unsigned)lo + 1, (unsigned)hi - 1);
-  close_fds((unsigned)hi + 1, ~0U);
+  if (lo > 0) bg_close_from(0, (unsigned)lo - 1, 0);
+  if (hi > lo + 1) bg_close_from((unsigned)lo + 1, (unsigned)hi - 1, 0);
+  bg_close_from((unsigned)hi + 1, ~0U, 0);
   /* copies on two numbers that are neither fd, then onto 3 and 4 */
   int tmp[2], k = 0;
   for (int t = 5; t <= 8 && k < 2; t++)
     if (t != pipe_r && t != memfd) tmp[k++] = t;
   if (dup2(pipe_r, tmp[0]) < 0 || dup2(memfd, tmp[1]) < 0) _exit(1);
   if (dup2(tmp[0], 3) < 0 || dup2(tmp[1], 4) < 0) _exit(1);
-  close_fds(5, ~0U);
+  bg_close_from(5, ~0U, 0);
   int null = open("/dev/null", O_RDWR); /* the lowest free: 0 */
   if (null >= 0) {
     dup2(null, 0);
@@ -287,7 +261,7 @@ int bg_guardian_reap(bg_guardian *g) {
   return 1;
 }
 
-void bg_guardian_stop(bg_guardian *g, int keep_table) {
+void bg_guardian_stop(bg_guardian *g) {
   if (g->pipe_w >= 0) {
     char bye = 'q'; /* stand down: not a death of the host */
     while (write(g->pipe_w, &bye, 1) < 0 && errno == EINTR) {
@@ -308,7 +282,6 @@ void bg_guardian_stop(bg_guardian *g, int keep_table) {
   }
   g->pidfd = -1;
   g->pid = -1;
-  if (keep_table) return;
   if (g->slots) munmap(g->slots, g->cap * sizeof(int32_t));
   if (g->memfd >= 0) close(g->memfd);
   free(g->free);

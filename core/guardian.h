@@ -42,8 +42,7 @@ long bg_guardian_add(bg_guardian *g, pid_t pgid);
 void bg_guardian_del(bg_guardian *g, long slot);
 /* Reap a guardian whose pidfd became readable; 1 if it had exited. */
 int bg_guardian_reap(bg_guardian *g);
-/* Close our end and reap the guardian (it ends the groups still in the
- * table); keep_table = 0 also frees the table. */
-void bg_guardian_stop(bg_guardian *g, int keep_table);
+/* Tell the guardian to stand down, reap it and free the table. */
+void bg_guardian_stop(bg_guardian *g);
 
 #endif

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "bgproc.h"
+#include "fds.h"
 #include "group.h"
 
 static bg_job *checkjob(lua_State *L) {
@@ -40,13 +41,6 @@ static int checkstream(lua_State *L, int idx) {
   return vals[luaL_checkoption(L, idx, "both", opts)];
 }
 
-static void close_fd(int *fd) {
-  if (*fd >= 0) {
-    close(*fd);
-    *fd = -1;
-  }
-}
-
 bg_job *bg_job_new(lua_State *L, int loop_idx) {
   loop_idx = lua_absindex(L, loop_idx);
   bg_job *j = lua_newuserdatauv(L, sizeof *j, 1);
@@ -54,7 +48,7 @@ bg_job *bg_job_new(lua_State *L, int loop_idx) {
   j->pid = -1;
   j->pidfd = j->out_fd = j->err_fd = j->in_fd = -1;
   j->code = -1;
-  for (int k = 0; k < 4; k++) {
+  for (int k = 0; k < W_COUNT; k++) {
     j->w[k].job = j;
     j->w[k].kind = k;
   }
@@ -66,7 +60,6 @@ bg_job *bg_job_new(lua_State *L, int loop_idx) {
 }
 
 void bg_job_pend(bg_job *j, unsigned bits) {
-  if (j->loop == NULL) return;
   if (j->pend == 0) {
     j->pend_next = j->loop->pend_head;
     j->loop->pend_head = j;
@@ -75,7 +68,7 @@ void bg_job_pend(bg_job *j, unsigned bits) {
 }
 
 static void unpend(bg_job *j) {
-  if (j->pend == 0 || j->loop == NULL) return;
+  if (j->pend == 0) return;
   for (bg_job **p = &j->loop->pend_head; *p; p = &(*p)->pend_next) {
     if (*p == j) {
       *p = j->pend_next;
@@ -87,8 +80,8 @@ static void unpend(bg_job *j) {
 
 static void unwatch_close(bg_job *j, int *fd) {
   if (*fd < 0) return;
-  if (j->loop) bg_loop_unwatch(j->loop, *fd);
-  close_fd(fd);
+  bg_loop_unwatch(j->loop, *fd);
+  bg_close_fd(fd);
 }
 
 int bg_job_finished(const bg_job *j) {
@@ -102,7 +95,7 @@ int bg_job_finished(const bg_job *j) {
  * into shared memory). */
 int bg_job_track(bg_job *j) {
   bg_loop *lp = j->loop;
-  if (j->tracked || lp == NULL) return 0;
+  if (j->tracked) return 0;
   j->gslot = -1;
   if (lp->use_guardian && (j->gslot = bg_guardian_add(&lp->guard, j->pid)) < 0)
     return -1;
@@ -118,7 +111,6 @@ void bg_job_untrack(bg_job *j) {
   bg_loop *lp = j->loop;
   if (!j->tracked) return;
   j->tracked = 0;
-  if (lp == NULL) return;
   if (j->gprev) j->gprev->gnext = j->gnext;
   else lp->groups = j->gnext;
   if (j->gnext) j->gnext->gprev = j->gprev;
@@ -131,7 +123,7 @@ void bg_job_untrack(bg_job *j) {
  * first (WNOWAIT): a job leader, ours or another loop's, is never taken
  * here, so its exit status stays with its job. */
 void bg_job_reap_orphans(bg_job *j) {
-  if (!j->reaped || j->loop == NULL || !j->loop->subreaper) return;
+  if (!j->reaped || !j->loop->subreaper) return;
   for (int i = 0; i < 1024; i++) {
     siginfo_t si;
     memset(&si, 0, sizeof si);
@@ -176,7 +168,11 @@ static void close_stream(bg_job *j, int kind) {
   }
 }
 
-void bg_job_drain(bg_job *j, int kind, size_t budget) {
+/* Read a stream into the ring until it has nothing more, or `budget`
+ * bytes. With `until_short`, a pipe read that comes back short ends it: a
+ * pipe read returns all the pipe holds, so the next one would only say
+ * EAGAIN (a pty may hand out less than it holds). */
+static void drain(bg_job *j, int kind, size_t budget, int until_short) {
   int fd = kind == W_OUT ? j->out_fd : j->err_fd;
   int stream = kind == W_OUT ? BG_STDOUT : BG_STDERR;
   size_t total = 0;
@@ -195,6 +191,8 @@ void bg_job_drain(bg_job *j, int kind, size_t budget) {
         j->grown |= (unsigned char)(1u << stream);
         fcntl(fd, F_SETPIPE_SZ, j->pipe_max);
       }
+      if (until_short && (size_t)n < j->ring.cap && j->stdin_kind != BG_STDIN_PTY)
+        break;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -205,70 +203,77 @@ void bg_job_drain(bg_job *j, int kind, size_t budget) {
   if (total) bg_job_pend(j, EV_OUTPUT);
 }
 
+void bg_job_drain(bg_job *j, int kind) {
+  drain(j, kind, BG_DRAIN_BUDGET, 1);
+}
+
 /* ---- stdin --------------------------------------------------------------- */
 
 void bg_job_drop_stdin(bg_job *j) {
-  unwatch_close(j, &j->in_fd);
+  if (j->in_watched) bg_loop_unwatch(j->loop, j->in_fd);
   j->in_watched = 0;
+  bg_close_fd(&j->in_fd);
   free(j->inq);
   j->inq = NULL;
   j->inq_len = j->inq_off = j->inq_cap = 0;
   j->in_close_pending = 0;
 }
 
-/* write() that turns a reader-less pipe into EPIPE instead of SIGPIPE. */
-static ssize_t write_nosigpipe(int fd, const void *buf, size_t n) {
-  sigset_t pipe_set, old;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-  ssize_t w = write(fd, buf, n);
-  int saved = errno;
-  if (w < 0 && saved == EPIPE && !sigismember(&old, SIGPIPE)) {
-    struct timespec zero = {0, 0};
-    sigtimedwait(&pipe_set, NULL, &zero);
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  errno = saved;
-  return w;
-}
-
-static void finish_stdin(bg_job *j) {
-  if (j->stdin_kind == STDIN_PTY) {
+/* Returns 1 if the write hit EPIPE. */
+static int finish_stdin(bg_job *j) {
+  int epipe = 0;
+  if (j->stdin_kind == BG_STDIN_PTY) {
     /* A pty has no half-close: send the terminal's EOF character. */
     struct termios tio;
     unsigned char eof = 4;
     if (tcgetattr(j->in_fd, &tio) == 0 && tio.c_cc[VEOF]) eof = tio.c_cc[VEOF];
-    write_nosigpipe(j->in_fd, &eof, 1);
+    epipe = write(j->in_fd, &eof, 1) < 0 && errno == EPIPE;
   }
   bg_job_drop_stdin(j);
+  return epipe;
 }
 
-void bg_job_flush_stdin(bg_job *j) {
+/* Write what is queued; returns 1 if a write hit EPIPE. */
+static int flush_queue(bg_job *j) {
   while (j->in_fd >= 0 && j->inq_off < j->inq_len) {
-    ssize_t n = write_nosigpipe(j->in_fd, j->inq + j->inq_off,
-                                j->inq_len - j->inq_off);
+    ssize_t n = write(j->in_fd, j->inq + j->inq_off, j->inq_len - j->inq_off);
     if (n > 0) {
       j->inq_off += (size_t)n;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!j->in_watched && j->loop &&
-          bg_loop_watch(j->loop, j, W_IN, j->in_fd, EPOLLOUT) == 0)
+      if (!j->in_watched &&
+          bg_loop_watch(j->loop, &j->w[W_IN], j->in_fd, EPOLLOUT) == 0)
         j->in_watched = 1;
-      return;
+      return 0;
     }
-    bg_job_drop_stdin(j); /* EPIPE: nobody reads stdin any more */
-    return;
+    int epipe = n < 0 && errno == EPIPE;
+    bg_job_drop_stdin(j); /* nobody reads stdin any more */
+    return epipe;
   }
-  if (j->in_fd < 0) return;
+  if (j->in_fd < 0) return 0;
   if (j->in_watched) {
     bg_loop_unwatch(j->loop, j->in_fd);
     j->in_watched = 0;
   }
   j->inq_len = j->inq_off = 0;
-  if (j->in_close_pending) finish_stdin(j);
+  return j->in_close_pending ? finish_stdin(j) : 0;
+}
+
+/* A reader-less pipe must give EPIPE, not a SIGPIPE that ends the host:
+ * SIGPIPE is blocked around the writes, and one they raised is taken. */
+void bg_job_flush_stdin(bg_job *j) {
+  if (j->in_fd < 0) return;
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  if (flush_queue(j) && !sigismember(&old, SIGPIPE)) {
+    struct timespec zero = {0, 0};
+    sigtimedwait(&pipe_set, NULL, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* ---- exit ---------------------------------------------------------------- */
@@ -292,20 +297,19 @@ void bg_job_reap(bg_job *j) {
   j->t1_ns = bg_now_ns();
   j->ended_ms = bg_wall_ms();
   unwatch_close(j, &j->pidfd);
-  if (j->stdin_kind == STDIN_PTY) {
-    /* Keep the master open while output may still arrive. */
-    free(j->inq);
-    j->inq = NULL;
-    j->inq_len = j->inq_off = j->inq_cap = 0;
-    j->in_close_pending = 0;
-    if (j->in_watched && j->loop) bg_loop_unwatch(j->loop, j->in_fd);
-    j->in_watched = 0;
-    close_fd(&j->in_fd);
-  } else {
-    bg_job_drop_stdin(j);
-  }
+  bg_job_drop_stdin(j); /* with a pty, a dup: the master stays for output */
   bg_job_check_group(j);
   bg_job_pend(j, EV_EXIT);
+}
+
+/* What the leader wrote before it exited belongs before its exit: drain
+ * up to a full pipe (and a little more), to EOF if it is there, then
+ * reap. */
+void bg_job_collect(bg_job *j) {
+  size_t budget = (size_t)j->pipe_max + BG_DRAIN_BUDGET;
+  drain(j, W_OUT, budget, 0);
+  drain(j, W_ERR, budget, 0);
+  bg_job_reap(j);
 }
 
 /* ---- signals ------------------------------------------------------------- */
@@ -322,22 +326,13 @@ long bg_job_signal(bg_job *j, int sig) {
     siginfo_t si;
     memset(&si, 0, sizeof si);
     int rc = waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED | WNOHANG | WNOWAIT | __WALL);
-    if ((rc == 0 && si.si_pid != 0) || (rc < 0 && errno == ECHILD)) {
-      bg_job_drain(j, W_OUT, 64u << 20);
-      bg_job_drain(j, W_ERR, 64u << 20);
-      bg_job_reap(j);
-    }
+    if ((rc == 0 && si.si_pid != 0) || (rc < 0 && errno == ECHILD))
+      bg_job_collect(j);
   }
   if (!j->reaped && j->pidfd >= 0) {
-    /* The unreaped leader pins its pid, which is also the group id. */
-    long hits = kill(-j->pid, sig) == 0;
-    /* The leader itself, even if it left the group (kill() is as exact
-     * while the leader is unreaped, if pidfds are unavailable). */
-    int rc = bg_pidfd_signal(j->pidfd, sig);
-    if (rc < 0 && errno == ENOSYS) rc = kill(j->pid, sig);
-    if (rc == 0 && !hits) hits = 1;
-    if (!hits) errno = ESRCH;
-    return hits ? hits : -1;
+    /* The unreaped leader pins its pid, which is also the group id; as a
+     * session leader it cannot leave the group, so this reaches it too. */
+    return kill(-j->pid, sig) == 0 ? 1 : -1;
   }
   if (j->group_empty) {
     errno = ESRCH;
@@ -352,23 +347,17 @@ long bg_job_signal(bg_job *j, int sig) {
   return n; /* or -1: /proc could not be read completely (errno) */
 }
 
-static void wait_leader(bg_job *j, int timeout_ms) {
-  struct pollfd p = {j->pidfd, POLLIN, 0};
-  while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR) {
-  }
-  bg_job_reap(j);
-}
-
 void bg_job_terminate(bg_job *j) {
   if (j->pid <= 0) return;
+  if (!j->reaped && j->pidfd >= 0)
+    bg_job_signal(j, SIGKILL); /* may find it exited, and reap it */
   if (!j->reaped && j->pidfd >= 0) {
-    bg_job_signal(j, SIGKILL);
-    wait_leader(j, 5000);
-    if (!j->reaped) { /* stuck in the kernel: wait it out rather than leak */
-      siginfo_t si;
-      while (waitid(P_PIDFD, (id_t)j->pidfd, &si, WEXITED | __WALL) < 0 &&
-             errno == EINTR) {
-      }
+    /* even one stuck in the kernel: wait rather than leak it */
+    struct pollfd p = {j->pidfd, POLLIN, 0};
+    while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+    }
+    bg_job_reap(j);
+    if (!j->reaped) { /* waitid itself failed: never wait on it again */
       j->reaped = 1;
       unwatch_close(j, &j->pidfd);
     }
@@ -377,17 +366,20 @@ void bg_job_terminate(bg_job *j) {
     if (bg_job_signal(j, SIGKILL) < 0) break;
   /* Orphans we adopted die asynchronously: give them a moment to become
    * zombies we can collect. */
-  if (j->loop && j->loop->subreaper && !j->group_empty)
+  if (j->loop->subreaper && !j->group_empty)
     for (int i = 0; i < 50 && !j->group_empty; i++) {
       struct timespec ts = {0, 2000000};
       nanosleep(&ts, NULL);
       bg_job_check_group(j);
     }
-  bg_job_untrack(j);
+  /* What is left (zombies nobody reaps, or members /proc would not show)
+   * is released, not merely untracked: once untracked, nothing would stop
+   * a later kill from reaching a new session that got the same id. */
+  if (!j->group_empty) release_group(j);
 }
 
 /* Everything but the memory of the userdata itself. */
-static void job_release(bg_job *j) {
+void bg_job_release(bg_job *j) {
   if (j->closed) return;
   bg_job_terminate(j);
   unpend(j);
@@ -399,9 +391,10 @@ static void job_release(bg_job *j) {
   j->closed = 1;
 }
 
+
 /* Drop the job from its loop's table of watched jobs. */
 static void unlive(lua_State *L, bg_job *j) {
-  if (!j->live || j->loop == NULL) return;
+  if (!j->live) return;
   j->live = 0;
   j->loop->nlive--;
   if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA &&
@@ -513,7 +506,8 @@ static int job_read(lua_State *L) {
   int sel = checkstream(L, 4);
   uint64_t tail = bg_ring_tail(&j->ring);
   uint64_t from = since < tail ? tail : since;
-  if (max > j->ring.cap) max = j->ring.cap;
+  uint64_t held = from < j->ring.head ? j->ring.head - from : 0;
+  if (max > held) max = (size_t)held; /* never a ring-sized buffer for a few bytes */
   luaL_Buffer b;
   unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, max);
   uint64_t next;
@@ -532,6 +526,7 @@ static int job_tail(lua_State *L) {
   size_t max = opt_size(L, 4, j->ring.cap);
   if (max > j->ring.cap) max = j->ring.cap;
   uint64_t from = bg_ring_tail_start(&j->ring, lines, sel, max);
+  if (max > j->ring.head - from) max = (size_t)(j->ring.head - from);
   luaL_Buffer b;
   unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, max);
   uint64_t next;
@@ -617,7 +612,7 @@ static int job_members(lua_State *L) {
 }
 
 static int stdin_unusable(lua_State *L, bg_job *j) {
-  if (j->stdin_kind == STDIN_NULL)
+  if (j->stdin_kind == BG_STDIN_NULL)
     return bg_fail(L, EBADF, "stdin of job %d is /dev/null (spawn it with "
                    "stdin = \"pipe\" or pty = true)", (int)j->pid);
   return bg_fail(L, EPIPE, "stdin of job %d is closed", (int)j->pid);
@@ -672,7 +667,7 @@ static int job_resize(lua_State *L) {
   luaL_argcheck(L, rows > 0 && rows < 65536, 2, "rows must be 1-65535");
   luaL_argcheck(L, cols > 0 && cols < 65536, 3, "cols must be 1-65535");
   int fd = j->out_fd >= 0 ? j->out_fd : j->in_fd;
-  if (j->stdin_kind != STDIN_PTY)
+  if (j->stdin_kind != BG_STDIN_PTY)
     return bg_fail(L, ENOTTY, "job %d has no pty", (int)j->pid);
   if (fd < 0) return bg_fail(L, EBADF, "pty of job %d is closed", (int)j->pid);
   struct winsize ws = {.ws_row = (unsigned short)rows,
@@ -688,13 +683,13 @@ static int job_close(lua_State *L) {
   bg_job *j = checkjob(L);
   lua_settop(L, 1);
   unlive(L, j);
-  job_release(j);
+  bg_job_release(j);
   return 0;
 }
 
 static int job_gc(lua_State *L) {
   bg_job *j = checkjob(L);
-  job_release(j);
+  bg_job_release(j);
   return 0;
 }
 

@@ -19,14 +19,9 @@
 #include <unistd.h>
 
 #include "bgproc.h"
-#include "spawn.h"
+#include "fds.h"
 
 #define CHILD_STACK (128 * 1024)
-/* Bytes drained from one pipe per dispatch before others get a turn. */
-#define DRAIN_BUDGET (4u * 1024 * 1024)
-/* At exit, everything the leader wrote is in its pipes: up to the largest
- * pipe (pipe_size may be 64 MiB), not less. */
-#define EXIT_DRAIN_BUDGET (2u * 64 * 1024 * 1024 + DRAIN_BUDGET)
 #define MAX_EVENTS 64
 
 extern char **environ;
@@ -65,11 +60,11 @@ static bg_loop *checkloop(lua_State *L) {
   return lp;
 }
 
-int bg_loop_watch(bg_loop *lp, bg_job *j, int kind, int fd, uint32_t ev) {
+int bg_loop_watch(bg_loop *lp, bg_watch *w, int fd, uint32_t ev) {
   struct epoll_event e;
   memset(&e, 0, sizeof e);
   e.events = ev;
-  e.data.ptr = &j->w[kind];
+  e.data.ptr = w;
   return epoll_ctl(lp->epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? errno : 0;
 }
 
@@ -84,12 +79,7 @@ void bg_loop_unwatch(bg_loop *lp, int fd) {
  * would be worse. The next spawn tries again. */
 static void watch_guardian(bg_loop *lp) {
   if (lp->guard_watched || lp->guard.pidfd < 0) return;
-  struct epoll_event e;
-  memset(&e, 0, sizeof e);
-  e.events = EPOLLIN;
-  e.data.ptr = &lp->guard_watch;
-  if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->guard.pidfd, &e) == 0)
-    lp->guard_watched = 1;
+  lp->guard_watched = bg_loop_watch(lp, &lp->guard_watch, lp->guard.pidfd, EPOLLIN) == 0;
 }
 
 /* Start the guardian. The group table outlives any one guardian, so a
@@ -109,7 +99,7 @@ static void guardian_exited(bg_loop *lp) {
   if (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 &&
       si.si_pid == 0)
     return; /* still running */
-  if (lp->guard_watched && lp->epfd >= 0) epoll_ctl(lp->epfd, EPOLL_CTL_DEL, pidfd, NULL);
+  if (lp->guard_watched) bg_loop_unwatch(lp, pidfd);
   lp->guard_watched = 0;
   bg_guardian_reap(&lp->guard);
   /* Someone killed it: the jobs must not go unguarded. If this fails the
@@ -119,12 +109,9 @@ static void guardian_exited(bg_loop *lp) {
 
 static int ensure_guardian(bg_loop *lp) {
   if (!lp->use_guardian) return 0;
-  if (lp->guard.pipe_w >= 0) {
-    watch_guardian(lp);
-    return 0;
-  }
-  if (lp->guard.pidfd >= 0) guardian_exited(lp);
-  return lp->guard.pipe_w >= 0 ? 0 : start_guardian(lp);
+  if (lp->guard.pidfd < 0) return start_guardian(lp); /* none, or it died */
+  watch_guardian(lp);
+  return 0;
 }
 
 /* ---- spawn option parsing ------------------------------------------------- */
@@ -150,18 +137,27 @@ static void check_keys(lua_State *L, int t, const char *const *keys,
   }
 }
 
-/* Push t[k]; returns 0 (and pushes nothing) when absent. */
+/* Push t[k]; returns 0 (and pushes nothing) when absent. `what` names
+ * the call in errors. */
 static int get_opt(lua_State *L, int t, const char *k, int type,
-                   const char *expected) {
+                   const char *expected, const char *what) {
   int got = lua_getfield(L, t, k);
   if (got == LUA_TNIL) {
     lua_pop(L, 1);
     return 0;
   }
   if (got != type)
-    luaL_error(L, "spawn: option '%s' must be %s, got %s", k, expected,
+    luaL_error(L, "%s: option '%s' must be %s, got %s", what, k, expected,
                luaL_typename(L, -1));
   return 1;
+}
+
+static int bool_opt(lua_State *L, int t, const char *k, int dflt,
+                    const char *what) {
+  if (!get_opt(L, t, k, LUA_TBOOLEAN, "a boolean", what)) return dflt;
+  int v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
 }
 
 static const char *checked_cstring(lua_State *L, int idx, const char *what) {
@@ -173,14 +169,15 @@ static const char *checked_cstring(lua_State *L, int idx, const char *what) {
 }
 
 static lua_Integer int_opt(lua_State *L, int t, const char *k,
-                           lua_Integer dflt, lua_Integer lo, lua_Integer hi) {
-  if (!get_opt(L, t, k, LUA_TNUMBER, "an integer")) return dflt;
+                           lua_Integer dflt, lua_Integer lo, lua_Integer hi,
+                           const char *what) {
+  if (!get_opt(L, t, k, LUA_TNUMBER, "an integer", what)) return dflt;
   if (!lua_isinteger(L, -1))
-    luaL_error(L, "spawn: option '%s' must be an integer", k);
+    luaL_error(L, "%s: option '%s' must be an integer", what, k);
   lua_Integer v = lua_tointeger(L, -1);
   if (v < lo || v > hi)
-    luaL_error(L, "spawn: option '%s' must be between %I and %I, got %I", k,
-               lo, hi, v);
+    luaL_error(L, "%s: option '%s' must be between %I and %I, got %I", what,
+               k, lo, hi, v);
   lua_pop(L, 1);
   return v;
 }
@@ -294,8 +291,8 @@ static int loop_spawn(lua_State *L) {
   memset(&req, 0, sizeof req);
   static char *sh_argv[4] = {"sh", "-c", NULL, NULL};
   char **argv;
-  int has_cmd = get_opt(L, 2, "command", LUA_TSTRING, "a string");
-  int has_argv = get_opt(L, 2, "argv", LUA_TTABLE, "a list of strings");
+  int has_cmd = get_opt(L, 2, "command", LUA_TSTRING, "a string", "spawn");
+  int has_argv = get_opt(L, 2, "argv", LUA_TTABLE, "a list of strings", "spawn");
   if (has_cmd == has_argv)
     return luaL_error(L, has_cmd ? "spawn: options 'command' and 'argv' "
                                    "exclude each other"
@@ -314,45 +311,42 @@ static int loop_spawn(lua_State *L) {
   }
   req.argv = argv;
 
-  if (get_opt(L, 2, "cwd", LUA_TSTRING, "a string"))
+  if (get_opt(L, 2, "cwd", LUA_TSTRING, "a string", "spawn"))
     req.cwd = checked_cstring(L, -1, "option 'cwd'");
-  int clear = 0;
-  if (get_opt(L, 2, "clear_env", LUA_TBOOLEAN, "a boolean"))
-    clear = lua_toboolean(L, -1);
+  int clear = bool_opt(L, 2, "clear_env", 0, "spawn");
   int env = 0;
-  if (get_opt(L, 2, "env", LUA_TTABLE, "a table of strings"))
+  if (get_opt(L, 2, "env", LUA_TTABLE, "a table of strings", "spawn"))
     env = lua_gettop(L);
   req.envp = build_env(L, env, clear, anchor);
   req.path = env_path(req.envp);
 
-  req.stdin_mode = BG_STDIN_NULL;
-  if (get_opt(L, 2, "stdin", LUA_TSTRING, "\"null\" or \"pipe\"")) {
+  req.stdin_kind = BG_STDIN_NULL;
+  if (get_opt(L, 2, "stdin", LUA_TSTRING, "\"null\" or \"pipe\"", "spawn")) {
     const char *s = lua_tostring(L, -1);
-    if (strcmp(s, "pipe") == 0) req.stdin_mode = BG_STDIN_PIPE;
+    if (strcmp(s, "pipe") == 0) req.stdin_kind = BG_STDIN_PIPE;
     else if (strcmp(s, "null") != 0)
       return luaL_error(L, "spawn: option 'stdin' must be \"null\" or "
                         "\"pipe\", got \"%s\"", s);
   }
-  if (get_opt(L, 2, "merge", LUA_TBOOLEAN, "a boolean"))
-    req.merge = lua_toboolean(L, -1);
+  req.merge = bool_opt(L, 2, "merge", 0, "spawn");
   int pt = lua_getfield(L, 2, "pty");
   if (pt == LUA_TBOOLEAN) {
-    req.pty = lua_toboolean(L, -1);
+    if (lua_toboolean(L, -1)) req.stdin_kind = BG_STDIN_PTY;
   } else if (pt == LUA_TTABLE) {
     int t = lua_gettop(L);
     static const char *const pty_keys[] = {"rows", "cols", NULL};
     check_keys(L, t, pty_keys, "spawn: pty");
-    req.pty = 1;
-    req.rows = (unsigned short)int_opt(L, t, "rows", 24, 1, 65535);
-    req.cols = (unsigned short)int_opt(L, t, "cols", 80, 1, 65535);
+    req.stdin_kind = BG_STDIN_PTY;
+    req.rows = (unsigned short)int_opt(L, t, "rows", 24, 1, 65535, "spawn: pty");
+    req.cols = (unsigned short)int_opt(L, t, "cols", 80, 1, 65535, "spawn: pty");
   } else if (pt != LUA_TNIL) {
     return luaL_error(L, "spawn: option 'pty' must be a boolean or "
                       "{rows=, cols=}, got %s", luaL_typename(L, -1));
   }
   size_t ring = (size_t)int_opt(L, 2, "ring", (lua_Integer)lp->default_ring,
-                                BG_MIN_RING, (lua_Integer)BG_MAX_RING);
+                                BG_MIN_RING, (lua_Integer)BG_MAX_RING, "spawn");
   int pipe_max = (int)int_opt(L, 2, "pipe_size", lp->pipe_size, 0,
-                              64 * 1024 * 1024);
+                              BG_MAX_PIPE, "spawn");
   req.null_fd = lp->null_fd;
 
   int err = ensure_guardian(lp);
@@ -363,8 +357,7 @@ static int loop_spawn(lua_State *L) {
   if (bg_ring_init(&j->ring, ring) != 0)
     return bg_fail(L, ENOMEM, "allocate a %d-byte output ring", (int)ring);
   j->pipe_max = pipe_max;
-  j->stdin_kind = req.pty ? STDIN_PTY
-                  : req.stdin_mode == BG_STDIN_PIPE ? STDIN_PIPE : STDIN_NULL;
+  j->stdin_kind = req.stdin_kind;
   j->t0_ns = bg_now_ns();
   j->started_ms = bg_wall_ms();
 
@@ -390,14 +383,12 @@ static int loop_spawn(lua_State *L) {
   j->in_fd = res.in_fd;
 
   if (bg_job_track(j) < 0) err = errno;
-  if (!err) err = bg_loop_watch(lp, j, W_PIDFD, j->pidfd, EPOLLIN);
-  if (!err) err = bg_loop_watch(lp, j, W_OUT, j->out_fd, EPOLLIN);
+  if (!err) err = bg_loop_watch(lp, &j->w[W_PIDFD], j->pidfd, EPOLLIN);
+  if (!err) err = bg_loop_watch(lp, &j->w[W_OUT], j->out_fd, EPOLLIN);
   if (!err && j->err_fd >= 0)
-    err = bg_loop_watch(lp, j, W_ERR, j->err_fd, EPOLLIN);
+    err = bg_loop_watch(lp, &j->w[W_ERR], j->err_fd, EPOLLIN);
   if (err) {
-    lua_getfield(L, job_idx, "close");
-    lua_pushvalue(L, job_idx);
-    lua_call(L, 1, 0);
+    bg_job_release(j);
     return bg_fail(L, err, "watch job %d", (int)res.pid);
   }
   lua_getiuservalue(L, 1, 1);
@@ -427,12 +418,10 @@ static int poll_events(bg_loop *lp, int timeout_ms) {
       switch (w->kind) {
         case W_OUT:
         case W_ERR:
-          bg_job_drain(j, w->kind, DRAIN_BUDGET);
+          bg_job_drain(j, w->kind);
           break;
-        case W_PIDFD: /* what it wrote before exiting belongs before exit */
-          bg_job_drain(j, W_OUT, EXIT_DRAIN_BUDGET);
-          bg_job_drain(j, W_ERR, EXIT_DRAIN_BUDGET);
-          bg_job_reap(j);
+        case W_PIDFD:
+          bg_job_collect(j);
           break;
         case W_IN:
           bg_job_flush_stdin(j);
@@ -553,8 +542,7 @@ static void loop_shutdown(lua_State *L, bg_loop *lp) {
     while (lua_next(L, -2)) {
       bg_job *j = lua_touserdata(L, -1);
       bg_job_terminate(j);
-      bg_job_drain(j, W_OUT, DRAIN_BUDGET);
-      bg_job_drain(j, W_ERR, DRAIN_BUDGET);
+      bg_job_collect(j);
       bg_job_drop_stdin(j);
       j->live = 0;
       lua_pop(L, 1);
@@ -564,9 +552,9 @@ static void loop_shutdown(lua_State *L, bg_loop *lp) {
   while (lp->groups) bg_job_terminate(lp->groups); /* untracks it */
   lp->pend_head = NULL;
   lp->nlive = 0;
-  if (lp->guard_watched) epoll_ctl(lp->epfd, EPOLL_CTL_DEL, lp->guard.pidfd, NULL);
+  if (lp->guard_watched) bg_loop_unwatch(lp, lp->guard.pidfd);
   lp->guard_watched = 0;
-  bg_guardian_stop(&lp->guard, 0);
+  bg_guardian_stop(&lp->guard);
   unregister_loop(lp);
   if (lp->subreaper) {
     int others = 0;
@@ -599,36 +587,19 @@ static int loop_tostring(lua_State *L) {
 int bg_core_new(lua_State *L) {
   static const char *const keys[] = {"guardian", "ring", "pipe_size",
                                      "subreaper", NULL};
-  int has_opts = !lua_isnoneornil(L, 1);
-  if (has_opts) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    check_keys(L, 1, keys, "new");
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
   }
+  luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  int use_guardian = 1;
-  if (has_opts && lua_getfield(L, 1, "guardian") != LUA_TNIL) {
-    if (!lua_isboolean(L, -1))
-      return luaL_error(L, "new: option 'guardian' must be a boolean, got %s",
-                        luaL_typename(L, -1));
-    use_guardian = lua_toboolean(L, -1);
-  }
-  lua_settop(L, 1);
-  int subreaper = 0;
-  if (has_opts && lua_getfield(L, 1, "subreaper") != LUA_TNIL) {
-    if (!lua_isboolean(L, -1))
-      return luaL_error(L, "new: option 'subreaper' must be a boolean, got %s",
-                        luaL_typename(L, -1));
-    subreaper = lua_toboolean(L, -1);
-  }
-  lua_settop(L, 1);
-  size_t ring = BG_DEFAULT_RING;
-  int pipe_size = BG_DEFAULT_PIPE;
-  if (has_opts) {
-    ring = (size_t)int_opt(L, 1, "ring", BG_DEFAULT_RING, BG_MIN_RING,
-                           (lua_Integer)BG_MAX_RING);
-    pipe_size = (int)int_opt(L, 1, "pipe_size", BG_DEFAULT_PIPE, 0,
-                             64 * 1024 * 1024);
-  }
+  check_keys(L, 1, keys, "new");
+  int use_guardian = bool_opt(L, 1, "guardian", 1, "new");
+  int subreaper = bool_opt(L, 1, "subreaper", 0, "new");
+  size_t ring = (size_t)int_opt(L, 1, "ring", BG_DEFAULT_RING, BG_MIN_RING,
+                                (lua_Integer)BG_MAX_RING, "new");
+  int pipe_size = (int)int_opt(L, 1, "pipe_size", BG_DEFAULT_PIPE, 0,
+                               BG_MAX_PIPE, "new");
   bg_loop *lp = lua_newuserdatauv(L, sizeof *lp, 1);
   memset(lp, 0, sizeof *lp);
   lp->epfd = -1;

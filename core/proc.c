@@ -74,10 +74,8 @@ static int core_pidfd(lua_State *L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
   luaL_argcheck(L, pid > 0 && pid <= 0x7fffffff, 1, "pid must be > 0");
   fdbox *b = newbox(L, PIDFD_MT);
-  b->fd = bg_pidfd_open((pid_t)pid);
+  b->fd = bg_pidfd_open((pid_t)pid); /* always close-on-exec */
   if (b->fd < 0) return bg_fail(L, errno, "pidfd_open %d", (int)pid);
-  int fl = fcntl(b->fd, F_GETFD);
-  if (fl >= 0) fcntl(b->fd, F_SETFD, fl | FD_CLOEXEC);
   return 1;
 }
 
@@ -88,7 +86,10 @@ static int pidfd_close(lua_State *L) { return box_close(L, PIDFD_MT); }
 static int pidfd_alive(lua_State *L) {
   fdbox *b = luaL_checkudata(L, 1, PIDFD_MT);
   struct pollfd p = {b->fd, POLLIN, 0};
-  lua_pushboolean(L, b->fd >= 0 && poll(&p, 1, 0) == 0);
+  int ready;
+  while ((ready = poll(&p, 1, 0)) < 0 && errno == EINTR) {
+  }
+  lua_pushboolean(L, b->fd >= 0 && ready == 0);
   return 1;
 }
 
@@ -104,7 +105,7 @@ static int core_lock(lua_State *L) {
     int err = errno;
     close(b->fd);
     b->fd = -1;
-    return bg_fail(L, err == EWOULDBLOCK ? EWOULDBLOCK : err, "lock '%s'", path);
+    return bg_fail(L, err, "lock '%s'", path);
   }
   return 1;
 }
@@ -138,9 +139,7 @@ int bg_loop_reap_strays(lua_State *L) {
       break;
     bg_job *j = job_with_pid(lp, si.si_pid);
     if (j) {
-      bg_job_drain(j, W_OUT, 1u << 20);
-      bg_job_drain(j, W_ERR, 1u << 20);
-      bg_job_reap(j);
+      bg_job_collect(j);
       if (!j->reaped) break; /* cannot happen; never spin */
     } else if (bg_loop_owns_pid(si.si_pid)) {
       break; /* a guardian or another loop's leader: theirs to collect */

@@ -67,24 +67,23 @@ static inline int bit_at(const bg_ring *r, size_t p) {
   return (r->bits[p >> 3] >> (p & 7)) & 1;
 }
 
-/* Set the stream bits of physical positions [p, p + n), no wrap. */
+static inline void set_bit(bg_ring *r, size_t p, int stream) {
+  unsigned char mask = (unsigned char)(1u << (p & 7));
+  if (stream) r->bits[p >> 3] |= mask;
+  else r->bits[p >> 3] &= (unsigned char)~mask;
+}
+
+/* Set the stream bits of physical positions [p, p + n), no wrap: bit by
+ * bit up to a byte boundary, whole bytes, then the rest bit by bit. */
 static void bits_fill(bg_ring *r, size_t p, size_t n, int stream) {
   size_t end = p + n;
-  while (p < end && (p & 7)) {
-    if (stream) r->bits[p >> 3] |= (unsigned char)(1u << (p & 7));
-    else r->bits[p >> 3] &= (unsigned char)~(1u << (p & 7));
-    p++;
-  }
+  for (; p < end && (p & 7); p++) set_bit(r, p, stream);
   if (end - p >= 8) {
     size_t nbytes = (end - p) >> 3;
     memset(r->bits + (p >> 3), (int)BITS_ALL(stream), nbytes);
     p += nbytes << 3;
   }
-  while (p < end) {
-    if (stream) r->bits[p >> 3] |= (unsigned char)(1u << (p & 7));
-    else r->bits[p >> 3] &= (unsigned char)~(1u << (p & 7));
-    p++;
-  }
+  for (; p < end; p++) set_bit(r, p, stream);
 }
 
 void bg_ring_write_iov(const bg_ring *r, struct iovec iov[2]) {
@@ -123,10 +122,6 @@ void bg_ring_write(bg_ring *r, const void *buf, size_t n, int stream) {
   bg_ring_commit(r, n, stream);
 }
 
-int bg_ring_stream_at(const bg_ring *r, uint64_t off) {
-  return bit_at(r, phys(r, off));
-}
-
 /* End (exclusive, <= limit) of the run of equal stream bits starting at off. */
 static uint64_t run_end(const bg_ring *r, uint64_t off, uint64_t limit) {
   int s = bit_at(r, phys(r, off));
@@ -140,7 +135,7 @@ static uint64_t run_end(const bg_ring *r, uint64_t off, uint64_t limit) {
     if (bit_at(r, p) != s) break;
     off++;
   }
-  return off < limit ? off : limit;
+  return off; /* never past limit: each step checks it */
 }
 
 /* Start (>= floor) of the run of equal stream bits that ends at off - 1. */
@@ -156,7 +151,7 @@ static uint64_t run_start(const bg_ring *r, uint64_t off, uint64_t floor) {
     if (bit_at(r, p) != s) break;
     off--;
   }
-  return off > floor ? off : floor;
+  return off; /* never below floor: each step checks it */
 }
 
 /* memcpy of the logical range [from, from + n) out of the ring. */

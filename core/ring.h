@@ -41,8 +41,6 @@ void bg_ring_commit(bg_ring *r, size_t n, int stream);
 /* Copy-in write (used for tests and small writes). */
 void bg_ring_write(bg_ring *r, const void *buf, size_t n, int stream);
 
-int bg_ring_stream_at(const bg_ring *r, uint64_t off);
-
 /*
  * Copy bytes of the selected stream from offset `from` (clamped into the
  * window) into out, at most max bytes of output. Returns the number of

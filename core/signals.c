@@ -37,7 +37,7 @@ const char *bg_signame(int sig) {
   static char rt[NSIG][12];
   for (size_t i = 0; i < NNAMES; i++)
     if (names[i].num == sig) return names[i].name;
-  if (sig >= SIGRTMIN && sig <= SIGRTMAX && sig < NSIG) {
+  if (sig >= SIGRTMIN && sig <= SIGRTMAX) { /* SIGRTMAX < NSIG */
     if (rt[sig][0] == '\0') {
       int off = sig - SIGRTMIN;
       snprintf(rt[sig], sizeof rt[sig], off ? "RTMIN+%d" : "RTMIN", off);

@@ -18,6 +18,8 @@
 #define _GNU_SOURCE
 #include "spawn.h"
 
+#include "fds.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -36,19 +38,8 @@
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
-#endif
-
-/* The child runs on a foreign stack before exec: sanitizer instrumentation
- * there would misread that stack, so it is left uninstrumented. */
-#if defined(__GNUC__)
-#define CHILD_CODE __attribute__((no_sanitize("address", "undefined"), noinline))
-#else
-#define CHILD_CODE
 #endif
 
 typedef struct child_report {
@@ -78,22 +69,6 @@ const char *bg_stage_name(bg_stage stage) {
   return stage_names[stage];
 }
 
-int bg_fd_above_stdio(int fd) {
-  if (fd < 0 || fd > 2) return fd;
-  int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  int saved = errno;
-  close(fd);
-  errno = saved;
-  return moved;
-}
-
-static void close_fd(int *fd) {
-  if (*fd >= 0) {
-    close(*fd);
-    *fd = -1;
-  }
-}
-
 /* ---- child side: async-signal-safe calls only ------------------------ */
 
 /* The kernel's struct sigaction: the raw syscall reaches every signal,
@@ -106,7 +81,7 @@ struct kernel_sigaction {
   unsigned long mask;
 };
 
-CHILD_CODE static void child_reset_signals(void) {
+BG_CHILD_CODE static void child_reset_signals(void) {
   for (int s = 1; s < NSIG; s++) {
     struct kernel_sigaction cur, dfl;
     if (s == SIGKILL || s == SIGSTOP) continue;
@@ -122,7 +97,7 @@ CHILD_CODE static void child_reset_signals(void) {
 }
 
 /* execvpe() without malloc: search `path` for a name without a slash. */
-CHILD_CODE static void child_exec(const bg_spawn_req *req) {
+BG_CHILD_CODE static void child_exec(const bg_spawn_req *req) {
   const char *file = req->file;
   if (strchr(file, '/') != NULL) {
     execve(file, req->argv, req->envp);
@@ -159,32 +134,7 @@ CHILD_CODE static void child_exec(const bg_spawn_req *req) {
   errno = saw_eacces ? EACCES : ENOENT;
 }
 
-/* Close every fd from 3 up but `keep`, as listed by /proc/self/fd (raw
- * getdents64: no malloc), or by counting up to a sane bound without it. */
-CHILD_CODE static void child_close_fds(int keep) {
-  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) {
-    for (int fd = 3; fd < 65536; fd++)
-      if (fd != keep) close(fd);
-    return;
-  }
-  char buf[4096] __attribute__((aligned(8)));
-  long n;
-  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
-    for (long off = 0; off < n;) {
-      unsigned short reclen;
-      memcpy(&reclen, buf + off + 16, sizeof reclen);
-      const char *name = buf + off + 19;
-      off += reclen;
-      int fd = 0, digits = 0;
-      for (; *name >= '0' && *name <= '9'; name++, digits++) fd = fd * 10 + (*name - '0');
-      if (digits && *name == '\0' && fd > 2 && fd != keep && fd != dir) close(fd);
-    }
-  }
-  close(dir);
-}
-
-CHILD_CODE static int child_main(void *arg) {
+BG_CHILD_CODE static int child_main(void *arg) {
   const child_ctx *c = arg;
   child_report *rep = c->rep;
   rep->ran = 1;
@@ -195,8 +145,7 @@ CHILD_CODE static int child_main(void *arg) {
     goto fail;
   /* Nothing the host opened reaches the program, O_CLOEXEC or not; the
    * error pipe stays usable until exec closes it. */
-  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-    child_close_fds(c->errfd); /* kernels before 5.11 */
+  bg_close_from(3, ~0U, 1);
   if (c->req->cwd != NULL && chdir(c->req->cwd) < 0) {
     rep->stage = BG_STAGE_CHDIR;
     goto fail;
@@ -213,11 +162,6 @@ fail:
 }
 
 /* ---- parent side ----------------------------------------------------- */
-
-static int set_nonblock(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
 
 static int open_pty(const bg_spawn_req *req, int *master, int *slave) {
   *master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -242,7 +186,7 @@ static int make_pipe(int *parent_end, int *child_end, int child_reads) {
   if (pipe2(p, O_CLOEXEC) < 0) return -1;
   *child_end = child_reads ? p[0] : p[1];
   *parent_end = child_reads ? p[1] : p[0];
-  return set_nonblock(*parent_end);
+  return bg_set_nonblock(*parent_end);
 }
 
 static pid_t do_clone(child_ctx *ctx, void *stack, size_t stack_size,
@@ -272,32 +216,30 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
   int p_in = -1, p_out = -1, p_err = -1;
   int pidfd = -1;
   pid_t pid = -1;
-
-  int own_null = 0;
   child_report rep = {0, 0, 0};
+  int pty = req->stdin_kind == BG_STDIN_PTY;
 
   *stage = BG_STAGE_PIPE;
   if (!vm_shared && pipe2(ep, O_CLOEXEC) < 0) goto sys_fail;
-  if (req->pty) {
+  if (pty) {
     *stage = BG_STAGE_PTY;
     if (open_pty(req, &p_out, &slave) < 0) goto sys_fail;
-    if (set_nonblock(p_out) < 0) goto sys_fail;
+    if (bg_set_nonblock(p_out) < 0) goto sys_fail;
     p_in = fcntl(p_out, F_DUPFD_CLOEXEC, 3);
     if (p_in < 0) goto sys_fail;
     if ((slave = bg_fd_above_stdio(slave)) < 0) goto sys_fail;
   } else {
-    if (req->stdin_mode == BG_STDIN_PIPE) {
+    /* c_in stays -1 when the loop's shared /dev/null (never ours to close)
+     * serves as stdin */
+    if (req->stdin_kind == BG_STDIN_PIPE) {
       if (make_pipe(&p_in, &c_in, 1) < 0) goto sys_fail;
-    } else if (req->null_fd >= 0) {
-      c_in = req->null_fd;
-    } else if ((c_in = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+    } else if (req->null_fd < 0 &&
+               (c_in = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
       goto sys_fail;
-    } else {
-      own_null = 1;
     }
     if (make_pipe(&p_out, &c_out, 0) < 0) goto sys_fail;
     if (!req->merge && make_pipe(&p_err, &c_err, 0) < 0) goto sys_fail;
-    if ((c_in = bg_fd_above_stdio(c_in)) < 0 ||
+    if ((c_in >= 0 && (c_in = bg_fd_above_stdio(c_in)) < 0) ||
         (c_out = bg_fd_above_stdio(c_out)) < 0 ||
         (!req->merge && (c_err = bg_fd_above_stdio(c_err)) < 0))
       goto sys_fail;
@@ -306,10 +248,10 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
 
   child_ctx ctx = {
       .req = req,
-      .fd0 = req->pty ? slave : c_in,
-      .fd1 = req->pty ? slave : c_out,
-      .fd2 = req->pty ? slave : req->merge ? c_out : c_err,
-      .ctty = req->pty ? slave : -1,
+      .fd0 = pty ? slave : c_in >= 0 ? c_in : req->null_fd,
+      .fd1 = pty ? slave : c_out,
+      .fd2 = pty ? slave : req->merge ? c_out : c_err,
+      .ctty = pty ? slave : -1,
       .errfd = ep[1],
       .rep = &rep,
   };
@@ -320,16 +262,16 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
     err = errno;
     kill(pid, SIGKILL);
     siginfo_t si;
-    waitid(P_PID, (id_t)pid, &si, WEXITED | __WALL);
+    while (waitid(P_PID, (id_t)pid, &si, WEXITED | __WALL) < 0 && errno == EINTR) {
+    }
     pid = -1;
     goto fail;
   }
-  close_fd(&ep[1]);
-  if (c_in != req->null_fd || own_null) close_fd(&c_in);
-  c_in = -1;
-  close_fd(&c_out);
-  close_fd(&c_err);
-  close_fd(&slave);
+  bg_close_fd(&ep[1]);
+  bg_close_fd(&c_in);
+  bg_close_fd(&c_out);
+  bg_close_fd(&c_err);
+  bg_close_fd(&slave);
 
   /* With CLONE_VFORK honoured we resume only after the child exec'd or
    * exited, and rep tells which; otherwise the pipe does. */
@@ -345,12 +287,12 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
     while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | __WALL) < 0 &&
            errno == EINTR) {
     }
-    close_fd(&pidfd);
+    bg_close_fd(&pidfd);
     *stage = (bg_stage)rep.stage;
     err = rep.err;
     goto fail;
   }
-  close_fd(&ep[0]);
+  bg_close_fd(&ep[0]);
   res->pid = pid;
   res->pidfd = pidfd;
   res->in_fd = p_in;
@@ -362,15 +304,15 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
 sys_fail:
   err = errno ? errno : EIO;
 fail:
-  close_fd(&ep[0]);
-  close_fd(&ep[1]);
-  if (c_in != req->null_fd || own_null) close_fd(&c_in);
-  close_fd(&c_out);
-  close_fd(&c_err);
-  close_fd(&slave);
-  close_fd(&p_in);
-  close_fd(&p_out);
-  close_fd(&p_err);
-  close_fd(&pidfd);
+  bg_close_fd(&ep[0]);
+  bg_close_fd(&ep[1]);
+  bg_close_fd(&c_in);
+  bg_close_fd(&c_out);
+  bg_close_fd(&c_err);
+  bg_close_fd(&slave);
+  bg_close_fd(&p_in);
+  bg_close_fd(&p_out);
+  bg_close_fd(&p_err);
+  bg_close_fd(&pidfd);
   return err;
 }

@@ -8,7 +8,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-enum { BG_STDIN_NULL = 0, BG_STDIN_PIPE = 1 };
+/* A job's stdin; with a pty, stdout and stderr are on it too. */
+typedef enum { BG_STDIN_NULL, BG_STDIN_PIPE, BG_STDIN_PTY } bg_stdin_kind;
 
 typedef struct bg_spawn_req {
   const char *file;     /* program: a path, or a name searched in `path` */
@@ -16,11 +17,10 @@ typedef struct bg_spawn_req {
   char *const *envp;    /* NULL-terminated, complete environment */
   const char *path;     /* search path for `file` without a slash */
   const char *cwd;      /* NULL: inherit */
-  int stdin_mode;       /* BG_STDIN_*; ignored with pty */
-  int pty;              /* 0/1: stdin, stdout and stderr on a new pty */
+  bg_stdin_kind stdin_kind;
   int merge;            /* 0/1: stderr shares stdout's pipe */
   unsigned short rows, cols;
-  int null_fd;          /* an open /dev/null to use as stdin, or -1 */
+  int null_fd;          /* an open /dev/null (>= 3) to use as stdin, or -1 */
 } bg_spawn_req;
 
 typedef struct bg_spawn_res {
@@ -52,9 +52,5 @@ int bg_spawn(const bg_spawn_req *req, bg_spawn_res *res, void *stack,
              size_t stack_size, bg_stage *stage);
 
 const char *bg_stage_name(bg_stage stage);
-
-/* Move fd to a number >= 3 (closing the original) so that dup2 onto 0-2 in
- * the child never overlaps. Returns the new fd or -1. */
-int bg_fd_above_stdio(int fd);
 
 #endif

@@ -146,6 +146,22 @@ describe("core kill", function()
     loop = core.new() -- for after_each
   end)
 
+  -- regression: closing waited 5 s on a leader that the kill inside close
+  -- had already found dead and reaped
+  it("closes at once a loop whose killed leader is dead but not yet reaped", function()
+    local job = assert(loop:spawn { command = "sleep 1000 & wait" })
+    local pids = members_after_start(job, 2)
+    job:kill("KILL")
+    assert.is_true(h.wait_until(function() return (h.stat(job:pid()) or {}).state == "Z" end, 2000),
+      "the leader never became a zombie")
+    local t0 = h.now_ms()
+    loop:close()
+    assert.is_true(h.now_ms() - t0 < 1000, "loop:close() took " .. (h.now_ms() - t0) .. " ms")
+    assert.equal("KILL", select(2, job:exit()))
+    for _, pid in ipairs(pids) do assert.is_false(h.alive(pid)) end
+    loop = core.new() -- for after_each
+  end)
+
   it("ends the group when an unreferenced job is collected", function()
     local survivor
     do
