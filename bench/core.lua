@@ -2,12 +2,10 @@
 -- Each `run` executes in a fresh lua5.4 process, so its peak RSS is its own.
 local core = require "bgproc.core"
 local uv = require "luv"
+local common = require "common"
 
 local benches = {}
-
-local function finish(loop, job)
-  while job:alive() or not job:info().eof do loop:wait(1000) end
-end
+local finish = common.finish
 
 benches.spawn = {
   unit = "jobs/s",
@@ -15,14 +13,11 @@ benches.spawn = {
   params = { n = 1000 },
   run = function(p)
     local loop = core.new()
-    for _ = 1, 20 do finish(loop, assert(loop:spawn { argv = { "/bin/true" } })) end -- warm up
-    local t0 = uv.hrtime()
-    for _ = 1, p.n do
+    local value = common.rate(p.n, function()
       local job = assert(loop:spawn { argv = { "/bin/true" } })
       finish(loop, job)
       job:close()
-    end
-    local value = p.n / ((uv.hrtime() - t0) / 1e9)
+    end)
     loop:close()
     return value
   end,

@@ -1,6 +1,7 @@
 -- Benchmarks of the Lua engine (bgproc.new + m:call) against the raw C
 -- loop. Each `run` executes in a fresh lua5.4 process.
 local uv = require "luv"
+local common = require "common"
 
 local benches = {}
 
@@ -8,13 +9,6 @@ local function manager(opts)
   local o = { config = {}, plugins = {}, luv = false }
   for k, v in pairs(opts or {}) do o[k] = v end
   return require("bgproc").new(o)
-end
-
-local function rss_kib()
-  for line in io.lines("/proc/self/status") do
-    local v = line:match("^VmRSS:%s+(%d+)")
-    if v then return tonumber(v) end
-  end
 end
 
 -- createBackgroundProcess -> completed, one job at a time.
@@ -30,10 +24,7 @@ benches.engine_spawn = {
       m:run_until(function() return rec.status ~= "running" end, 10000)
       assert(rec.status == "completed", rec.status)
     end
-    for _ = 1, 20 do one() end -- warm up
-    local t0 = uv.hrtime()
-    for _ = 1, p.n do one() end
-    local value = p.n / ((uv.hrtime() - t0) / 1e9)
+    local value = common.rate(p.n, one)
     m:shutdown()
     return value
   end,
@@ -57,18 +48,13 @@ benches.list = {
       assert(r)
     end
     m:run_until(function() return m.running == 0 end, 30000)
-    local times = {}
     local count
-    for i = 1, p.calls do
-      local t0 = uv.hrtime()
-      local res = m:call("listBackgroundProcesses", { tags = { "server" } })
-      times[i] = (uv.hrtime() - t0) / 1e6
-      count = res.count
-    end
+    local ms = common.median_ms(p.calls, function()
+      count = m:call("listBackgroundProcesses", { tags = { "server" } }).count
+    end)
     assert(count == p.records // 10, "expected a tenth of the records, got " .. tostring(count))
-    table.sort(times)
     m:shutdown()
-    return times[#times // 2 + 1]
+    return ms
   end,
   ok = function(r) return r.value <= 5 end,
 }
@@ -80,21 +66,20 @@ benches.scale = {
   lower_is_better = true,
   params = { n = 1000, ring = 65536 },
   run = function(p)
-    local before = rss_kib()
+    local before = common.status_kib("VmRSS")
     local m = manager { maxRunning = p.n + 10 }
     for _ = 1, p.n do
       assert(m:call("createBackgroundProcess", { argv = { "sleep", "1000" }, outputBytes = p.ring }))
     end
-    local grown = rss_kib() - before
+    local grown = common.status_kib("VmRSS") - before
     local t0 = uv.hrtime()
     local res = assert(m:call("killProcesses", { all = true, graceMs = 3000 }))
     local ms = (uv.hrtime() - t0) / 1e6
     assert(#res.killed == p.n, "killed " .. #res.killed)
-    local self_pid = io.open("/proc/self/stat"):read("a"):match("^%d+")
     local zombies = 0
-    local ps = io.popen("ps -o stat= --ppid " .. self_pid)
-    for stat in ps:lines() do if stat:find("Z") then zombies = zombies + 1 end end
-    ps:close()
+    for _, stat in ipairs(common.children(uv.os_getpid(), "stat")) do
+      if stat:find("Z") then zombies = zombies + 1 end
+    end
     m:shutdown()
     io.stderr:write(("scale: %d jobs, manager RSS +%d KiB (limit %d KiB), kill all %.0f ms, %d zombies\n")
       :format(p.n, grown, p.n * (p.ring / 1024 + 16), ms, zombies))

@@ -4,17 +4,13 @@
 local uv = require "luv"
 local core = require "bgproc.core"
 local json = require "bgproc.json"
+local common = require "common"
 
 local benches = {}
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local ROOT = uv.fs_realpath(here .. "/..")
 local BIN = ROOT .. "/bin/bgproc"
-
-local function median(xs)
-  table.sort(xs)
-  return xs[(#xs + 1) // 2]
-end
 
 local function private_env()
   local dir = os.tmpname()
@@ -35,7 +31,7 @@ end
 local function run(loop, argv, env)
   local t0 = uv.hrtime()
   local job = assert(loop:spawn { argv = argv, env = env })
-  while job:alive() or not job:info().eof do loop:wait(1000) end
+  common.finish(loop, job)
   local ms = (uv.hrtime() - t0) / 1e6
   local code = job:exit()
   assert(code == 0, table.concat(argv, " ") .. " failed: " .. (job:read(0)))
@@ -81,7 +77,7 @@ benches.cli_list = {
         assert(json.decode(out).count == p.jobs)
       end
       loop:close()
-      return median(times)
+      return common.median(times)
     end)
   end,
   -- the floor: starting lua5.4 and loading luv, with no work
@@ -90,7 +86,7 @@ benches.cli_list = {
     local times = {}
     for i = 1, p.runs do times[i] = run(loop, { "lua5.4", "-e", "require 'luv'" }, {}) end
     loop:close()
-    return median(times)
+    return common.median(times)
   end,
   ok = function(r) return r.value <= 30 end,
 }
@@ -130,17 +126,14 @@ benches.mcp_call = {
         request("tools/call", { name = "createBackgroundProcess", arguments = { argv = { "sleep", "1000" }, name = "j" .. i } })
       end
       for _ = 1, 20 do request("tools/call", { name = "listBackgroundProcesses", arguments = {} }) end -- warm up
-      local times = {}
-      for i = 1, p.calls do
-        local t0 = uv.hrtime()
+      local ms = common.median_ms(p.calls, function()
         local r = request("tools/call", { name = "listBackgroundProcesses", arguments = {} })
-        times[i] = (uv.hrtime() - t0) / 1e6
         assert(r.result.structuredContent.count == p.jobs)
-      end
+      end)
       mcp:close_stdin()
       while mcp:alive() do loop:wait(100) end
       loop:close()
-      return median(times)
+      return ms
     end)
   end,
   ok = function(r) return r.value <= 2 end,
@@ -177,7 +170,7 @@ benches.daemon_clients = {
       end
       local answered = 0
       for _, k in ipairs(kids) do
-        while k:alive() or not k:info().eof do loop:wait(1000) end
+        common.finish(loop, k)
         local n = tonumber((k:read(0, nil, "stdout")):match("%d+"))
         if not n then io.stderr:write("client failed: ", (k:read(0, nil, "stderr")), "\n") end
         answered = answered + (n or 0)
@@ -188,9 +181,9 @@ benches.daemon_clients = {
       -- of them (alive or zombie) would be its child; only its guardian may be
       local status = assert(c:call("daemon/status", {}, 5000))
       local orphans = 0
-      local ps = io.popen("exec ps -o comm= --ppid " .. math.tointeger(status.pid))
-      for line in ps:lines() do if line ~= "bgproc-guardian" then orphans = orphans + 1 end end
-      ps:close()
+      for _, comm in ipairs(common.children(status.pid, "comm")) do
+        if comm ~= "bgproc-guardian" then orphans = orphans + 1 end
+      end
       io.stderr:write(("daemon_clients: %d/%d kills answered, %d orphans, %.0f ms\n")
         :format(answered, p.clients * p.jobs, orphans, ms))
       assert(answered == p.clients * p.jobs, "not all answered")

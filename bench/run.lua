@@ -11,6 +11,7 @@ package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. here .. "/
 package.cpath = root .. "/lua/?.so;" .. package.cpath
 
 local cjson = require "cjson"
+local common = require "common"
 
 local groups = { "core", "engine", "interfaces" }
 local BASELINE = root .. "/build/bench-baseline"
@@ -34,13 +35,6 @@ local function all_benches()
   return list, by_name
 end
 
-local function peak_rss_kib()
-  for line in io.lines("/proc/self/status") do
-    local v = line:match("^VmHWM:%s+(%d+)")
-    if v then return tonumber(v) end
-  end
-end
-
 local function sh(cmd)
   local p = assert(io.popen(cmd))
   local out = p:read("a")
@@ -60,7 +54,7 @@ if arg[1] == "--child" then
   local b = assert(by_name[arg[2]], "no bench " .. tostring(arg[2]))
   local fn = arg[3] == "baseline" and b.baseline_fn or b.run
   local value = fn(b.params, BASELINE)
-  io.write(cjson.encode { value = value, rss_kib = peak_rss_kib() }, "\n")
+  io.write(cjson.encode { value = value, rss_kib = common.status_kib("VmHWM") }, "\n")
   os.exit(0)
 end
 
@@ -86,28 +80,28 @@ local results = {}
 if not json then
   print(("%-14s %12s %-8s %12s %7s %9s  %s"):format("bench", "bgproc", "unit", "baseline", "ratio", "rss_kib", "target"))
 end
-local function median(xs)
-  table.sort(xs)
-  return xs[(#xs + 1) // 2]
-end
+local median = common.median
 
 -- One measurement of bgproc (in a fresh process) and of its baseline.
+-- The last line a `--child` run printed: its JSON result.
+local function run_child(name, which)
+  local ok, out = sh(("lua5.4 %s --child %s %s"):format(arg[0], name, which or ""))
+  assert(ok, name .. " " .. (which or "") .. " failed: " .. out)
+  return out:match("[^\n]*\n?$")
+end
+
 local function measure(b)
-  local ok, out = sh(("lua5.4 %s --child %s"):format(arg[0], b.name))
-  assert(ok, b.name .. " failed: " .. out)
-  local mine = cjson.decode(out:match("[^\n]*\n?$"))
+  local mine = cjson.decode(run_child(b.name))
   local base
   if b.baseline_fn then
-    local bok, bout = sh(("lua5.4 %s --child %s baseline"):format(arg[0], b.name))
-    assert(bok, b.name .. " baseline failed: " .. bout)
-    base = cjson.decode(bout:match("[^\n]*\n?$")).value
+    base = cjson.decode(run_child(b.name, "baseline")).value
   elseif b.baseline then
     local cmd, args = b.baseline(b.params, BASELINE)
     local words = { cmd }
     for _, a in ipairs(args) do words[#words + 1] = ("%q"):format(tostring(a)) end
-    local bok, bout = sh(table.concat(words, " "))
-    assert(bok, b.name .. " baseline failed: " .. bout)
-    base = tonumber(bout:match("^(%S+)"))
+    local ok, out = sh(table.concat(words, " "))
+    assert(ok, b.name .. " baseline failed: " .. out)
+    base = tonumber(out:match("^(%S+)"))
   end
   return mine, base
 end
