@@ -61,8 +61,10 @@ return {
     for k, v in pairs(args) do out[k] = v end
     local list = {}
     for _, t in ipairs(args.tags or {}) do list[#list + 1] = t end
+    -- never past the engine's tag limit: the job would be refused
+    local max = api and api.tag_policy.max_count or math.huge
     for _, t in ipairs(add) do
-      if #list < 16 then list[#list + 1] = t end
+      if #list < max then list[#list + 1] = t end
     end
     out.tags = list
     return out

@@ -5,16 +5,10 @@
 -- is reported once and logging stops for that job; the job goes on.
 --
 --   config: logfile = { dir = "...", maxBytes = 10485760 }
+local paths = require "bgproc.paths"
+
 local opts = { maxBytes = 10 * 1024 * 1024 }
 local files = {} -- id -> { f, size, path } or { failed = true }
-
-local function mkdir_p(dir)
-  local path = ""
-  for part in dir:gmatch("[^/]+") do
-    path = path .. "/" .. part
-    os.execute(("mkdir -m 700 %q 2>/dev/null"):format(path))
-  end
-end
 
 local function open(api, id)
   local entry = files[id]
@@ -22,7 +16,7 @@ local function open(api, id)
   local path = opts.dir .. "/" .. id .. ".log"
   local f, err = io.open(path, "ab")
   if not f then
-    mkdir_p(opts.dir)
+    paths.ensure_dir(opts.dir) -- if it fails, so does the open, which says why
     f, err = io.open(path, "ab")
   end
   if not f then

@@ -21,7 +21,7 @@ return {
   end,
   on_exit = function(api, record)
     if record.status ~= "failed" or not wanted(record) then return end
-    if record.error and record.error:find("^timed out") then return end
+    if record.stopReason then return end -- we stopped it (a timeout)
     local done = record.restarts or 0
     if done >= opts.maxRestarts then
       api.note(record.id, "restart", ("gave up after %d restarts"):format(done))

@@ -22,9 +22,9 @@ local function looks_like_prompt(line)
 end
 
 local function check(api)
-  for _, r in ipairs(api.records(function(rec) return rec.status == "running" and rec.stdin ~= "null" end)) do
+  for _, r in ipairs(api.jobs(function(job) return job.status == "running" and job.stdin ~= "null" end)) do
     local silent = api.silent_ms(r.id) or 0
-    local out = api.output(r.id, 1)
+    local out = api.output(r.id, 1, 4096) -- a prompt is short; a progress bar may not be
     local last = out:match("([^\n]*)\n?$") or ""
     if silent >= opts.silentMs and last:find("%S") and looks_like_prompt(last) then
       if flagged[r.id] ~= last then

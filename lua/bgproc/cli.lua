@@ -4,6 +4,7 @@
 -- Exit codes: 0 ok, 1 failure, 2 usage, 124 when `wait` times out.
 local argparse = require "argparse"
 local uv = require "luv"
+local filter = require "bgproc.filter"
 local json = require "bgproc.json"
 
 local cli = {}
@@ -79,15 +80,12 @@ local function print_table(procs)
     end
     local last = row[7]
     if cols then last = clip(last, math.max(10, cols - used)) else last = clip(last, 80) end
-    parts[7] = r == 1 and last or paint(r > 1 and "2" or nil, last)
+    parts[7] = r == 1 and last or paint("2", last)
     out(table.concat(parts, "  "), "\n")
   end
 end
 
 local function print_record(r)
-  for k, v in pairs(r) do
-    if math.type(v) == "float" and math.tointeger(v) then r[k] = math.tointeger(v) end
-  end
   local lines = {
     { "id", r.id }, { "name", r.name }, { "status", paint(COLORS[r.status], r.status) },
     { "pid", r.pid }, { "command", r.command or (r.argv and table.concat(r.argv, " ")) },
@@ -120,10 +118,7 @@ end
 
 local function connect(args)
   on_interrupt()
-  local client = require "bgproc.client"
-  local c, err = client.connect { socket = args.socket }
-  if not c then return nil, err end
-  return c
+  return require("bgproc.client").connect { socket = args.socket }
 end
 
 local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true,
@@ -152,8 +147,8 @@ end
 -- (a script's, or an agent's tool running each command in a fresh shell)
 -- so that jobs live as long as the interactive shell or program that
 -- started them, not as long as a one-off wrapper.
-function cli.calling_shell(pid)
-  local chosen = pid
+function cli.calling_shell(parent)
+  local pid = parent
   for _ = 1, 32 do
     local argv = cmdline(pid)
     local name = argv and argv[1] and (argv[1]:match("([^/]+)$") or ""):gsub("^%-", "")
@@ -166,10 +161,10 @@ function cli.calling_shell(pid)
     end
     if not wrapper then return pid end
     local ppid = parent_of(pid)
-    if not ppid or ppid <= 1 then return chosen end
+    if not ppid or ppid <= 1 then return parent end
     pid = ppid
   end
-  return chosen
+  return parent
 end
 
 -- The session of CLI jobs: the calling shell's, ending when it exits, or
@@ -188,12 +183,18 @@ local function open_session(c)
   return res.sessionId
 end
 
--- Call a tool: result, or nil and an exit code (the error printed).
+-- Call a tool: result (normalized by the client), or nil and an exit code
+-- (the error printed).
 local function tool(c, name, arguments, sid)
   local res, err = c:call("tools/call", { name = name, arguments = arguments, sessionId = sid })
-  if res then return json.normalize(res) end
+  if res then return res end
   local code = err.data and err.data.code
   return nil, fail(code and ("%s: %s"):format(code, err.message) or err.message)
+end
+
+-- The tool's own one-line text for a result (as MCP clients see it).
+local function summary(name, r)
+  return require("bgproc.tools").summary(name, r)
 end
 
 -- ---- subcommands ---------------------------------------------------------------------
@@ -212,28 +213,24 @@ end
 
 function commands.start(a, c)
   local words = a.command
-  local cwd = a.cwd or uv.cwd()
-  if cwd:sub(1, 1) ~= "/" then cwd = uv.cwd() .. "/" .. cwd end -- the daemon's cwd is not ours
-  local args = {
-    name = a.name, tags = #a.tag > 0 and a.tag or nil, global = a.global or nil,
-    cwd = cwd, pty = a.pty or nil, stdin = a.stdin and "pipe" or nil,
-    timeoutMs = a.timeout, readyPattern = a.ready, outputBytes = a.output_bytes,
-  }
-  if #words == 1 then args.command = words[1] else args.argv = words end
-  -- the job gets exactly this shell's environment (and --env), not the daemon's
-  local env = uv.os_environ()
+  local env = {}
   for _, kv in ipairs(a.env) do
     local k, v = kv:match("^([^=]+)=(.*)$")
     env[k] = v
   end
-  env.BGPROC_SESSION = nil
-  args.env = env
-  args.inheritEnv = false
+  local args = {
+    name = a.name, tags = #a.tag > 0 and a.tag or nil, global = a.global or nil,
+    cwd = a.cwd, env = env, pty = a.pty or nil, stdin = a.stdin and "pipe" or nil,
+    timeoutMs = a.timeout, readyPattern = a.ready, outputBytes = a.output_bytes,
+  }
+  if #words == 1 then args.command = words[1] else args.argv = words end
+  -- the job gets this shell's directory and environment (and --env), not the daemon's
+  args = require("bgproc.client").localize_create(args)
   local sid, serr = open_session(c)
   if not sid then return fail(serr) end
   local r, code = tool(c, "createBackgroundProcess", args, sid)
   if not r then return code end
-  if a.json then out(json.encode(r), "\n") else out(("started %s (pid %d): %s\n"):format(r.id, math.tointeger(r.pid), r.name)) end
+  if a.json then out(json.encode(r), "\n") else out(summary("createBackgroundProcess", r), "\n") end
   return EXIT_OK
 end
 
@@ -264,11 +261,12 @@ local function stream_of(a)
 end
 
 function commands.logs(a, c)
-  local base = { processId = a.id, filter = a.grep, stream = stream_of(a), stripAnsi = not a.raw or nil }
-  local first = {}
-  for k, v in pairs(base) do first[k] = v end
-  if a.since then first.since = a.since else first.lines = a.n end
-  local r, code = tool(c, "getBackgroundProcess", first)
+  -- the arguments of each read: these, and where it starts
+  local function read_args(since, lines)
+    return { processId = a.id, filter = a.grep, stream = stream_of(a), stripAnsi = not a.raw or nil,
+             since = since, lines = lines }
+  end
+  local r, code = tool(c, "getBackgroundProcess", read_args(a.since, not a.since and a.n or nil))
   if not r then return code end
   if a.json and not a.follow then out(json.encode(r), "\n") return EXIT_OK end
   local function emit(res)
@@ -282,15 +280,11 @@ function commands.logs(a, c)
     local w, wcode = tool(c, "waitForBackgroundProcess",
       { processId = a.id, ["until"] = "output", pattern = "^", since = cursor, timeoutMs = 2000 })
     if not w then return wcode end
-    local nxt = {}
-    for k, v in pairs(base) do nxt[k] = v end
-    nxt.since = cursor
-    local g, gcode = tool(c, "getBackgroundProcess", nxt)
+    local g, gcode = tool(c, "getBackgroundProcess", read_args(cursor))
     if not g then return gcode end
     if g.output ~= "" then emit(g) end
     cursor = g.cursor
-    local final = g.status == "completed" or g.status == "failed" or g.status == "cancelled"
-    if final and not w.timedOut and g.output == "" and not g.truncated then return EXIT_OK end
+    if filter.FINAL[g.status] and not w.timedOut and g.output == "" and not g.truncated then return EXIT_OK end
   end
 end
 
@@ -319,13 +313,9 @@ function commands.wait(a, c)
   local r, code = tool(c, "waitForBackgroundProcess", args)
   if not r then return code end
   if a.json then out(json.encode(r), "\n")
-  elseif r.timedOut then out(("%s: still %s after %d ms\n"):format(r.id, r.status, a.timeout or 30000))
-  elseif r.matched ~= nil then
-    out(r.matched and (r.line .. "\n") or ("%s %s without a match\n"):format(r.id, r.status))
-  else
-    out(("%s %s%s\n"):format(r.id, r.status, r.exitCode and (" (exit " .. r.exitCode .. ")") or
-      r.signal and (" (signal " .. r.signal .. ")") or ""))
-  end
+  elseif r.timedOut then out(("%s: still %s after %d ms\n"):format(r.id, r.status, a.timeout))
+  elseif r.matched then out(r.line, "\n") -- just the line, for scripts
+  else out(summary("waitForBackgroundProcess", r), "\n") end
   if r.timedOut then return EXIT_TIMEOUT end
   if r.matched ~= nil then return r.matched and EXIT_OK or EXIT_FAIL end
   return r.status == "completed" and EXIT_OK or EXIT_FAIL
@@ -334,9 +324,7 @@ end
 function commands.send(a, c)
   local r, code = tool(c, "sendBackgroundProcessInput", { processId = a.id, input = a.text, eof = a.eof or nil })
   if not r then return code end
-  if a.json then out(json.encode(r), "\n") else
-    out(("sent %d bytes to %s%s\n"):format(r.bytes, r.id, r.eof and ", stdin closed" or ""))
-  end
+  if a.json then out(json.encode(r), "\n") else out(summary("sendBackgroundProcessInput", r), "\n") end
   return EXIT_OK
 end
 
@@ -373,7 +361,7 @@ local function daemon_command(a)
     end
     local s = c:call("daemon/status", {}, 5000) or {}
     c:close()
-    local pid = math.tointeger(s.pid) or -1
+    local pid = s.pid or -1
     if a.json then
       out(json.encode { running = true, started = not already, pid = pid, socket = socket }, "\n")
     elseif already then
@@ -396,7 +384,6 @@ local function daemon_command(a)
       if probe then probe:close() return false end
       return true
     end, 30000)
-    pid = math.tointeger(pid)
     if a.json then out(json.encode { running = false, stopped = true, pid = pid, socket = socket }, "\n")
     else out(("stopped%s\n"):format(pid and (" (pid %d)"):format(pid) or "")) end
     return EXIT_OK
@@ -415,7 +402,7 @@ local function integer(flag)
   end
 end
 
-local STATUSES = { "pending", "running", "completed", "failed", "cancelled" }
+local STATUSES = filter.STATUSES
 
 local function build_parser()
   local p = argparse("bgproc", "Run, watch and stop background processes.")
@@ -497,14 +484,18 @@ local function build_parser()
   return p
 end
 
--- The usage text of a subcommand (by name or alias), or of bgproc.
-usage_of = function(parser, sub)
+-- The subcommand named `name` (or an alias of it), or nil.
+local function find_command(parser, name)
   for _, cmd in ipairs(parser._commands) do
-    for _, name in ipairs(cmd._aliases) do
-      if name == sub then return cmd:get_usage() end
+    for _, alias in ipairs(cmd._aliases) do
+      if alias == name then return cmd end
     end
   end
-  return parser:get_usage()
+end
+
+-- The usage text of a subcommand (by name or alias), or of bgproc.
+usage_of = function(parser, sub)
+  return (find_command(parser, sub) or parser):get_usage()
 end
 
 -- Run the CLI with a list of arguments; returns the exit code.
@@ -527,12 +518,10 @@ function cli.main(argv)
   if a.cmd == nil or a.cmd == "help" then
     local topic = a.topic
     if topic then
-      for _, cmd in ipairs(parser._commands) do
-        for _, name in ipairs(cmd._aliases) do
-          if name == topic then out(cmd:get_help(), "\n") return EXIT_OK end
-        end
-      end
-      return fail("help: no command " .. topic, EXIT_USAGE)
+      local cmd = find_command(parser, topic)
+      if not cmd then return fail("help: no command " .. topic, EXIT_USAGE) end
+      out(cmd:get_help(), "\n")
+      return EXIT_OK
     end
     out(parser:get_help(), "\n")
     return EXIT_OK

@@ -49,63 +49,19 @@ function client.spawn_daemon(socket)
   return true
 end
 
-local function try_connect(socket)
-  local pipe = uv.new_pipe(false)
-  local done, cerr = false, nil
-  pipe:connect(socket, function(err)
-    done, cerr = true, err
-  end)
-  pump(function() return done end, 2000)
-  if not done or cerr then
-    if not pipe:is_closing() then pipe:close() end
-    uv.run("nowait") -- let the close complete (see Client:close)
-    return nil, cerr or "ETIMEDOUT: no answer from " .. socket
-  end
-  return pipe
-end
-
--- A daemon that goes away mid-write is an error, not our death by SIGPIPE.
-local pipe_sig
-local function ignore_sigpipe()
-  if pipe_sig then return end
-  pipe_sig = uv.new_signal()
-  pipe_sig:start("sigpipe", function() end)
-  pipe_sig:unref()
-end
-
--- client.connect{ socket = path, autostart = true, timeout_ms = 5000 }
--- Returns a Client or nil, message.
-function client.connect(opts)
-  opts = opts or {}
-  ignore_sigpipe()
-  local socket = opts.socket or paths.socket()
-  local pipe, err = try_connect(socket)
-  if not pipe and opts.autostart ~= false then
-    local ok, serr = client.spawn_daemon(socket)
-    if not ok then return nil, "cannot start the daemon: " .. tostring(serr) end
-    local deadline = uv.now() + (opts.timeout_ms or 5000)
-    repeat
-      pump(function() return false end, 20)
-      pipe, err = try_connect(socket)
-    until pipe or uv.now() > deadline
-  end
-  if not pipe then return nil, ("cannot reach the bgproc daemon at %s: %s"):format(socket, tostring(err)) end
-  return client.wrap(pipe, socket)
-end
-
 -- A Client over a connected pipe.
 function client.wrap(pipe, socket)
-  local self = setmetatable({ pending = {}, next_id = 0, socket = socket, closed = false }, Client)
+  local self = setmetatable({ pending = {}, progress = {}, next_id = 0, socket = socket, closed = false }, Client)
   self.conn = rpc.conn {
     input = pipe,
     on_message = function(_, msg, line) self:dispatch(msg, line) end,
     on_close = function(_, why)
       self.closed = true
-      self.close_reason = why
-      for _, cb in pairs(self.pending) do
+      local pending = self.pending
+      self.pending, self.progress = {}, {}
+      for _, cb in pairs(pending) do
         pcall(cb, nil, { code = -32099, message = "connection to the daemon lost (" .. tostring(why) .. ")" })
       end
-      self.pending = {}
       if self.on_close then self.on_close(why) end
     end,
   }
@@ -114,10 +70,13 @@ function client.wrap(pipe, socket)
 end
 
 -- Connect without blocking (inside a running loop): cb(client) or
--- cb(nil, message). Starts the daemon when none answers, like connect.
+-- cb(nil, message). When none answers, the daemon is started (unless
+-- autostart = false: then the first failure is the answer) and tried
+-- again every 20 ms until timeout_ms (default 5000).
 function client.connect_async(opts, cb)
-  ignore_sigpipe()
+  rpc.ignore_sigpipe() -- a daemon gone mid-write is an error, not our death
   local socket = opts.socket or paths.socket()
+  uv.update_time()
   local deadline = uv.now() + (opts.timeout_ms or 5000)
   local spawned = false
   local function attempt()
@@ -131,9 +90,10 @@ function client.connect_async(opts, cb)
       pipe:close()
       if opts.autostart ~= false and not spawned then
         spawned = true
-        client.spawn_daemon(socket)
+        local ok, serr = client.spawn_daemon(socket)
+        if not ok then return cb(nil, "cannot start the daemon: " .. tostring(serr)) end
       end
-      if uv.now() > deadline then
+      if opts.autostart == false or uv.now() > deadline then
         return cb(nil, ("cannot reach the bgproc daemon at %s: %s"):format(socket, tostring(err)))
       end
       local t = uv.new_timer()
@@ -143,14 +103,57 @@ function client.connect_async(opts, cb)
   attempt()
 end
 
+-- client.connect{ socket = path, autostart = true, timeout_ms = 5000 }:
+-- connect_async, blocking (not inside a luv callback). Returns a Client
+-- or nil, message.
+function client.connect(opts)
+  opts = opts or {}
+  local done, c, err = false, nil, nil
+  client.connect_async(opts, function(nc, cerr) done, c, err = true, nc, cerr end)
+  if not pump(function() return done end, (opts.timeout_ms or 5000) + 2000) then
+    return nil, ("cannot reach the bgproc daemon at %s: no answer in time"):format(opts.socket or paths.socket())
+  end
+  if c then c.in_loop = false end
+  return c, err
+end
+
+-- createBackgroundProcess arguments as this process would start the job
+-- itself: in its directory (the daemon runs in /) and, unless inheritEnv
+-- is given, with its environment (not that of whoever started the
+-- daemon) plus args.env. BGPROC_SESSION is left out: it names this
+-- caller's session, which a bgproc run by the job must not join. Returns
+-- a new table.
+function client.localize_create(args)
+  if type(args) ~= "table" then return args end
+  local out = {}
+  for k, v in pairs(args) do out[k] = v end
+  local cwd = uv.cwd()
+  if type(out.cwd) ~= "string" then out.cwd = cwd
+  elseif out.cwd:sub(1, 1) ~= "/" then out.cwd = cwd .. "/" .. out.cwd end
+  if out.inheritEnv == nil then
+    local env = uv.os_environ()
+    env.BGPROC_SESSION = nil
+    if type(out.env) == "table" then
+      for k, v in pairs(out.env) do env[k] = v end
+    end
+    out.env, out.inheritEnv = env, false
+  end
+  return out
+end
+
 function Client:dispatch(msg, line)
   if msg.method then
-    if self.on_notification then self.on_notification(msg.method, msg.params or {}, msg.id) end
+    local params = msg.params or {}
+    -- progress of one of our requests goes to that request's handler
+    local on_progress = msg.method == "notifications/progress" and self.progress[params.requestId]
+    if on_progress then return on_progress(params.progress, params.total) end
+    if self.on_notification then self.on_notification(msg.method, params, msg.id) end
     return
   end
   local cb = self.pending[msg.id]
   if not cb then return end
   self.pending[msg.id] = nil
+  self.progress[msg.id] = nil
   -- the third value: the result's JSON text as the daemon wrote it
   if msg.error then
     cb(nil, json.normalize(msg.error))
@@ -159,8 +162,11 @@ function Client:dispatch(msg, line)
   end
 end
 
--- Send a request; cb(result, err) gets the reply. Returns the id.
-function Client:request(method, params, cb)
+-- Send a request; cb(result, err) gets the reply, on_progress(progress,
+-- total) its progress notifications, if given. Returns the id. Both are
+-- registered before the send: a send that fails closes the connection,
+-- which answers cb at once.
+function Client:request(method, params, cb, on_progress)
   self.next_id = self.next_id + 1
   local id = self.next_id
   if self.closed then
@@ -168,6 +174,7 @@ function Client:request(method, params, cb)
     return id
   end
   self.pending[id] = cb
+  self.progress[id] = on_progress
   self.conn:send { jsonrpc = "2.0", id = id, method = method, params = params or {} }
   return id
 end

@@ -32,7 +32,8 @@ local types = {
   progressMs = "number",
 }
 
-local function home_config()
+-- $XDG_CONFIG_HOME/bgproc (~/.config/bgproc), or nil without a home.
+function config.dir()
   local base = os.getenv("XDG_CONFIG_HOME")
   if not base or base == "" then
     local home = os.getenv("HOME")
@@ -40,10 +41,6 @@ local function home_config()
     base = home .. "/.config"
   end
   return base .. "/bgproc"
-end
-
-function config.dir()
-  return home_config()
 end
 
 function config.state_dir()
@@ -61,17 +58,33 @@ local function exists(path)
   return f ~= nil
 end
 
--- The user's config table, or {} when there is none. Raises on a file
--- that does not load or does not return a table.
-local function load_file(path)
+-- Run a Lua file (a config, a plugin) and return what it returns. Raises
+-- "bgproc: <what> <path>: ..." when it does not load or run: a bad file
+-- should be fixed, not silently ignored.
+function config.run_file(path, what)
   local chunk, err = loadfile(path, "t")
-  if not chunk then error(("bgproc: config %s: %s"):format(path, err), 0) end
-  local ok, t = pcall(chunk)
-  if not ok then error(("bgproc: config %s: %s"):format(path, tostring(t)), 0) end
+  if not chunk then error(("bgproc: %s %s: %s"):format(what, path, err), 0) end
+  local ok, v = pcall(chunk)
+  if not ok then error(("bgproc: %s %s: %s"):format(what, path, tostring(v)), 0) end
+  return v
+end
+
+-- The user's config table. Raises on a file that does not load or does
+-- not return a table.
+local function load_file(path)
+  local t = config.run_file(path, "config")
   if type(t) ~= "table" then
     error(("bgproc: config %s must return a table, got %s"):format(path, type(t)), 0)
   end
   return t
+end
+
+-- The defaults, copied: no configuration may share (and change) their tables.
+local function deep_copy(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = deep_copy(x) end
+  return out
 end
 
 local function merge(into, from)
@@ -116,14 +129,13 @@ end
 -- BGPROC_CONFIG, else the file in the config dir if it exists).
 function config.load(opts)
   opts = opts or {}
-  local cfg = merge({}, config.defaults)
-  cfg.retention = merge({}, config.defaults.retention)
+  local cfg = deep_copy(config.defaults)
   local source = opts.config
   if source == nil then
     source = os.getenv("BGPROC_CONFIG")
     if source == "" then source = nil end
     if not source then
-      local dir = home_config()
+      local dir = config.dir()
       if dir and exists(dir .. "/init.lua") then source = dir .. "/init.lua" end
     end
   end

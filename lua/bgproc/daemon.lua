@@ -9,14 +9,17 @@ local core = require "bgproc.core"
 local uv = require "luv"
 local bgproc = require "bgproc"
 local json = require "bgproc.json"
+local manager = require "bgproc.manager"
 local paths = require "bgproc.paths"
 local rpc = require "bgproc.rpc"
 
 local daemon = {}
 
-local function iso_now()
-  local sec, usec = uv.gettimeofday()
-  return os.date("!%Y-%m-%dT%H:%M:%S", sec) .. (".%03dZ"):format(usec // 1000)
+-- nil, or the INVALID_PARAMS error for a bad sessionId param
+local function bad_session_id(sid)
+  if sid ~= nil and (type(sid) ~= "string" or sid == "" or #sid > 200) then
+    return rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a non-empty string of at most 200 characters")
+  end
 end
 
 -- Opened only once the lock is held: a daemon that loses the race must
@@ -39,7 +42,7 @@ function daemon.run(opts)
   local socket = opts.socket or paths.socket()
   local logf
   local function log(level, msg)
-    local line = ("%s %s %s\n"):format(iso_now(), level, msg)
+    local line = ("%s %s %s\n"):format(manager.iso(), level, msg)
     if logf then
       logf:write(line)
       logf:flush()
@@ -86,13 +89,17 @@ function daemon.run(opts)
   local stopping = false
   local handles = {}
 
-  local function end_session(sid, why)
+  -- Stop watching the process a session is bound to, if any.
+  local function unbind(sid)
     local b = bound[sid]
-    if b then
-      bound[sid] = nil
-      if not b.poll:is_closing() then b.poll:close() end
-      b.pidfd:close()
-    end
+    if not b then return end
+    bound[sid] = nil
+    if not b.poll:is_closing() then b.poll:close() end
+    b.pidfd:close()
+  end
+
+  local function end_session(sid, why)
+    unbind(sid)
     log("info", ("session %s ended (%s)"):format(sid, why))
     engine:session_close_async(sid)
   end
@@ -113,26 +120,17 @@ function daemon.run(opts)
 
   function methods.ping() return {} end
 
-  function methods.hello(c, params)
-    c.client = type(params.client) == "string" and params.client or nil
+  function methods.hello()
     return { pid = uv.os_getpid(), version = bgproc.version, socket = socket }
   end
 
   methods["daemon/status"] = function()
-    local running, total = 0, 0
-    for _, rec in ipairs(engine.order) do
-      if not rec.removed then
-        total = total + 1
-        if not engine:final(rec) then running = running + 1 end
-      end
-    end
-    local nsessions = 0
-    for _ in pairs(engine.sessions) do nsessions = nsessions + 1 end
+    local st = engine:stats()
     local nclients = 0
     for _ in pairs(clients) do nclients = nclients + 1 end
     return { pid = uv.os_getpid(), version = bgproc.version, socket = socket,
-             uptimeMs = uv.now() - started, jobsRunning = running, jobs = total,
-             sessions = nsessions, clients = nclients, log = opts.log == nil and paths.log() or nil }
+             uptimeMs = uv.now() - started, jobsRunning = st.running, jobs = st.jobs,
+             sessions = st.sessions, clients = nclients, log = opts.log == nil and paths.log() or nil }
   end
 
   methods["daemon/stop"] = function(c, params, id)
@@ -146,9 +144,8 @@ function daemon.run(opts)
   methods["session/open"] = function(c, params)
     local sid = params.sessionId
     local bind = params.bind or "connection"
-    if sid ~= nil and (type(sid) ~= "string" or sid == "" or #sid > 200) then
-      return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a non-empty string of at most 200 characters")
-    end
+    local serr = bad_session_id(sid)
+    if serr then return nil, serr end
     if bind ~= "connection" and bind ~= "pid" and bind ~= "none" then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'bind' must be \"connection\", \"pid\" or \"none\"")
     end
@@ -174,12 +171,7 @@ function daemon.run(opts)
     end
     c.owned[sid] = nil
     if c.session == sid then c.session = nil end -- a later job gets a new session
-    if bound[sid] then
-      local b = bound[sid]
-      bound[sid] = nil
-      b.poll:close()
-      b.pidfd:close()
-    end
+    unbind(sid)
     engine:session_close_async(sid, function(stopped, finished, errs)
       c.conn:reply(id, { sessionId = sid, killed = stopped, alreadyFinished = finished, errors = errs })
     end)
@@ -192,20 +184,13 @@ function daemon.run(opts)
 
   -- tools/call { name, arguments, sessionId?, progress? }
   methods["tools/call"] = function(c, params, id)
-    if type(params.name) ~= "string" then
-      return nil, rpc.error(rpc.INVALID_PARAMS, "'name' must be a string (the tool's name)")
-    end
-    local args = params.arguments
-    if args == json.null then args = nil end
-    if args ~= nil and type(args) ~= "table" then
-      return nil, rpc.error(rpc.INVALID_PARAMS, "'arguments' must be an object")
-    end
+    local name, args = rpc.tool_params(params)
+    if not name then return nil, args end -- args: the error
     local sid = params.sessionId
     if sid == json.null then sid = nil end
-    if sid ~= nil and (type(sid) ~= "string" or sid == "" or #sid > 200) then
-      return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a non-empty string of at most 200 characters")
-    end
-    if params.name == "createBackgroundProcess" then
+    local serr = bad_session_id(sid)
+    if serr then return nil, serr end
+    if name == "createBackgroundProcess" then
       if sid and not engine.sessions[sid] then
         -- a session nobody opened: it lives as long as this connection
         methods["session/open"](c, { sessionId = sid })
@@ -220,8 +205,8 @@ function daemon.run(opts)
         c.conn:notify("notifications/progress", { requestId = id, progress = elapsed, total = total })
       end
     end
-    local key = type(id) .. ":" .. tostring(id)
-    local task = engine:call_async(params.name, args, ctx, function(res, err)
+    local key = rpc.id_key(id)
+    local task = engine:call_async(name, args, ctx, function(res, err)
       c.calls[key] = nil
       if id == nil then return end
       if res then
@@ -237,7 +222,7 @@ function daemon.run(opts)
   -- notifications/cancelled { requestId }: stop a running wait; unknown ids
   -- are ignored (some clients cancel after every call).
   methods["notifications/cancelled"] = function(c, params, id)
-    local task = c.calls[type(params.requestId) .. ":" .. tostring(params.requestId)]
+    local task = c.calls[rpc.id_key(params.requestId)]
     if task then task:cancel() end
     if id ~= nil then return {} end -- sent as a request: it gets an answer
     return nil, nil, true
@@ -263,7 +248,7 @@ function daemon.run(opts)
       return
     end
     nconn = nconn + 1
-    local c = { n = nconn, pid = pid, calls = {}, owned = {} }
+    local c = { n = nconn, calls = {}, owned = {} }
     c.conn = rpc.conn {
       input = pipe, log = log,
       on_message = function(conn, msg) rpc.dispatch(conn, msg, methods, c) end,
@@ -283,12 +268,7 @@ function daemon.run(opts)
     log("info", "stopping: " .. why)
     if not server:is_closing() then server:close() end
     for c in pairs(clients) do c.conn:close("daemon stopping") end
-    for sid in pairs(bound) do
-      local b = bound[sid]
-      b.poll:close()
-      b.pidfd:close()
-      bound[sid] = nil
-    end
+    for sid in pairs(bound) do unbind(sid) end
     engine:shutdown()
     os.remove(socket)
     for _, h in ipairs(handles) do if not h:is_closing() then h:close() end end
@@ -296,16 +276,7 @@ function daemon.run(opts)
     log("info", "stopped")
   end
 
-  for _, name in ipairs { "sigterm", "sigint", "sighup" } do
-    local s = uv.new_signal()
-    s:start(name, function() stop("signal " .. name) end)
-    handles[#handles + 1] = s
-  end
-  -- A peer that hangs up before reading its reply is an EPIPE on that
-  -- connection, never the daemon's death.
-  local pipe_sig = uv.new_signal()
-  pipe_sig:start("sigpipe", function() end)
-  handles[#handles + 1] = pipe_sig
+  for _, s in ipairs(rpc.stop_signals(function(why) stop(why) end)) do handles[#handles + 1] = s end
   -- Orphans of the jobs are ours (subreaper): reap them as they exit.
   local function reap()
     if stopping then return end

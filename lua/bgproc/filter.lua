@@ -8,9 +8,11 @@ local tags = require "bgproc.tags"
 
 local filter = {}
 
-local STATUSES = { pending = true, running = true, completed = true, failed = true,
-                   cancelled = true }
+-- The job states (see manager.lua), in order; the last three are final.
 filter.STATUSES = { "pending", "running", "completed", "failed", "cancelled" }
+filter.FINAL = { completed = true, failed = true, cancelled = true }
+local STATUSES = {}
+for _, s in ipairs(filter.STATUSES) do STATUSES[s] = true end
 
 local function as_list(v)
   if v == nil then return nil end
@@ -26,7 +28,8 @@ local function tag_set(list, field, policy)
 end
 
 -- Compile a selector into predicate(rec) -> boolean, or nil and a message.
--- Records carry: id, sessionId, status, tagset, name, global. Tags are
+-- Records carry: id, sessionId, status, tagset, name (and lname, the name
+-- lower-cased, when they have it), global. Tags are
 -- normalized with `policy` (the engine's tag policy; default tags.policy).
 function filter.compile(sel, policy)
   local checks = {}
@@ -72,7 +75,7 @@ function filter.compile(sel, policy)
   if sel.name then
     local needle = sel.name:lower()
     checks[#checks + 1] = function(r)
-      return r.name:lower():find(needle, 1, true) ~= nil
+      return (r.lname or r.name:lower()):find(needle, 1, true) ~= nil
     end
   end
   if sel.global ~= nil then

@@ -75,11 +75,21 @@ local function is_sequence(t, n)
   return count == n
 end
 
+-- Whether t encodes as an array: made with json.array(), or a non-empty
+-- sequence (other tables, the empty one too, encode as objects).
+local function is_list(t, n)
+  return getmetatable(t) == array_mt or (n > 0 and is_sequence(t, n))
+end
+
+function json.is_list(t)
+  return is_list(t, #t)
+end
+
 -- Append t's encoding to buf from index i; returns the next free index.
 local function encode_table(t, buf, i, depth)
   if depth > 64 then error("json: nesting too deep", 0) end
   local n = #t
-  if getmetatable(t) == array_mt or (n > 0 and is_sequence(t, n)) then
+  if is_list(t, n) then
     if n == 0 then
       buf[i] = "[]"
       return i + 1

@@ -15,7 +15,6 @@ local errors = require "bgproc.errors"
 local filter = require "bgproc.filter"
 local json = require "bgproc.json"
 local plugins = require "bgproc.plugins"
-local regex = require "bgproc.regex"
 local sched = require "bgproc.sched"
 local tags = require "bgproc.tags"
 local text = require "bgproc.text"
@@ -25,8 +24,7 @@ local manager = {}
 local M = {}
 M.__index = M
 
-local FINAL = { completed = true, failed = true, cancelled = true }
-manager.FINAL = FINAL
+local FINAL = filter.FINAL
 
 -- ---- small helpers ---------------------------------------------------------
 
@@ -35,9 +33,9 @@ local function wall_ms()
   return sec * 1000 + usec // 1000
 end
 
+-- ISO 8601 UTC time of ms (wall clock milliseconds; default: now).
 local function iso(ms)
-  if not ms then return nil end
-  ms = math.floor(ms)
+  ms = math.floor(ms or wall_ms())
   return os.date("!%Y-%m-%dT%H:%M:%S", ms // 1000) .. (".%03dZ"):format(ms % 1000)
 end
 manager.iso = iso
@@ -66,7 +64,7 @@ for w in ([[. : [ alias bg break cd command continue echo eval exec exit export 
 -- A shell string that is just words (no quoting, expansion, redirection,
 -- pipes, globs...) runs without a shell: exec errors then come back at
 -- once, and a kill reaches the program itself. Returns argv or nil.
-function manager.simple_argv(command)
+local function simple_argv(command)
   if not command:find("^[%w%._/:=,@%%+%-%s]+$") then return nil end
   local argv = {}
   for word in command:gmatch("%S+") do argv[#argv + 1] = word end
@@ -109,10 +107,7 @@ function manager.new(opts)
   if user then dirs[#dirs + 1] = user .. "/plugins" end
   for _, d in ipairs(cfg.pluginDirs) do dirs[#dirs + 1] = d end
   self.plugins = plugins.new(self:plugin_api(), function(level, msg) self:log(level, msg) end, dirs)
-  for _, spec in ipairs(cfg.plugins) do
-    local name = type(spec) == "table" and spec.name or spec
-    self.plugins:add(spec, name and cfg[name])
-  end
+  for _, spec in ipairs(cfg.plugins) do self.plugins:add(spec, cfg) end
   self.retention_timer = self.sched:every(60000, function() self:retain() end)
   if opts.luv ~= false then self:attach_luv() end
   return self
@@ -243,7 +238,9 @@ local function last_line(rec, head)
   return rec.ll
 end
 
-local function public_record(self, rec)
+-- The record as tools and plugins see it. now: wall_ms(), taken once
+-- by callers that make many.
+local function public_record(self, rec, now)
   local job = rec.job
   local r = {
     id = rec.id, name = rec.name, status = rec.status, pid = rec.pid,
@@ -253,9 +250,12 @@ local function public_record(self, rec)
     stdin = rec.stdin, restarts = rec.restarts > 0 and rec.restarts or nil,
   }
   if rec.command then r.command = rec.command else r.argv = json.array(table.move(rec.argv, 1, #rec.argv, 1, {})) end
-  if rec.startedMs then r.durationMs = math.floor((rec.endedMs or wall_ms()) - rec.startedMs) end
+  if rec.startedMs then r.durationMs = math.floor((rec.endedMs or now or wall_ms()) - rec.startedMs) end
   if rec.readyPattern then r.ready = rec.ready end
-  if rec.stop and not FINAL[rec.status] then r.stopping = true end
+  if rec.stop then
+    r.stopReason = rec.stop.reason
+    if not FINAL[rec.status] then r.stopping = true end
+  end
   if rec.notes then
     local notes = {}
     for k, v in pairs(rec.notes) do notes[k] = v end
@@ -293,6 +293,29 @@ function M:public(rec)
   return public_record(self, rec)
 end
 
+-- Public records of a list of records (a JSON array).
+function M:publics(recs)
+  local now = wall_ms()
+  local out = json.array()
+  for i, rec in ipairs(recs) do out[i] = public_record(self, rec, now) end
+  return out
+end
+
+-- What on_output and api.jobs give plugins: who the job is and its
+-- state, without a full record's costs (reading output, copying notes).
+local function light_record(rec)
+  return { id = rec.id, name = rec.name, status = rec.status, pid = rec.pid, sessionId = rec.sessionId,
+           global = rec.global, stdin = rec.stdin, tags = table.move(rec.tags, 1, #rec.tags, 1, {}) }
+end
+
+-- Counts for the daemon's status.
+function M:stats()
+  local jobs, sessions = 0, 0
+  for _ in pairs(self.jobs) do jobs = jobs + 1 end
+  for _ in pairs(self.sessions) do sessions = sessions + 1 end
+  return { jobs = jobs, running = self.running, sessions = sessions }
+end
+
 local function compact(self)
   local n = 0
   for i = 1, #self.order do
@@ -306,17 +329,21 @@ local function compact(self)
   self.holes = 0
 end
 
+-- Let go of a record's core job: its ring, and anything left of its group.
+local function drop_job(self, rec)
+  if not rec.job then return end
+  self.by_job[rec.job] = nil
+  rec.job:close()
+  rec.job = nil
+end
+
 -- Forget a finished record: free its ring, end anything left of its group.
 function M:remove(rec)
   if rec.removed then return end
   rec.removed = true
   if rec.finished then self.nfinished = self.nfinished - 1 end
   self.jobs[rec.id] = nil
-  if rec.job then
-    self.by_job[rec.job] = nil
-    rec.job:close()
-    rec.job = nil
-  end
+  drop_job(self, rec)
   self.holes = (self.holes or 0) + 1
   if self.holes > 64 and self.holes > #self.order // 4 then compact(self) end
 end
@@ -325,7 +352,7 @@ end
 -- maxAgeMs (counted from when they ended). Finished records queue up in
 -- the order they finished, so this costs O(records removed).
 function M:retain()
-  local r = self.cfg.retention or {}
+  local r = self.cfg.retention
   local max_n, max_age = r.maxFinished, r.maxAgeMs
   local q = self.done_q
   local now = wall_ms()
@@ -425,7 +452,6 @@ local function check_ready(self, rec)
   for _, l in ipairs(self:scan(rec.ready_scan)) do
     if rec.ready_re:test(l.line) then
       rec.ready = true
-      rec.readyAt = wall_ms()
       rec.readyLine = l.line
       return
     end
@@ -436,7 +462,7 @@ local function feed_plugins(self, rec)
   if not self.plugins:has("on_output") then return end
   local data, next, dropped = self:read(rec, rec.fed or 0)
   rec.fed = next
-  if #data > 0 then self.plugins:call("on_output", public_record(self, rec), data, dropped) end
+  if #data > 0 then self.plugins:call("on_output", light_record(rec), data, dropped) end
 end
 
 -- The final state is set: hooks, memory, retention.
@@ -449,22 +475,19 @@ function M:finish(rec)
   q[q.last] = rec
   rec.qi = q.last
   if rec.timeout_timer then rec.timeout_timer:cancel() end
-  if rec.counted then
-    rec.counted = false
-    self.running = self.running - 1
-  end
+  if rec.job then self.running = self.running - 1 end -- launched, so counted
   rec.endedMs = rec.endedMs or wall_ms()
   if rec.ready_re and not rec.ready and rec.job then
     -- the last line may have had no newline
     check_ready(self, rec)
     local last = self:scan_rest(rec.ready_scan)
     if last and rec.ready_re:test(last.line) then
-      rec.ready, rec.readyAt, rec.readyLine = true, wall_ms(), last.line
+      rec.ready, rec.readyLine = true, last.line
     end
   end
   if self.plugins:has("on_exit") then self.plugins:call("on_exit", public_record(self, rec)) end
   if rec.job and output_done(rec) then rec.job:shrink() end
-  local max_n = (self.cfg.retention or {}).maxFinished
+  local max_n = self.cfg.retention.maxFinished
   if max_n and self.nfinished > max_n and not self.retain_soon then
     -- next turn: whoever is waiting on this record gets to see it final
     self.retain_soon = self.sched:after(0, function()
@@ -516,7 +539,7 @@ local function spawn_options(self, rec)
   local o = { cwd = rec.cwd, env = rec.env, ring = rec.ring, clear_env = rec.clear_env }
   if rec.pty then o.pty = true elseif rec.stdin == "pipe" then o.stdin = "pipe" end
   if rec.command then
-    local argv = manager.simple_argv(rec.command)
+    local argv = simple_argv(rec.command)
     if argv then o.argv = argv else o.command = rec.command end
   else
     o.argv = rec.argv
@@ -543,7 +566,6 @@ function M:launch(rec)
   rec.status = "running"
   rec.finished = false
   rec.exitCode, rec.signal, rec.error, rec.endedMs = nil, nil, nil, nil
-  rec.counted = true
   self.running = self.running + 1
   self.by_job[job] = rec
   if rec.ready_re then rec.ready_scan = { rec = rec, cursor = rec.base, partial = "" } end
@@ -584,8 +606,8 @@ function M:create(args, ctx)
   end
   local ready_re
   if args.readyPattern then
-    ready_re, err = regex.new(args.readyPattern)
-    if not ready_re then return errors.fail("invalid_argument", "'readyPattern': %s", err) end
+    ready_re, err = tools.regex("readyPattern", args.readyPattern)
+    if not ready_re then return nil, err end
   end
   if self.running >= self.cfg.maxRunning then
     return errors.fail("limit", "%d jobs are running, the most allowed (maxRunning)", self.running)
@@ -606,6 +628,7 @@ function M:create(args, ctx)
     readyPattern = args.readyPattern, ready_re = ready_re,
     status = "pending", base = 0, restarts = 0,
   }
+  rec.lname = rec.name:lower() -- for name filters
   if ready_re then rec.ready = false end
   self.jobs[rec.id] = rec
   self.order[#self.order + 1] = rec
@@ -638,9 +661,7 @@ function M:respawn(rec)
   if rec.job then
     local _, head = rec.job:offsets()
     rec.base = rec.base + head
-    self.by_job[rec.job] = nil
-    rec.job:close()
-    rec.job = nil
+    drop_job(self, rec)
   end
   rec.stop = nil
   if rec.finished then
@@ -649,7 +670,7 @@ function M:respawn(rec)
   end
   rec.restarts = rec.restarts + 1
   rec.startedMs = nil
-  if rec.ready_re then rec.ready, rec.readyLine, rec.readyAt = false, nil, nil end
+  if rec.ready_re then rec.ready, rec.readyLine = false, nil end
   rec.status = "pending"
   return self:launch(rec)
 end
@@ -708,7 +729,7 @@ function M:stop(recs, opts)
       finished[#finished + 1] = rec.id
     else
       targets[#targets + 1] = rec
-      if not rec.stop then rec.stop = { reason = reason, at = wall_ms() } end
+      if not rec.stop then rec.stop = { reason = reason } end
       if rec.job then rec.job:kill(sig) end
     end
   end
@@ -737,10 +758,10 @@ end
 
 -- ---- sessions ---------------------------------------------------------------------
 
-function M:session_open(id, meta)
+function M:session_open(id)
   assert(type(id) == "string" and id ~= "", "session id must be a non-empty string")
   if self.sessions[id] then return self.sessions[id] end
-  local s = { id = id, openedAt = wall_ms(), meta = meta }
+  local s = { id = id, openedAt = wall_ms() }
   self.sessions[id] = s
   self.plugins:call("on_session_start", id)
   return s
@@ -758,9 +779,7 @@ function M:session_end(id)
   end)
   local keep = {}
   if #recs > 0 or s then
-    local pubs = {}
-    for i, r in ipairs(recs) do pubs[i] = public_record(self, r) end
-    for _, res in ipairs(self.plugins:call("on_session_end", id, pubs)) do
+    for _, res in ipairs(self.plugins:call("on_session_end", id, self:publics(recs))) do
       for _, kid in ipairs(type(res[1]) == "table" and res[1] or {}) do keep[kid] = true end
     end
   end
@@ -769,11 +788,17 @@ function M:session_end(id)
   return self:stop(doomed, { reason = "session" })
 end
 
+-- Drive the engine until the task is done or the manager closes
+-- (blocking). Returns whether it is done.
+local function drive(self, task)
+  while not task.done and not self.closed do self:step(50) end
+  return task.done
+end
+
 -- Run fn as a task and drive the engine until it is done (blocking).
 function M:sync(fn, ...)
   local task = self.sched:task(fn, ...)
-  while not task.done and not self.closed do self:step(50) end
-  if not task.done then return nil end
+  if not drive(self, task) then return nil end
   return task:result()
 end
 
@@ -833,8 +858,7 @@ end
 -- ends) drive the engine until they are done, blocking the caller.
 function M:call(name, args, ctx)
   local task = start_call(self, name, args, ctx)
-  while not task.done and not self.closed do self:step(50) end
-  if not task.done then return errors.fail("conflict", "the manager is shut down") end
+  if not drive(self, task) then return errors.fail("conflict", "the manager is shut down") end
   self:after_activity()
   return task:result()
 end
@@ -867,9 +891,24 @@ function M:plugin_api()
   function api.after(ms, fn) return engine.sched:after(ms, fn) end
   function api.every(ms, fn) return engine.sched:every(ms, fn) end
   function api.record(id) return engine:record(id) end
+  -- public records, those for which pred(record) holds
   function api.records(pred)
+    local all = engine:publics(engine:each(function() return true end))
+    if not pred then return all end
     local out = {}
-    for i, r in ipairs(engine:each(pred or function() return true end)) do out[i] = public_record(engine, r) end
+    for _, r in ipairs(all) do if pred(r) then out[#out + 1] = r end end
+    return out
+  end
+  -- light records (see light_record), those for which pred(light) holds:
+  -- cheap enough for a plugin's timer
+  function api.jobs(pred)
+    local out = {}
+    for _, rec in ipairs(engine.order) do
+      if not rec.removed then
+        local l = light_record(rec)
+        if not pred or pred(l) then out[#out + 1] = l end
+      end
+    end
     return out
   end
   function api.respawn(id)
@@ -895,10 +934,11 @@ function M:plugin_api()
     rec.tags, rec.tagset = norm, tags.set(norm)
     return true
   end
-  function api.output(id, lines)
+  -- the last lines of output (default 10), at most max_bytes (default 64 KiB)
+  function api.output(id, lines, max_bytes)
     local rec = engine.jobs[id]
     if not rec or not rec.job then return "" end
-    return text.clean((rec.job:tail(lines or 10)), true)
+    return text.clean((rec.job:tail(lines or 10, "both", max_bytes or 65536)), true)
   end
   function api.silent_ms(id)
     local rec = engine.jobs[id]
@@ -913,6 +953,7 @@ function M:plugin_api()
   end
   api.state_dir = config.state_dir()
   api.config = self.cfg
+  api.tag_policy = self.tag_policy -- max_length, max_count, charset (read only)
   return api
 end
 

@@ -82,38 +82,12 @@ local function standalone_backend(sid)
   }
 end
 
--- What the agent's own process would give a job: its directory and its
--- environment, not the daemon's (the daemon runs in / with the environment
--- of whoever started it).
-local function as_from_here(args)
-  if type(args) ~= "table" then return args end
-  local out = {}
-  for k, v in pairs(args) do out[k] = v end
-  local cwd = uv.cwd()
-  if type(out.cwd) ~= "string" then out.cwd = cwd
-  elseif out.cwd:sub(1, 1) ~= "/" then out.cwd = cwd .. "/" .. out.cwd end
-  if out.inheritEnv == nil then
-    local env = uv.os_environ()
-    if type(out.env) == "table" then
-      for k, v in pairs(out.env) do env[k] = v end
-    end
-    out.env, out.inheritEnv = env, false
-  end
-  return out
-end
-
 -- Through the daemon. If it goes away, calls wait while a new connection
 -- (and the same session) is made, without blocking the loop.
 local function daemon_backend(sid, socket)
   local client = require "bgproc.client"
-  local conn, progress_of = nil, {}
+  local conn
   local waiting -- callbacks queued while reconnecting
-  local function on_notification(method, params)
-    if method == "notifications/progress" then
-      local fn = progress_of[params.requestId]
-      if fn then fn(params.progress, params.total) end
-    end
-  end
   local c, err = client.connect { socket = socket }
   if not c then return nil, err end
   local res, oerr = c:call("session/open", { sessionId = sid, bind = "connection" }, 5000)
@@ -121,7 +95,6 @@ local function daemon_backend(sid, socket)
     c:close()
     return nil, oerr.message
   end
-  c.on_notification = on_notification
   c.in_loop = true -- from here on it lives inside the server's loop
   conn = c
 
@@ -137,7 +110,6 @@ local function daemon_backend(sid, socket)
         for _, q in ipairs(queued) do q(nil, cerr) end
         return
       end
-      nc.on_notification = on_notification
       nc:request("session/open", { sessionId = sid, bind = "connection" }, function(_, serr)
         if serr then log("warn", "session/open: " .. tostring(serr.message)) end
         conn = nc
@@ -158,18 +130,15 @@ local function daemon_backend(sid, socket)
       with_conn(function(cc, e)
         if not cc then return cb(nil, { code = "unavailable", message = tostring(e) }) end
         if cancelled then return cb(nil, { code = "cancelled", message = "cancelled" }) end
-        if name == "createBackgroundProcess" then args = as_from_here(args) end
-        local id
-        id = cc:request("tools/call", { name = name, arguments = args, sessionId = sid, progress = progress ~= nil },
+        if name == "createBackgroundProcess" then args = client.localize_create(args) end
+        local id = cc:request("tools/call", { name = name, arguments = args, sessionId = sid, progress = progress ~= nil },
           function(r, rerr, raw)
-            progress_of[id] = nil
             if r then return cb(r, nil, raw) end
             if rerr.code == rpc.TOOL_ERROR then
               return cb(nil, { code = rerr.data and rerr.data.code or "error", message = rerr.message })
             end
             cb(nil, { code = "unavailable", message = rerr.message })
-          end)
-        progress_of[id] = progress
+          end, progress)
         cancel_remote = function() cc:notify("notifications/cancelled", { requestId = id }) end
       end)
       return function()
@@ -243,14 +212,8 @@ function mcp.run(opts)
   end
 
   handlers["tools/call"] = function(_, params, id)
-    if type(params.name) ~= "string" then
-      return nil, rpc.error(rpc.INVALID_PARAMS, "'name' must be a string (the tool's name)")
-    end
-    local args = params.arguments
-    if args == json.null then args = nil end
-    if args ~= nil and type(args) ~= "table" then
-      return nil, rpc.error(rpc.INVALID_PARAMS, "'arguments' must be an object")
-    end
+    local name, args = rpc.tool_params(params)
+    if not name then return nil, args end -- args: the error
     local token = type(params._meta) == "table" and params._meta.progressToken or nil
     local progress
     if token ~= nil and token ~= json.null then
@@ -259,10 +222,10 @@ function mcp.run(opts)
           message = ("still waiting after %d s"):format(elapsed // 1000) })
       end
     end
-    local key = type(id) .. ":" .. tostring(id)
-    local entry = { waits = params.name == "waitForBackgroundProcess" }
+    local key = rpc.id_key(id)
+    local entry = { waits = name == "waitForBackgroundProcess" }
     calls[key] = entry
-    entry.cancel = backend.call(params.name, args, progress, function(res, terr, raw)
+    entry.cancel = backend.call(name, args, progress, function(res, terr, raw)
       calls[key] = nil
       if input_done and next(calls) == nil then
         local t = uv.new_timer() -- after this answer is written
@@ -271,10 +234,10 @@ function mcp.run(opts)
       if entry.cancelled or (terr and terr.code == "cancelled") then return end -- no answer once cancelled
       if res and raw then
         -- the daemon's JSON goes out as it came: no second encoding
-        conn:reply_raw(id, '{"content":[{"type":"text","text":' .. json.encode(tools.summary(params.name, res))
+        conn:reply_raw(id, '{"content":[{"type":"text","text":' .. json.encode(tools.summary(name, res))
           .. '}],"structuredContent":' .. raw .. ',"isError":false}')
       else
-        conn:reply(id, tool_result(params.name, res, terr))
+        conn:reply(id, tool_result(name, res, terr))
       end
     end)
     return nil, nil, true
@@ -283,7 +246,7 @@ function mcp.run(opts)
   handlers["notifications/initialized"] = function() return nil, nil, true end
 
   handlers["notifications/cancelled"] = function(_, params)
-    local entry = calls[type(params.requestId) .. ":" .. tostring(params.requestId)]
+    local entry = calls[rpc.id_key(params.requestId)]
     if entry and not entry.cancelled then
       entry.cancelled = true
       entry.cancel()
@@ -309,14 +272,7 @@ function mcp.run(opts)
     on_message = function(c, msg) rpc.dispatch(c, msg, handlers) end, on_eof = on_eof,
     on_close = function(_, why) shutdown(why) end,
   }
-  for _, name in ipairs { "sigint", "sigterm", "sighup" } do
-    local s = uv.new_signal()
-    s:start(name, function() shutdown("signal " .. name) end)
-    signals[#signals + 1] = s
-  end
-  local pipe_sig = uv.new_signal()
-  pipe_sig:start("sigpipe", function() end) -- a closed stdout is an error, not death
-  signals[#signals + 1] = pipe_sig
+  signals = rpc.stop_signals(shutdown) -- and a closed stdout is an error, not death
   conn:start()
   uv.run()
   return 0

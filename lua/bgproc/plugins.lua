@@ -6,16 +6,28 @@
 --     setup = function(api, opts) end,              -- once, with config[name]
 --     on_create = function(api, args, ctx) end,      -- return new args, or false, "why"
 --     on_start = function(api, record) end,
---     on_output = function(api, record, chunk) end,  -- only plugins that define it
+--     on_output = function(api, job, chunk) end,     -- only plugins that define it
 --     on_exit = function(api, record) end,
 --     on_session_start = function(api, sessionId) end,
 --     on_session_end = function(api, sessionId, records) end, -- return ids to keep
 --     on_shutdown = function(api) end,
 --   }
 --
+-- `record` is a public record (as tools return it); `job` in on_output is
+-- a light one: id, name, status, pid, sessionId, global, stdin, tags
+-- (api.record(id) has the rest). The api (manager.lua, M:plugin_api):
+--   log(level, msg)  after(ms, fn)  every(ms, fn)   timers, with :cancel()
+--   record(id)  records(pred)      public records (pred gets each)
+--   jobs(pred)                     light records, cheap enough for a timer
+--   output(id, lines, max_bytes)   the last lines, cleaned (10, 64 KiB)
+--   silent_ms(id)  note(id, key, value)  add_tags(id, list)  respawn(id)
+--   state_dir  config  tag_policy (max_length, max_count, charset)
+--
 -- Names are looked up in the user's plugin dir ($XDG_CONFIG_HOME/bgproc/
 -- plugins), the dirs in config.pluginDirs, then the shipped plugins/. A
 -- hook that raises is reported and skipped; the engine carries on.
+local config = require "bgproc.config"
+
 local plugins = {}
 local Host = {}
 Host.__index = Host
@@ -36,39 +48,34 @@ function plugins.new(api, log, dirs)
   return setmetatable({ api = api, log = log, dirs = dirs or {}, list = {}, by_hook = {} }, Host)
 end
 
+-- The file of a plugin given by name or path, or nil and where we looked:
+-- the configured dirs, the shipped one, then installed modules.
 local function find(self, name)
   if name:find("/", 1, true) then return name end
-  for _, dir in ipairs(self.dirs) do
+  local dirs = table.move(self.dirs, 1, #self.dirs, 1, {})
+  dirs[#dirs + 1] = shipped_dir()
+  for _, dir in ipairs(dirs) do
     local path = dir .. "/" .. name .. ".lua"
     local f = io.open(path)
     if f then f:close() return path end
   end
-  local dir = shipped_dir()
-  if dir then
-    local path = dir .. "/" .. name .. ".lua"
-    local f = io.open(path)
-    if f then f:close() return path end
-  end
-  return package.searchpath("bgproc.plugins." .. name, package.path)
+  local path = package.searchpath("bgproc.plugins." .. name, package.path)
+  if path then return path end
+  if not shipped_dir() then dirs[#dirs + 1] = "bgproc.plugins.*" end
+  return nil, table.concat(dirs, ", ")
 end
 
--- Load and register one plugin (a name, a path or a table). Raises with a
--- clear message when it cannot be found or loaded: a bad config should be
+-- Load and register one plugin (a name, a path or a table); its options
+-- are options[its name] (the config), known once it is loaded: a plugin
+-- given by path is named by its table or its file. Raises with a clear
+-- message when it cannot be found or loaded: a bad config should be
 -- fixed, not silently ignored.
-function Host:add(spec, opts)
+function Host:add(spec, options)
   local plugin = spec
   if type(spec) == "string" then
-    local path = find(self, spec)
-    if not path then
-      local looked = table.move(self.dirs, 1, #self.dirs, 1, {})
-      looked[#looked + 1] = shipped_dir() or "bgproc.plugins.*"
-      error(("bgproc: plugin '%s' not found (looked in %s)"):format(spec, table.concat(looked, ", ")), 0)
-    end
-    local chunk, err = loadfile(path, "t")
-    if not chunk then error(("bgproc: plugin %s: %s"):format(path, err), 0) end
-    local ok, mod = pcall(chunk)
-    if not ok then error(("bgproc: plugin %s: %s"):format(path, tostring(mod)), 0) end
-    plugin = mod
+    local path, looked = find(self, spec)
+    if not path then error(("bgproc: plugin '%s' not found (looked in %s)"):format(spec, looked), 0) end
+    plugin = config.run_file(path, "plugin")
   end
   if type(plugin) ~= "table" then
     error(("bgproc: plugin %s must return a table of hooks, got %s"):format(
@@ -77,6 +84,8 @@ function Host:add(spec, opts)
   local name = plugin.name or (type(spec) == "string" and spec:match("([^/]+)%.lua$") or spec)
   plugin.name = tostring(name)
   if plugin.setup then
+    -- by its name; a name that differs from the one configured also works
+    local opts = options and (options[plugin.name] or (type(spec) == "string" and options[spec]))
     local ok, err = pcall(plugin.setup, self.api, opts or {})
     if not ok then error(("bgproc: plugin %s: setup failed: %s"):format(plugin.name, tostring(err)), 0) end
   end

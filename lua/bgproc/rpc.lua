@@ -2,6 +2,7 @@
 -- process's stdin/stdout). One Conn per peer: it frames lines, answers
 -- malformed ones with the right error and keeps serving, and drops a peer
 -- whose unread replies pile up.
+local uv = require "luv"
 local json = require "bgproc.json"
 
 local rpc = {}
@@ -80,7 +81,7 @@ end
 
 -- Validate one decoded message. Returns msg, or nil and (id, message).
 local function check(msg)
-  if type(msg) ~= "table" or (msg[1] ~= nil) or json.is_array(msg) then
+  if type(msg) ~= "table" or json.is_array(msg) then -- (a batch is refused before)
     return nil, nil, "a JSON-RPC message must be an object"
   end
   local id = msg.id
@@ -181,6 +182,48 @@ function rpc.dispatch(conn, msg, methods, arg)
   local res, err, handled = fn(arg, params, is_request and msg.id or nil)
   if handled or not is_request then return end
   if err then conn:fail(msg.id, err.code, err.message, err.data) else conn:reply(msg.id, res or {}) end
+end
+
+-- The tool and its arguments of a tools/call's params { name, arguments }:
+-- name, args (nil when not given), or nil and an INVALID_PARAMS error.
+function rpc.tool_params(params)
+  if type(params.name) ~= "string" then
+    return nil, err_obj(rpc.INVALID_PARAMS, "'name' must be a string (the tool's name)")
+  end
+  local args = params.arguments
+  if args == json.null then args = nil end
+  if args ~= nil and type(args) ~= "table" then
+    return nil, err_obj(rpc.INVALID_PARAMS, "'arguments' must be an object")
+  end
+  return params.name, args
+end
+
+-- A table key for a request id: 1 and "1" are different requests.
+function rpc.id_key(id)
+  return type(id) .. ":" .. tostring(id)
+end
+
+-- A peer that hangs up before reading is an EPIPE on that connection,
+-- never our death by SIGPIPE. Once per process; it keeps no loop alive.
+local pipe_sig
+function rpc.ignore_sigpipe()
+  if pipe_sig then return end
+  pipe_sig = uv.new_signal()
+  pipe_sig:start("sigpipe", function() end)
+  pipe_sig:unref()
+end
+
+-- Servers: on_stop("signal sigint") on SIGINT, SIGTERM or SIGHUP, and
+-- SIGPIPE ignored. Returns the handles, to close when stopping.
+function rpc.stop_signals(on_stop)
+  rpc.ignore_sigpipe()
+  local handles = {}
+  for _, name in ipairs { "sigint", "sigterm", "sighup" } do
+    local s = uv.new_signal()
+    s:start(name, function() on_stop("signal " .. name) end)
+    handles[#handles + 1] = s
+  end
+  return handles
 end
 
 -- Start reading. EOF or an error closes the connection.

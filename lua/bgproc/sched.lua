@@ -63,6 +63,7 @@ Timer.__index = Timer
 function Timer:cancel()
   if self.cancelled then return end
   self.cancelled = true
+  if self.fired then return end -- a one-shot that ran is out of the heap already
   local s = self.sched
   s.ncancelled = s.ncancelled + 1
   -- a cancelled timer holds its closure until its deadline: sweep them out
@@ -117,6 +118,8 @@ function Sched:run_due()
     if t.every then
       t.at = now + t.every
       heap_push(self.heap, t)
+    else
+      t.fired = true
     end
   end
   for _, t in ipairs(due) do
@@ -226,7 +229,7 @@ end
 function Sched:poke()
   for _ = 1, 100 do
     if #self.waiters == 0 then return end
-    local list = { table.unpack(self.waiters) }
+    local list = table.move(self.waiters, 1, #self.waiters, 1, {})
     local woke = false
     for _, w in ipairs(list) do
       if not w.woken then

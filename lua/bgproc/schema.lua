@@ -16,12 +16,8 @@ local function lua_type(v)
     return math.tointeger(v) and "integer" or "number"
   end
   if t == "table" then
-    if json.is_array(v) then return "array" end
-    local n = #v
-    if n == 0 then return next(v) == nil and "empty" or "object" end
-    local count = 0
-    for _ in pairs(v) do count = count + 1 end
-    return count == n and "array" or "object"
+    if json.is_list(v) then return "array" end -- as it would encode
+    return next(v) == nil and "empty" or "object"
   end
   if v == json.null then return "null" end
   return t

@@ -11,8 +11,16 @@ tags.policy = {
   charset = "a-z0-9._:/+-",
 }
 
+-- charset -> Lua pattern, built once per charset (one per policy, in practice)
+local patterns = {}
 local function pattern(policy)
-  return "^[a-z0-9][" .. policy.charset:gsub("%-$", "%%-") .. "]*$"
+  local cs = policy.charset
+  local p = patterns[cs]
+  if not p then
+    p = "^[a-z0-9][" .. cs:gsub("%-$", "%%-") .. "]*$"
+    patterns[cs] = p
+  end
+  return p
 end
 
 -- Normalize one tag: trimmed and lower-cased, or nil and why not.

@@ -25,9 +25,9 @@ local ID = { type = "string", minLength = 1, maxLength = 100,
 local TASK_ID = { type = "string", minLength = 1, maxLength = 100,
                   description = "Alias of processId (the seed plugin's name)." }
 local STRINGS = { type = { "string", "array" }, items = { type = "string", maxLength = 200 }, maxItems = 64 }
-local STATUS = { type = { "string", "array" }, maxItems = 5,
+local STATUS = { type = { "string", "array" }, maxItems = #filter.STATUSES,
                  items = { type = "string", enum = filter.STATUSES },
-                 enum = nil, description = "One status or a list: pending, running, completed, failed, cancelled." }
+                 description = "One status or a list: " .. table.concat(filter.STATUSES, ", ") .. "." }
 
 local function object(props, required)
   return { type = "object", properties = props, required = required, additionalProperties = false }
@@ -48,6 +48,19 @@ local function lookup(engine, args)
     return errors.fail("not_found", "no process '%s' (finished jobs are removed after a while; see listBackgroundProcesses)", id)
   end
   return rec
+end
+
+-- A regular expression from argument `field`: the compiled regex, or nil
+-- and an invalid_argument error naming the field.
+function tools.regex(field, source)
+  local re, err = regex.new(source)
+  if not re then return errors.fail("invalid_argument", "'%s': %s", field, err) end
+  return re
+end
+
+-- The job has ended and all of its output is in: nothing more will come.
+local function complete(engine, rec)
+  return engine:final(rec) and engine:output_done(rec)
 end
 
 local function has_nul(v)
@@ -130,8 +143,7 @@ local list = {
     if not pred then return errors.fail("invalid_argument", "%s", err) end
     local recs = engine:each(pred)
     local first = args.limit and math.max(1, #recs - args.limit + 1) or 1
-    local out = json.array()
-    for i = first, #recs do out[#out + 1] = engine:public(recs[i]) end
+    local out = engine:publics(table.move(recs, first, #recs, 1, {}))
     return { processes = out, count = #out, total = #recs }
   end,
   text = function(r)
@@ -181,8 +193,8 @@ local get = {
     if not rec then return nil, err end
     local re
     if args.filter then
-      re, err = regex.new(args.filter)
-      if not re then return errors.fail("invalid_argument", "'filter': %s", err) end
+      re, err = tools.regex("filter", args.filter)
+      if not re then return nil, err end
     end
     local max = args.maxBytes or 65536
     local strip = args.stripAnsi ~= false
@@ -193,7 +205,7 @@ local get = {
     if args.since then
       local raw
       raw, cursor, dropped = engine:read(rec, args.since, max, stream)
-      if not (engine:final(rec) and engine:output_done(rec)) then
+      if not complete(engine, rec) then
         -- more is coming: keep back what the next read completes (a
         -- character, an escape sequence, a line when filtering)
         local keep = re and #(raw:match("[^\n]*$")) or text.incomplete_tail(raw)
@@ -269,8 +281,11 @@ local kill = {
       return errors.fail("invalid_argument",
         "no selector: give processId, sessionId, status or tags, or all: true to stop every job")
     end
-    if sel.processId and not engine:get(sel.processId) then
-      return errors.fail("not_found", "no process '%s'", sel.processId)
+    local one -- the record, when one id is given: no need to scan them all
+    if sel.processId then
+      local err
+      one, err = lookup(engine, args)
+      if not one then return nil, err end
     end
     local sig = args.signal or "TERM"
     local ok, num = pcall(core.signum, sig)
@@ -280,8 +295,9 @@ local kill = {
     end
     local pred, err = filter.compile(sel, engine.tag_policy)
     if not pred then return errors.fail("invalid_argument", "%s", err) end
-    local stopped, finished, errs = engine:stop(engine:each(pred),
-      { signal = sig, graceMs = args.graceMs, reason = "kill" })
+    local recs
+    if one then recs = pred(one) and { one } or {} else recs = engine:each(pred) end
+    local stopped, finished, errs = engine:stop(recs, { signal = sig, graceMs = args.graceMs, reason = "kill" })
     return { killed = stopped, alreadyFinished = finished, errors = errs, signal = core.signame(num) }
   end,
   text = function(r)
@@ -315,8 +331,8 @@ local wait = {
     local re
     if mode == "output" then
       if not args.pattern then return errors.fail("invalid_argument", "until = \"output\" needs 'pattern'") end
-      re, err = regex.new(args.pattern)
-      if not re then return errors.fail("invalid_argument", "'pattern': %s", err) end
+      re, err = tools.regex("pattern", args.pattern)
+      if not re then return nil, err end
     elseif args.pattern then
       return errors.fail("invalid_argument", "'pattern' is only for until = \"output\"")
     elseif mode == "ready" and not rec.ready_re then
@@ -329,7 +345,7 @@ local wait = {
         local ok = re:test(l.line)
         if ok then hit = l return true end
       end
-      if engine:final(rec) and engine:output_done(rec) then
+      if complete(engine, rec) then
         local last = engine:scan_rest(scanner)
         if last and re:test(last.line) then hit = last end
         return true -- nothing more will come
@@ -344,7 +360,7 @@ local wait = {
     local progress
     if ctx and ctx.progress then
       local started = engine.sched.now()
-      progress = engine.sched:every(engine.cfg.progressMs or 5000, function()
+      progress = engine.sched:every(engine.cfg.progressMs, function()
         pcall(ctx.progress, math.floor(engine.sched.now() - started), timeout)
       end)
     end
@@ -371,7 +387,8 @@ local wait = {
       return r.matched and ("%s matched: %s"):format(r.id, r.line or "")
         or ("%s %s without a match"):format(r.id, r.status)
     end
-    return ("%s %s%s"):format(r.id, r.status, r.exitCode and (" (exit " .. int(r.exitCode) .. ")") or "")
+    return ("%s %s%s"):format(r.id, r.status, r.exitCode and (" (exit " .. int(r.exitCode) .. ")")
+      or r.signal and (" (signal " .. r.signal .. ")") or "")
   end,
 }
 
@@ -416,7 +433,7 @@ local send = {
     return r
   end,
   text = function(r)
-    return ("sent %s bytes to %s%s"):format(int(r.bytes), r.id, r.eof and " and closed stdin" or "")
+    return ("sent %s bytes to %s%s"):format(int(r.bytes), r.id, r.eof and ", stdin closed" or "")
   end,
 }
 

@@ -167,16 +167,18 @@ describe("bgproc CLI: version, help and usage errors", function()
     { { "daemon", "restart" }, "must be one of 'start', 'stop', 'status', 'run'", "bgproc daemon" },
     { { "frobnicate" }, "frobnicate", "bgproc" },
   }
+  -- {argv, pattern of the last stderr line, command whose usage is shown}
+  local function exits_with_usage(case)
+    local out, code, so, se = d.run(case[1])
+    assert.equal(2, code, out)
+    assert.equal("", so)
+    assert.truthy(se:find("Usage: " .. case[3], 1, true), "no usage of " .. case[3] .. " in:\n" .. se)
+    local last = se:match("([^\n]*)\n$")
+    assert.matches("^bgproc: ", last)
+    assert.matches(case[2], last)
+  end
   for _, case in ipairs(usage_errors) do
-    it("exits 2 with the usage for `" .. show_cmd(case[1]) .. "`", function()
-      local out, code, so, se = d.run(case[1])
-      assert.equal(2, code, out)
-      assert.equal("", so)
-      assert.truthy(se:find("Usage: " .. case[3], 1, true), "no usage of " .. case[3] .. " in:\n" .. se)
-      local last = se:match("([^\n]*)\n$")
-      assert.matches("^bgproc: ", last)
-      assert.matches(case[2], last)
-    end)
+    it("exits 2 with the usage for `" .. show_cmd(case[1]) .. "`", function() exits_with_usage(case) end)
   end
 
   -- A malformed number names its flag (regression: argparse alone does not).
@@ -188,15 +190,7 @@ describe("bgproc CLI: version, help and usage errors", function()
     { { "wait", "x", "--timeout", "1.5s" }, "%-%-timeout", "bgproc wait" },
   }
   for _, case in ipairs(malformed_numbers) do
-    it("exits 2 with the usage naming the flag for `" .. show_cmd(case[1]) .. "`", function()
-      local out, code, so, se = d.run(case[1])
-      assert.equal(2, code, out)
-      assert.equal("", so)
-      assert.truthy(se:find("Usage: " .. case[3], 1, true), "no usage of " .. case[3] .. " in:\n" .. se)
-      local last = se:match("([^\n]*)\n$")
-      assert.matches("^bgproc: ", last)
-      assert.matches(case[2], last)
-    end)
+    it("exits 2 with the usage naming the flag for `" .. show_cmd(case[1]) .. "`", function() exits_with_usage(case) end)
   end
 
   it("does not start the daemon for usage errors, help or version", function()

@@ -38,6 +38,18 @@ describe("manager", function()
       for _, pid in ipairs(pids) do assert.is_false(h.alive(pid)) end
     end)
 
+    it("says why it stopped a job (stopReason): timeout, kill; none for a job that exited", function()
+      local m = h.manager()
+      local slow = start(m, { command = "sleep 1000", timeoutMs = 100 })
+      local killed = start(m, { command = "sleep 1000" })
+      local done = start(m, { command = "exit 3" })
+      assert.is_nil(killed.stopReason)
+      h.ok(m, "killProcesses", { processId = killed.id })
+      assert.equal("timeout", wait(m, slow.id).stopReason)
+      assert.equal("kill", m:record(killed.id).stopReason)
+      assert.is_nil(wait(m, done.id).stopReason)
+    end)
+
     it("finds the last line above trailing blank lines, and a ready line without a newline", function()
       local m = h.manager()
       local r = start(m, { command = "printf 'Tests: 42 passed\n\n\n\n\n'" })
@@ -299,6 +311,26 @@ describe("manager", function()
       local m = h.manager { plugins = { { name = "tap", on_output = function(_, r, chunk) chunks[#chunks + 1] = chunk end } } }
       wait(m, start(m, { command = "echo one; sleep 0.1; echo two" }).id)
       assert.equal("one\ntwo\n", table.concat(chunks))
+    end)
+
+    it("see a light record in on_output, public records in api.records, light ones in api.jobs", function()
+      local seen, api = {}, nil
+      local m = h.manager { plugins = { { name = "tap",
+        setup = function(a) api = a end,
+        on_output = function(_, r) seen[#seen + 1] = r end } } }
+      local r = start(m, { command = "echo one; sleep 100", tags = { "x" }, stdin = "pipe" })
+      assert.is_true(m:run_until(function() return #seen > 0 end, 3000))
+      assert.same({ id = r.id, name = r.name, status = "running", pid = r.pid, sessionId = "s1",
+                    global = false, stdin = "pipe", tags = { "x" } }, seen[1])
+      local recs = api.records(function(p) return p.lastLine == "one" end) -- a public record's field
+      assert.equal(1, #recs)
+      assert.equal(r.id, recs[1].id)
+      assert.same({ r.id }, (function()
+        local ids = {}
+        for _, j in ipairs(api.jobs(function(j) return j.stdin == "pipe" end)) do ids[#ids + 1] = j.id end
+        return ids
+      end)())
+      assert.equal(16, api.tag_policy.max_count)
     end)
 
     it("are found in the user's plugin dir and change behaviour", function()

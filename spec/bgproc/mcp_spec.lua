@@ -281,6 +281,24 @@ describe("bgproc mcp", function()
       os.execute("rm -rf " .. dir)
     end)
 
+    -- Like the CLI's: the server's own BGPROC_SESSION names its caller's
+    -- session, which a bgproc run by the job must not join.
+    it("does not pass BGPROC_SESSION on to a job", function()
+      local env = {}
+      for k, v in pairs(d.env) do env[k] = v end
+      env.BGPROC_SESSION = "agent-session"
+      local s = server(env)
+      init(s)
+      local name = "nosess" .. math.random(1e9)
+      local job = s.call("createBackgroundProcess",
+        { command = 'echo "[${BGPROC_SESSION-unset}]"', name = name }).structuredContent
+      s.call("waitForBackgroundProcess", { processId = job.id })
+      local out = s.call("getBackgroundProcess", { processId = job.id }).structuredContent.output
+      assert.equal("[unset]\n", out)
+      s.close_stdin()
+      s.done()
+    end)
+
     it("relays progress notifications from the daemon", function()
       local s = server(d.env)
       init(s)

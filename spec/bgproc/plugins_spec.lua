@@ -31,6 +31,21 @@ describe("shipped plugins", function()
       r = start(m, { argv = { "make", "--version" } })
       assert.same({ "build" }, r.tags)
     end)
+
+    -- Regression: the plugin stopped at a hard-coded 16 tags, so a smaller
+    -- configured tags.max_count made it push the job over the limit.
+    it("adds no more tags than the configured tags.max_count", function()
+      local m = h.manager { config = { plugins = { "autotag" }, tags = { max_count = 2 } } }
+      local r = start(m, { command = "npx jest --watch", tags = { "mine" } }) -- test and watch
+      assert.same({ "mine", "test" }, r.tags)
+      h.ok(m, "killProcesses", { processId = r.id })
+      m = h.manager { config = { plugins = { "autotag" }, tags = { max_count = 20 } } }
+      local many = {}
+      for i = 1, 16 do many[i] = "t" .. i end
+      r = start(m, { command = "sleep 0 ; echo npm run dev", tags = many })
+      assert.equal(17, #r.tags)
+      assert.equal("server", r.tags[17])
+    end)
   end)
 
   describe("restart", function()
@@ -97,6 +112,31 @@ describe("shipped plugins", function()
       os.execute("rm -rf " .. dir)
     end)
 
+    -- Regression: the dir was made with `sh -c 'mkdir ...'` per part, with
+    -- Lua's %q for quoting (the shell expanded `$x` in it) and from / (a
+    -- relative dir landed at the root).
+    it("makes a relative dir, with shell-special characters, where the engine runs", function()
+      local uv = require "luv"
+      local dir = h.tmpdir()
+      local before = uv.cwd()
+      local m = h.manager { plugins = { "logfile" }, config = { logfile = { dir = "rel$HOME/lo'gs" } } }
+      assert(uv.chdir(dir)) -- after loading the plugin (found from the checkout's dir)
+      local ok, err = pcall(function()
+        local r = start(m, { command = "echo logged" })
+        h.ok(m, "waitForBackgroundProcess", { processId = r.id })
+        local path = "rel$HOME/lo'gs/" .. r.id .. ".log"
+        assert.equal(path, m:record(r.id).notes.logfile)
+        local f = assert(io.open(dir .. "/" .. path))
+        assert.equal("logged\n", f:read("a"))
+        f:close()
+        assert.equal(tonumber("700", 8), uv.fs_stat(dir .. "/rel$HOME").mode & tonumber("777", 8))
+        assert.is_nil(uv.fs_stat("/rel$HOME"))
+      end)
+      uv.chdir(before)
+      os.execute(("rm -rf '%s'"):format(dir))
+      assert(ok, err)
+    end)
+
     it("reports an unwritable log dir and the job goes on", function()
       local m = h.manager { log = function() end, plugins = { "logfile" },
                             config = { logfile = { dir = "/proc/no-such-dir" } } }
@@ -104,6 +144,29 @@ describe("shipped plugins", function()
       local w = h.ok(m, "waitForBackgroundProcess", { processId = r.id })
       assert.equal("completed", w.status)
       assert.matches("^error:", m:record(r.id).notes.logfile)
+    end)
+  end)
+
+  -- Regression: options were looked up by the configured string, so a
+  -- plugin given by its path never got config[its name].
+  describe("a plugin given by path", function()
+    it("gets the options configured under its name", function()
+      local dir = h.tmpdir()
+      local f = assert(io.open(dir .. "/probe.lua", "w"))
+      f:write("local P = { name = 'probe' }\n",
+              "function P.setup(api, o) P.word = o.word end\n",
+              "return P\n")
+      f:close()
+      f = assert(io.open(dir .. "/unnamed.lua", "w"))
+      f:write("local P = {}\nfunction P.setup(api, o) P.word = o.word end\nreturn P\n")
+      f:close()
+      local m = h.manager { config = { plugins = { dir .. "/probe.lua", dir .. "/unnamed.lua" },
+                                       probe = { word = "hello" }, unnamed = { word = "by file name" } } }
+      os.execute("rm -rf " .. dir)
+      assert.equal("probe", m.plugins.list[1].name)
+      assert.equal("hello", m.plugins.list[1].word)
+      assert.equal("unnamed", m.plugins.list[2].name)
+      assert.equal("by file name", m.plugins.list[2].word)
     end)
   end)
 
