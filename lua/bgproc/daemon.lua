@@ -107,8 +107,8 @@ function daemon.run(opts)
 
   local function bind_pid(sid, pid)
     if bound[sid] then return true end
-    local pidfd, perr = core.pidfd(pid)
-    if not pidfd then return nil, perr end -- refused; an existing session stays
+    local pidfd, perr, ename = core.pidfd(pid)
+    if not pidfd then return nil, perr, ename end -- refused; an existing session stays
     local poll = uv.new_poll(pidfd:fd())
     bound[sid] = { pidfd = pidfd, poll = poll }
     poll:start("r", function() end_session(sid, "process " .. pid .. " exited") end)
@@ -156,8 +156,12 @@ function daemon.run(opts)
     end
     sid = sid or ("conn-%d-%d"):format(uv.os_getpid(), c.n)
     if bind == "pid" then
-      local okb, perr = bind_pid(sid, pid)
-      if not okb then return nil, rpc.error(rpc.INVALID_PARAMS, "cannot watch pid: " .. tostring(perr)) end
+      local okb, perr, ename = bind_pid(sid, pid)
+      if not okb and (ename == "ESRCH" or ename == "EINVAL") then
+        return nil, rpc.error(rpc.INVALID_PARAMS, "cannot watch pid: " .. tostring(perr))
+      elseif not okb then -- out of fds or memory: the daemon's trouble, not a bad pid
+        return nil, rpc.error(rpc.TOOL_ERROR, "cannot watch pid: " .. tostring(perr), { code = "limit" })
+      end
     end
     engine:session_open(sid)
     c.session = sid

@@ -182,8 +182,14 @@ describe("daemon under exhaustion", function()
     assert.is_true(busy < 0.25, ("the daemon used %.0f%% CPU while out of fds"):format(busy * 100))
     assert.is_false(waiting.eof, "a client was hung up on while the daemon was out of fds: " .. tostring(waiting.eof))
     assert.matches("warn EMFILE: accept: Too many open files; new clients wait until there is room", read_file(d.log))
-    -- connected clients are still served
+    -- connected clients are still served, and what needs an fd says why it fails
     assert.equal(#ids, tool(c, "listBackgroundProcesses", { status = "running" }).count)
+    local me = h.self_pid()
+    local none, serr = c:call("session/open", { sessionId = "watch", bind = "pid", pid = me }, 5000)
+    assert.is_nil(none)
+    assert.equal(-32000, serr.code)
+    assert.equal("limit", serr.data.code)
+    assert.equal("cannot watch pid: EMFILE: pidfd_open " .. me .. ": Too many open files", serr.message)
 
     -- room again: the waiting client is served and jobs start
     assert.equal(3, steps.kill(c, ids, 3))
