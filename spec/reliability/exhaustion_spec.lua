@@ -131,13 +131,14 @@ end
 describe("daemon under exhaustion", function()
   -- a daemon dying under a test must fail it, not kill busted by SIGPIPE
   lazy_setup(function() require("bgproc.rpc").ignore_sigpipe() end)
-  after_each(function()
+  local function stop_daemons()
     for i = #daemons, 1, -1 do
       local d = table.remove(daemons, i)
       stop_daemon(d)
     end
     uv.run("nowait")
-  end)
+  end
+  after_each(stop_daemons)
 
   it("out of fds: refuses jobs with EMFILE, keeps serving, makes new clients wait, and recovers", function()
     local d = start_daemon { limits = "ulimit -n 64" }
@@ -246,10 +247,15 @@ describe("daemon under exhaustion", function()
   describe("with a full log disk", function()
     local mnt
     after_each(function()
-      if mnt then
-        os.execute("umount " .. mnt .. " 2>/dev/null; rmdir " .. mnt)
-        mnt = nil
+      stop_daemons() -- first: its logfile plugin may hold a file there
+      if not mnt then return end
+      local path = mnt
+      mnt = nil
+      if read_file("/proc/mounts"):find(" " .. path .. " ", 1, true) then
+        local ok, out = h.sh("umount " .. path)
+        assert(ok, "cannot unmount " .. path .. ": " .. out)
       end
+      os.execute("rmdir " .. path)
     end)
 
     it("the logfile plugin reports it, and the job goes on with its output captured", function()
