@@ -56,8 +56,9 @@ local daemons = {}
 
 -- A daemon of our own, started as `sh -c "<limits> && exec lua5.4 bgproc
 -- daemon run"` (as nobody: setpriv, then bash, whose ulimit has -u). opts: limits (shell, e.g. "ulimit -n 64"), config (Lua
--- text), nobody (run it as uid 65534 from a copy of the tree nobody can
--- read). Returns d with pid, socket, env, dir, log, tree.
+-- text), nobody (run it as uid 65534, from a copy of the modules that
+-- nobody can read: the checkout may be closed to it). Returns d with pid,
+-- socket, env, dir, log, token, and tree (nobody's copy).
 local function start_daemon(opts)
   opts = opts or {}
   local d = h.private_daemon(opts.config)
