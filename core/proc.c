@@ -4,6 +4,7 @@
  *   core.peercred(fd)       -> pid, uid, gid of a Unix socket's peer
  *   core.pidfd(pid)         -> a Pidfd: watch a process you did not start
  *   core.lock(path)         -> a Lock (flock, exclusive, non-blocking)
+ *   core.listen(path, n)    -> a Listener: a Unix socket we accept() on
  *   core.getuid()           -> the real uid
  *   loop:reap_strays()      -> reap orphans adopted by a subreaper host
  */
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 
 #define PIDFD_MT "bgproc.core.Pidfd"
 #define LOCK_MT "bgproc.core.Lock"
+#define LISTENER_MT "bgproc.core.Listener"
 
 typedef struct fdbox {
   int fd;
@@ -112,6 +115,55 @@ static int core_lock(lua_State *L) {
 
 static int lock_close(lua_State *L) { return box_close(L, LOCK_MT); }
 
+/* ---- Listener: a listening Unix socket -------------------------------------
+ * libuv's own accept, out of fds, accepts and closes the waiting connections
+ * (its "EMFILE trick"): those clients are reset, never served. A daemon that
+ * accepts itself can leave them queued in the backlog until it has fds. */
+
+/* core.listen(path, backlog) -> Listener | nil, msg, errname */
+static int core_listen(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  lua_Integer backlog = luaL_optinteger(L, 2, 128);
+  luaL_argcheck(L, backlog > 0 && backlog <= 0x7fffffff, 2, "backlog must be > 0");
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  if (len >= sizeof sa.sun_path)
+    return bg_fail(L, ENAMETOOLONG, "bind '%s' (at most %d bytes)", path,
+                   (int)sizeof sa.sun_path - 1);
+  memcpy(sa.sun_path, path, len);
+  fdbox *b = newbox(L, LISTENER_MT);
+  b->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (b->fd < 0) return bg_fail(L, errno, "socket for '%s'", path);
+  const char *step = "bind";
+  if (bind(b->fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+      (step = "listen", listen(b->fd, (int)backlog) < 0)) {
+    int err = errno;
+    close(b->fd);
+    b->fd = -1;
+    return bg_fail(L, err, "%s '%s'", step, path);
+  }
+  return 1;
+}
+
+static int listener_fd(lua_State *L) { return box_fd(L, LISTENER_MT); }
+static int listener_close(lua_State *L) { return box_close(L, LISTENER_MT); }
+
+/* listener:accept() -> fd (non-blocking, close-on-exec; the caller owns it)
+ * | nil, msg, errname ("EAGAIN": none waiting; "EMFILE": out of fds) */
+static int listener_accept(lua_State *L) {
+  fdbox *b = luaL_checkudata(L, 1, LISTENER_MT);
+  if (b->fd < 0) luaL_error(L, "attempt to use a closed %s", LISTENER_MT);
+  int fd;
+  while ((fd = accept4(b->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0 &&
+         (errno == EINTR || errno == ECONNABORTED)) {
+  }
+  if (fd < 0) return bg_fail(L, errno == EWOULDBLOCK ? EAGAIN : errno, "accept");
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
 /* ---- loop:reap_strays() ----------------------------------------------------- */
 
 static bg_job *job_with_pid(bg_loop *lp, pid_t pid) {
@@ -163,6 +215,10 @@ static const luaL_Reg lock_methods[] = {
     {"close", lock_close}, {NULL, NULL},
 };
 
+static const luaL_Reg listener_methods[] = {
+    {"fd", listener_fd}, {"accept", listener_accept}, {"close", listener_close}, {NULL, NULL},
+};
+
 static void new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
                       lua_CFunction gc) {
   luaL_newmetatable(L, mt);
@@ -179,6 +235,7 @@ static void new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
 static const luaL_Reg proc_funcs[] = {
     {"peercred", core_peercred}, {"pidfd", core_pidfd},
     {"lock", core_lock},         {"getuid", core_getuid},
+    {"listen", core_listen},
     {NULL, NULL},
 };
 
@@ -186,5 +243,6 @@ static const luaL_Reg proc_funcs[] = {
 void bg_proc_open(lua_State *L) {
   new_class(L, PIDFD_MT, pidfd_methods, pidfd_close);
   new_class(L, LOCK_MT, lock_methods, lock_close);
+  new_class(L, LISTENER_MT, listener_methods, listener_close);
   luaL_setfuncs(L, proc_funcs, 0);
 }

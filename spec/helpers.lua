@@ -39,6 +39,15 @@ function helpers.stat(pid)
            sid = tonumber(sid) }
 end
 
+-- A file's whole content, or nil if it cannot be read.
+function helpers.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 -- Running (not a zombie, not gone).
 function helpers.alive(pid)
   local st = helpers.stat(pid)
@@ -77,9 +86,9 @@ function helpers.children(pid)
   return select_procs(function(st) return st.ppid == pid end)
 end
 
--- A "Vm..." figure of /proc/self/status, in KiB.
-function helpers.vm_kib(field)
-  for line in io.lines("/proc/self/status") do
+-- A "Vm..." figure of /proc/<pid>/status (default: ours), in KiB.
+function helpers.vm_kib(field, pid)
+  for line in io.lines("/proc/" .. (pid or "self") .. "/status") do
     local v = line:match("^" .. field .. ":%s+(%d+)")
     if v then return tonumber(v) end
   end
@@ -101,10 +110,11 @@ function helpers.self_pid()
   return tonumber(s:match("^(%d+)"))
 end
 
--- Open fds of this process (scandir's own directory fd included, always).
-function helpers.open_fds()
+-- Open fds of this process (scandir's own directory fd included, always),
+-- or of process pid.
+function helpers.open_fds(pid)
   local n = 0
-  for _ in uv.fs_scandir_next, assert(uv.fs_scandir("/proc/self/fd")) do n = n + 1 end
+  for _ in uv.fs_scandir_next, assert(uv.fs_scandir("/proc/" .. (pid or "self") .. "/fd")) do n = n + 1 end
   return n
 end
 

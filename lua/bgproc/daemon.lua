@@ -15,6 +15,8 @@ local rpc = require "bgproc.rpc"
 
 local daemon = {}
 
+daemon.ACCEPT_RETRY_MS = 200 -- out of fds: how often to try accept() again
+
 -- nil, or the INVALID_PARAMS error for a bad sessionId param
 local function bad_session_id(sid)
   if sid ~= nil and (type(sid) ~= "string" or sid == "" or #sid > 200) then
@@ -73,9 +75,8 @@ function daemon.run(opts)
   end
 
   local engine = bgproc.new { subreaper = true, log = log }
-  local server = uv.new_pipe(false)
-  local bok, berr = server:bind(socket)
-  if not bok then
+  local listener, berr = core.listen(socket, 128)
+  if not listener then
     io.stderr:write(("bgproc daemon: cannot bind %s: %s\n"):format(socket, tostring(berr)))
     engine:shutdown()
     return 1
@@ -106,15 +107,15 @@ function daemon.run(opts)
 
   local function bind_pid(sid, pid)
     if bound[sid] then return true end
-    local pidfd, perr = core.pidfd(pid)
-    if not pidfd then return nil, perr end -- refused; an existing session stays
+    local pidfd, perr, ename = core.pidfd(pid)
+    if not pidfd then return nil, perr, ename end -- refused; an existing session stays
     local poll = uv.new_poll(pidfd:fd())
     bound[sid] = { pidfd = pidfd, poll = poll }
     poll:start("r", function() end_session(sid, "process " .. pid .. " exited") end)
     return true
   end
 
-  local stop -- forward
+  local stop, stop_accepting -- forward
 
   local methods = {}
 
@@ -155,8 +156,12 @@ function daemon.run(opts)
     end
     sid = sid or ("conn-%d-%d"):format(uv.os_getpid(), c.n)
     if bind == "pid" then
-      local okb, perr = bind_pid(sid, pid)
-      if not okb then return nil, rpc.error(rpc.INVALID_PARAMS, "cannot watch pid: " .. tostring(perr)) end
+      local okb, perr, ename = bind_pid(sid, pid)
+      if not okb and (ename == "ESRCH" or ename == "EINVAL") then
+        return nil, rpc.error(rpc.INVALID_PARAMS, "cannot watch pid: " .. tostring(perr))
+      elseif not okb then -- out of fds or memory: the daemon's trouble, not a bad pid
+        return nil, rpc.error(rpc.TOOL_ERROR, "cannot watch pid: " .. tostring(perr), { code = "limit" })
+      end
     end
     engine:session_open(sid)
     c.session = sid
@@ -228,14 +233,13 @@ function daemon.run(opts)
     return nil, nil, true
   end
 
-  local function on_connection(serr)
-    if serr then
-      log("error", "accept: " .. tostring(serr))
-      return
-    end
+  local function on_connection(fd)
     local pipe = uv.new_pipe(false)
-    if not server:accept(pipe) then
+    local pok, perr = pipe:open(fd)
+    if not pok then
+      log("error", "accepted fd " .. fd .. ": " .. tostring(perr))
       pipe:close()
+      uv.fs_close(fd)
       return
     end
     local pid, uid = core.peercred(pipe:fileno())
@@ -254,6 +258,7 @@ function daemon.run(opts)
       on_message = function(conn, msg) rpc.dispatch(conn, msg, methods, c) end,
       on_close = function(_, why)
         clients[c] = nil
+        if why ~= "eof" and not stopping then log("info", ("client %d gone: %s"):format(c.n, why)) end
         for _, task in pairs(c.calls) do task:cancel() end
         for sid in pairs(c.owned) do end_session(sid, "connection closed (" .. tostring(why) .. ")") end
       end,
@@ -266,7 +271,7 @@ function daemon.run(opts)
     if stopping then return end
     stopping = true
     log("info", "stopping: " .. why)
-    if not server:is_closing() then server:close() end
+    stop_accepting()
     for c in pairs(clients) do c.conn:close("daemon stopping") end
     for sid in pairs(bound) do unbind(sid) end
     engine:shutdown()
@@ -297,7 +302,38 @@ function daemon.run(opts)
   handles[#handles + 1] = chld
   handles[#handles + 1] = sweep
 
-  server:listen(128, on_connection)
+  -- We accept, not libuv: out of fds, libuv's accept resets the clients
+  -- that wait. Here they stay in the backlog; we stop polling (a listener
+  -- with clients waiting is always ready: that would spin) and try again
+  -- every ACCEPT_RETRY_MS, so each is served once fds are free.
+  local accept_poll, accept_retry = uv.new_poll(listener:fd()), uv.new_timer()
+  local starved = false -- out of fds at the last accept
+  local accept_all
+  local function poll_again() if not stopping then accept_poll:start("r", accept_all) end end
+  function accept_all()
+    while not stopping do
+      local fd, aerr, ename = listener:accept()
+      if fd then
+        if starved then log("info", "accepting clients again") end
+        starved = false
+        on_connection(fd)
+      elseif ename == "EAGAIN" then
+        return
+      else
+        -- EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for room, without spinning
+        if not starved then log("warn", aerr .. "; new clients wait until there is room") end
+        starved = true
+        accept_poll:stop()
+        accept_retry:start(daemon.ACCEPT_RETRY_MS, 0, poll_again)
+        return
+      end
+    end
+  end
+  function stop_accepting()
+    for _, h in ipairs { accept_poll, accept_retry } do if not h:is_closing() then h:close() end end
+    listener:close() -- after its poll
+  end
+  poll_again()
   log("info", ("started, pid %d, socket %s"):format(uv.os_getpid(), socket))
   if opts.on_ready then opts.on_ready() end
   uv.run()

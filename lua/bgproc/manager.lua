@@ -547,11 +547,21 @@ local function spawn_options(self, rec)
   return o
 end
 
+-- The core's "EAGAIN: spawn 'x' (clone): Resource temporarily unavailable"
+-- does not say which resource: name the likely one.
+local function explain_spawn_error(msg, ename)
+  if ename == "EAGAIN" and msg:find("(clone)", 1, true) then
+    return msg .. " (too many processes: the user's process limit, ulimit -u, or a pids limit)"
+  end
+  return msg
+end
+
 -- Start (or restart) the record's process. Returns true or nil, err.
 function M:launch(rec)
-  local ok, job, msg = pcall(self.core.spawn, self.core, spawn_options(self, rec))
+  local ok, job, msg, ename = pcall(self.core.spawn, self.core, spawn_options(self, rec))
   if not ok then job, msg = nil, "spawn: " .. tostring(job) end -- arguments the core refused
   if not job then
+    msg = explain_spawn_error(msg, ename)
     rec.status = "failed"
     rec.error = msg
     rec.endedMs = wall_ms()

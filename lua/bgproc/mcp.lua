@@ -34,19 +34,20 @@ local function file_stream(fd)
   local s = { closing = false }
   local file = fd == 0 and io.stdin or io.stdout
   function s:read_start(cb)
+    s.reading = true
     local t = uv.new_timer()
     t:start(0, 0, function()
       t:close()
-      while not s.closing do
+      while s.reading and not s.closing do
         local chunk = file:read(65536)
         cb(nil, chunk)
         if not chunk then break end
       end
     end)
   end
-  function s:read_stop() end
-  function s:write(data)
-    file:write(data)
+  function s:read_stop() s.reading = false end
+  function s:write(data) -- a string or a list of them, as libuv streams take
+    if type(data) == "table" then file:write(table.unpack(data)) else file:write(data) end
     file:flush()
     return true
   end

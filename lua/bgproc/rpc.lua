@@ -26,6 +26,7 @@ function rpc.conn(o)
     on_message = o.on_message, on_close = o.on_close, on_eof = o.on_eof,
     log = o.log or function() end,
     parts = {}, size = 0, skipping = false, closed = false, pending = 0,
+    inbox = {}, in_head = 1, in_tail = 0, -- lines received, not yet served
   }, Conn)
   return self
 end
@@ -41,7 +42,7 @@ end
 
 function Conn:send_line(line)
   if self.closed then return false end
-  local ok, err = pcall(self.output.write, self.output, line .. "\n")
+  local ok, err = pcall(self.output.write, self.output, { line, "\n" }) -- no copy of a long line
   if not ok or err == nil then
     self:close("write failed: " .. tostring(err))
     return false
@@ -129,9 +130,17 @@ function Conn:line(line)
   end
 end
 
+local TOO_LONG = {} -- in the inbox: a line that was too long, to answer in turn
+
+function Conn:queue(line)
+  self.in_tail = self.in_tail + 1
+  self.inbox[self.in_tail] = line
+end
+
+-- Split a chunk into lines for the inbox, then serve them.
 function Conn:feed(chunk)
   local pos = 1
-  while not self.closed do
+  while true do
     local nl = chunk:find("\n", pos, true)
     if not nl then
       local rest = #chunk - pos + 1
@@ -139,23 +148,54 @@ function Conn:feed(chunk)
         self.size = self.size + rest
         if self.size > rpc.MAX_LINE then
           self.parts, self.size, self.skipping = {}, 0, true
-          self:fail(nil, rpc.INVALID_REQUEST, ("request line longer than %d bytes"):format(rpc.MAX_LINE))
+          self:queue(TOO_LONG)
         else
           self.parts[#self.parts + 1] = chunk:sub(pos)
         end
       end
-      return
+      break
     end
     if self.skipping then
       self.skipping = false
     else
       self.parts[#self.parts + 1] = chunk:sub(pos, nl - 1)
-      local line = table.concat(self.parts)
+      self:queue(table.concat(self.parts))
       self.parts, self.size = {}, 0
-      self:line(line)
     end
     pos = nl + 1
   end
+  self:serve()
+end
+
+-- Serve the inbox's next line now, the others one per loop turn: a peer
+-- that sends many requests at once (maybe never reading the answers) gets
+-- them served in turn with everyone else's, not all ahead of them. Its
+-- reading pauses meanwhile, so what waits here is at most one read.
+function Conn:serve()
+  if self.closed then return end
+  local i = self.in_head
+  if i <= self.in_tail then
+    local line = self.inbox[i]
+    self.inbox[i], self.in_head = nil, i + 1
+    if line == TOO_LONG then
+      self:fail(nil, rpc.INVALID_REQUEST, ("request line longer than %d bytes"):format(rpc.MAX_LINE))
+    else
+      self:line(line)
+    end
+  end
+  if self.closed then return end
+  if self.in_head <= self.in_tail then
+    if not self.turns then self.turns = uv.new_idle() end
+    if not self.turns:is_active() then self.turns:start(function() self:serve() end) end
+    if self.reading then
+      self.reading = false
+      pcall(self.input.read_stop, self.input)
+    end
+    return
+  end
+  if self.turns then self.turns:stop() end
+  if self.input_ended then return self:ended() end
+  if not self.reading then self:start() end
 end
 
 -- Serve one decoded message with methods[name](arg, params, id):
@@ -226,21 +266,28 @@ function rpc.stop_signals(on_stop)
   return handles
 end
 
--- Start reading. EOF or an error closes the connection.
+-- The input ended and every line before the end was served.
+function Conn:ended()
+  -- a half line at EOF is still a request
+  if #self.parts > 0 and not self.skipping then
+    local line = table.concat(self.parts)
+    self.parts, self.size = {}, 0
+    self:line(line)
+    if self.closed then return end
+  end
+  if self.on_eof then return self.on_eof(self) end
+  return self:close("eof")
+end
+
+-- Start reading (again). EOF or an error closes the connection.
 function Conn:start()
+  if self.closed or self.input_ended then return end
+  self.reading = true
   self.input:read_start(function(err, chunk)
     if err then return self:close("read error: " .. tostring(err)) end
-    if not chunk then
-      -- a half line at EOF is still a request
-      if #self.parts > 0 and not self.skipping then
-        local line = table.concat(self.parts)
-        self.parts, self.size = {}, 0
-        self:line(line)
-      end
-      if self.on_eof then return self.on_eof(self) end
-      return self:close("eof")
-    end
-    self:feed(chunk)
+    if chunk then return self:feed(chunk) end
+    self.input_ended, self.reading = true, false
+    if self.in_head > self.in_tail then self:ended() end -- else once served
   end)
 end
 
@@ -251,6 +298,8 @@ function Conn:close(why)
   self.closed = true
   local input, output = self.input, self.output
   pcall(input.read_stop, input)
+  self.inbox, self.in_head, self.in_tail = {}, 1, 0
+  if self.turns then self.turns:close() end
   local function close_all()
     for _, h in ipairs { input, output } do
       if not h:is_closing() then h:close() end

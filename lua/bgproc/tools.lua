@@ -208,7 +208,7 @@ local get = {
       if not complete(engine, rec) then
         -- more is coming: keep back what the next read completes (a
         -- character, an escape sequence, a line when filtering)
-        local keep = re and #(raw:match("[^\n]*$")) or text.incomplete_tail(raw)
+        local keep = re and #raw - text.last_line_start(raw) + 1 or text.incomplete_tail(raw)
         if keep > 0 and keep < #raw then
           raw = raw:sub(1, -keep - 1)
           cursor = cursor - keep
