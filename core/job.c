@@ -142,6 +142,7 @@ void bg_job_reap_orphans(bg_job *j) {
 static void release_group(bg_job *j) {
   j->group_empty = 1;
   bg_job_untrack(j);
+  bg_job_drop_cgroup(j); /* a no-op while escapees still run in it */
 }
 
 /* After the leader is reaped: is anything of the group left? Only ESRCH
@@ -382,6 +383,8 @@ void bg_job_terminate(bg_job *j) {
 void bg_job_release(bg_job *j) {
   if (j->closed) return;
   bg_job_terminate(j);
+  bg_job_kill_cgroup(j, 500); /* what left the group: it dies too */
+  bg_job_drop_cgroup(j);
   unpend(j);
   bg_job_drop_stdin(j);
   unwatch_close(j, &j->out_fd);
@@ -598,6 +601,30 @@ static int job_kill(lua_State *L) {
   return 1;
 }
 
+/* job:escaped() -> { {pid=, command=}, ... } */
+static int job_escaped(lua_State *L) {
+  return bg_job_escaped(L, checkopen(L));
+}
+
+/* job:cgroup() -> the job's cgroup directory, or nil */
+static int job_cgroup(lua_State *L) {
+  bg_job *j = checkjob(L);
+  if (j->cg_name[0] == '\0' || j->loop->cg_fd < 0) return 0;
+  lua_pushfstring(L, "%s/%s", j->loop->cg_path, j->cg_name);
+  return 1;
+}
+
+/* job:kill_cgroup() -> true: SIGKILL everything in the job's cgroup,
+ * escapees included | nil, msg, "ENOTSUP" without one */
+static int job_kill_cgroup(lua_State *L) {
+  bg_job *j = checkopen(L);
+  if (j->cg_name[0] == '\0' || j->loop->cg_fd < 0)
+    return bg_fail(L, ENOTSUP, "job %d has no cgroup", (int)j->pid);
+  bg_job_kill_cgroup(j, 0);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* job:members() -> live processes left in the job's group */
 static int job_members(lua_State *L) {
   bg_job *j = checkopen(L);
@@ -710,7 +737,8 @@ static const luaL_Reg job_methods[] = {
     {"kill", job_kill},       {"members", job_members},
     {"write", job_write},     {"close_stdin", job_close_stdin},
     {"resize", job_resize},   {"close", job_close},
-    {"shrink", job_shrink},
+    {"shrink", job_shrink},   {"escaped", job_escaped},
+    {"cgroup", job_cgroup},   {"kill_cgroup", job_kill_cgroup},
     {NULL, NULL},
 };
 

@@ -302,6 +302,10 @@ function commands.kill(a, c)
   if #r.killed > 0 then out(("killed %s\n"):format(table.concat(r.killed, " "))) end
   if #r.alreadyFinished > 0 then out(("already finished %s\n"):format(table.concat(r.alreadyFinished, " "))) end
   if #r.killed == 0 and #r.alreadyFinished == 0 then out("nothing matched\n") end
+  for _, e in ipairs(r.escaped or {}) do
+    out(("escaped %s: pid %d (%s) %s\n"):format(e.processId, e.pid, e.command,
+      e.killed and "killed" or "left running"))
+  end
   for _, e in ipairs(r.errors) do io.stderr:write(("bgproc: %s: %s\n"):format(e.processId, e.message)) end
   return #r.errors > 0 and EXIT_FAIL or EXIT_OK
 end

@@ -172,8 +172,9 @@ function daemon.run(opts)
     c.owned[sid] = nil
     if c.session == sid then c.session = nil end -- a later job gets a new session
     unbind(sid)
-    engine:session_close_async(sid, function(stopped, finished, errs)
-      c.conn:reply(id, { sessionId = sid, killed = stopped, alreadyFinished = finished, errors = errs })
+    engine:session_close_async(sid, function(stopped, finished, errs, escaped)
+      c.conn:reply(id, { sessionId = sid, killed = stopped, alreadyFinished = finished, errors = errs,
+                         escaped = escaped })
     end)
     return nil, nil, true
   end

@@ -101,7 +101,8 @@ function manager.new(opts)
   }, M)
   self.tag_policy = setmetatable(cfg.tags or {}, { __index = tags.policy })
   self.sched = sched.new(function(msg) self:log("error", msg) end)
-  self.core = assert(core.new { ring = cfg.ringBytes, subreaper = opts.subreaper or false })
+  self.core = assert(core.new { ring = cfg.ringBytes, subreaper = opts.subreaper or false,
+                                cgroup = cfg.cgroup ~= false })
   local dirs = {}
   local user = config.dir()
   if user then dirs[#dirs + 1] = user .. "/plugins" end
@@ -692,21 +693,75 @@ function finalize_stopped(self, rec)
   self:finish(rec)
 end
 
+-- Processes of the job outside its group (setsid...) seen so far, by pid:
+-- noted before the first signal (without a cgroup they are found through
+-- their parents, which the kill ends) and again at the KILL step.
+local function note_escaped(rec)
+  if not rec.job or rec.job:info().state == "closed" then return end
+  local list = rec.job:escaped()
+  for _, p in ipairs(list or {}) do
+    if not rec.stop.escaped[p.pid] then
+      rec.stop.escaped[p.pid] = p.command
+      rec.stop.escaped_order[#rec.stop.escaped_order + 1] = p.pid
+    end
+  end
+end
+
+-- Nothing of the job is left in its cgroup (true without one).
+local function cgroup_empty(rec)
+  local job = rec.job
+  if not job or not job:cgroup() or job:info().state == "closed" then return true end
+  local list = job:escaped()
+  return list ~= nil and #list == 0
+end
+
+local function alive(pid)
+  local f = io.open(("/proc/%d/stat"):format(pid))
+  if not f then return false end
+  local st = f:read("a"):match("%) (%a)")
+  f:close()
+  return st ~= nil and st ~= "Z" and st ~= "X"
+end
+
+-- The escaped processes of stopped records, for the kill result:
+-- { processId, pid, command, killed } (killed: ended through the job's
+-- cgroup; false: left running, there was none).
+local function escaped_report(recs)
+  local out = json.array()
+  for _, rec in ipairs(recs) do
+    local esc = rec.stop and rec.stop.escaped
+    for _, pid in ipairs(esc and rec.stop.escaped_order or {}) do
+      out[#out + 1] = { processId = rec.id, pid = pid, command = esc[pid],
+                        killed = rec.stop.cgroup and not alive(pid) or false }
+    end
+  end
+  return out
+end
+
 -- The stop protocol for a batch, in a task of its own so that no caller
 -- (a cancelled request, a closed connection) can cut it short: wait
--- graceMs, KILL what is left, wait for every group to be gone.
+-- graceMs, KILL what is left, wait for every group to be gone. Processes
+-- that left their group die at the KILL step through the job's cgroup
+-- (once the group is gone, if it went at the first signal).
 local function stop_protocol(self, targets, grace)
   local function all_gone()
     for _, rec in ipairs(targets) do if not gone(rec) then return false end end
     return true
   end
-  if not all_gone() and grace > 0 then self.sched:await(all_gone, grace, 20) end
-  if not all_gone() then
-    for _, rec in ipairs(targets) do
-      if not gone(rec) then rec.job:kill("KILL") end
-    end
-    self.sched:await(all_gone, 5000, 20)
+  local function all_empty()
+    for _, rec in ipairs(targets) do if not gone(rec) or not cgroup_empty(rec) then return false end end
+    return true
   end
+  if not all_gone() and grace > 0 then self.sched:await(all_gone, grace, 20) end
+  for _, rec in ipairs(targets) do
+    if not gone(rec) then rec.job:kill("KILL") end
+    note_escaped(rec)
+    if rec.job and rec.job:cgroup() and rec.job:info().state ~= "closed" then
+      rec.stop.cgroup = true
+      rec.job:kill_cgroup()
+    end
+  end
+  if not all_empty() then self.sched:await(all_empty, 5000, 20) end
   for _, rec in ipairs(targets) do
     if gone(rec) then finalize_stopped(self, rec) end
   end
@@ -716,7 +771,9 @@ end
 -- graceMs, KILL what is left, and wait until every group is confirmed
 -- empty. opts: signal, graceMs, reason ("kill", "timeout", "session",
 -- "shutdown"). Returns lists of ids: stopped, already finished, and
--- { processId, message } errors. Stopped jobs are never restarted.
+-- { processId, message } errors, and the processes that had left the
+-- stopped jobs' groups (see escaped_report). Stopped jobs are never
+-- restarted.
 function M:stop(recs, opts)
   opts = opts or {}
   local sig = opts.signal or "TERM"
@@ -729,7 +786,8 @@ function M:stop(recs, opts)
       finished[#finished + 1] = rec.id
     else
       targets[#targets + 1] = rec
-      if not rec.stop then rec.stop = { reason = reason } end
+      if not rec.stop then rec.stop = { reason = reason, escaped = {}, escaped_order = {} } end
+      note_escaped(rec)
       if rec.job then rec.job:kill(sig) end
     end
   end
@@ -753,7 +811,7 @@ function M:stop(recs, opts)
         or ("process group %d is still alive after SIGKILL"):format(rec.pid or -1) }
     end
   end
-  return stopped, finished, errs
+  return stopped, finished, errs, escaped_report(targets)
 end
 
 -- ---- sessions ---------------------------------------------------------------------

@@ -1,0 +1,260 @@
+-- Jobs whose children leave the job's session on purpose (setsid, a
+-- daemon's double fork). The kill result names them (`escaped`); where the
+-- machine gives a writable cgroup v2 subtree they die with the job (kill,
+-- and the guardian when the owner is SIGKILLed), else they are left
+-- running and reported so. Every process a test starts carries a random
+-- marker in its environment: only marked processes are counted, and the
+-- test kills the ones it leaves itself.
+local core = require "bgproc.core"
+local h = require "helpers"
+
+local MARK = "ESCAPE_MARK"
+
+local function new_token()
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local bytes = f:read(8)
+  f:close()
+  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+-- Live processes whose environment holds MARK=token.
+local function marked(token)
+  local want, out = MARK .. "=" .. token .. "\0", {}
+  local p = assert(io.popen("ls /proc"))
+  for name in p:lines() do
+    local pid = tonumber(name)
+    local f = pid and io.open("/proc/" .. name .. "/environ", "rb")
+    if f then
+      local env = f:read("a") or ""
+      f:close()
+      if env:find(want, 1, true) and h.alive(pid) then out[#out + 1] = pid end
+    end
+  end
+  p:close()
+  return out
+end
+
+local function kill_marked(token)
+  for _, pid in ipairs(marked(token)) do os.execute("kill -9 " .. pid .. " 2>/dev/null") end
+  assert(h.wait_until(function() return #marked(token) == 0 end, 5000), "marked processes survive")
+end
+
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
+local probe = core.new()
+local HAS_CGROUP = probe:cgroup() ~= nil
+local NO_CGROUP_WHY = select(2, probe:cgroup())
+probe:close()
+
+-- A job whose shell puts one child in a session of its own.
+local SETSID = "setsid sleep 1000 & exec sleep 1000"
+-- A daemon's double fork: the middle process exits at once, so the
+-- escapee's parent chain is broken before any kill.
+local DOUBLE_FORK = "setsid sh -c 'sleep 1000 & exit 0'; exec sleep 1000"
+-- setsid, then a fork inside the new session: two escapees, linked.
+local SETSID_FORK = "setsid sh -c 'sleep 1000 & wait' & exec sleep 1000"
+
+describe("escaped processes", function()
+  local token, m
+  before_each(function() token = new_token() end)
+  after_each(function()
+    h.cleanup()
+    kill_marked(token)
+  end)
+
+  local function start(command)
+    local r = h.ok(m, "createBackgroundProcess", { command = command, env = { [MARK] = token } },
+      { sessionId = "s1" })
+    return r
+  end
+
+    local function sleepers()
+    local n = 0
+    for _, pid in ipairs(marked(token)) do
+      local f = io.open("/proc/" .. pid .. "/comm")
+      if f then
+        if f:read("l") == "sleep" then n = n + 1 end
+        f:close()
+      end
+    end
+    return n
+  end
+
+  -- Wait until every `sleep 1000` of the job is running (want of them):
+  -- the shells have set up their sessions by then.
+  local function settle(want)
+    assert(h.wait_until(function() return sleepers() >= want end, 5000),
+      ("expected %d sleeps, found %d"):format(want, sleepers()))
+  end
+
+  local function kill(id)
+    local t0 = h.now_ms()
+    local k = h.ok(m, "killProcesses", { processId = id, graceMs = 300 })
+    return k, h.now_ms() - t0
+  end
+
+  local function escaped_pids(k, id)
+    local pids = {}
+    for _, e in ipairs(k.escaped) do
+      assert.equal(id, e.processId)
+      assert.is_string(e.command)
+      pids[#pids + 1] = e.pid
+    end
+    table.sort(pids)
+    return pids
+  end
+
+  describe("with a cgroup", function()
+    before_each(function()
+      if not HAS_CGROUP then pending("no writable cgroup v2 here: " .. tostring(NO_CGROUP_WHY)) end
+      m = h.manager()
+    end)
+
+    it("reports a setsid child as escaped and kills it with the job", function()
+      if not HAS_CGROUP then return end
+      local r = start(SETSID)
+      settle(2)
+      local escapee
+      for _, pid in ipairs(marked(token)) do
+        if pid ~= r.pid then escapee = pid end
+      end
+      assert.are_not.equal(r.pid, h.stat(escapee).sid) -- it did leave the session
+      local k = kill(r.id)
+      assert.same({ r.id }, k.killed)
+      assert.same({}, k.errors)
+      assert.same({ escapee }, escaped_pids(k, r.id))
+      assert.equal("sleep 1000", k.escaped[1].command)
+      assert.is_true(k.escaped[1].killed)
+      assert.same({}, marked(token)) -- confirmed before the kill returned
+      assert.equal("cancelled", h.ok(m, "getBackgroundProcess", { processId = r.id }).status)
+    end)
+
+    it("kills the escapee of a double fork, whose parent is long gone", function()
+      if not HAS_CGROUP then return end
+      local r = start(DOUBLE_FORK)
+      settle(2)
+      local k = kill(r.id)
+      assert.same({ r.id }, k.killed)
+      assert.equal(1, #k.escaped)
+      assert.is_true(k.escaped[1].killed)
+      assert.same({}, marked(token))
+    end)
+
+    it("says so in the text result and the CLI's summary", function()
+      if not HAS_CGROUP then return end
+      local r = start(SETSID)
+      settle(2)
+      local k = kill(r.id)
+      local text = require("bgproc.tools").summary("killProcesses", k)
+      assert.matches("pid " .. k.escaped[1].pid .. " %(sleep 1000%) had left its process group: killed", text)
+    end)
+
+    it("leaves no cgroup directory behind after shutdown", function()
+      if not HAS_CGROUP then return end
+      local r = start(SETSID)
+      settle(2)
+      local dir = m.core:cgroup()
+      assert.is_true(exists(dir .. "/cgroup.procs"))
+      h.cleanup() -- shutdown: the stop protocol, then the core closes
+      assert.same({}, marked(token))
+      assert.is_false(exists(dir .. "/cgroup.procs"))
+      assert.is_truthy(r.id)
+    end)
+  end)
+
+  describe("without a cgroup (cgroup = false)", function()
+    before_each(function() m = h.manager { cgroup = false } end)
+
+    it("reports a setsid child with its pid and leaves it running", function()
+      local r = start(SETSID)
+      settle(2)
+      local k = kill(r.id)
+      assert.same({ r.id }, k.killed)
+      assert.equal(1, #k.escaped)
+      local e = k.escaped[1]
+      assert.equal("sleep 1000", e.command)
+      assert.is_false(e.killed)
+      assert.same({ e.pid }, marked(token)) -- left running, as reported
+      assert.are_not.equal(r.pid, h.stat(e.pid).sid)
+      local text = require("bgproc.tools").summary("killProcesses", k)
+      assert.matches("left running %(no cgroup%)", text)
+    end)
+
+    it("finds escapees through their parents, a setsid shell and its child", function()
+      local r = start(SETSID_FORK)
+      settle(2)
+      assert(h.wait_until(function() return #marked(token) == 3 end, 5000))
+      local k = kill(r.id)
+      local pids = escaped_pids(k, r.id)
+      assert.equal(2, #pids)
+      local alive = marked(token)
+      table.sort(alive)
+      assert.same(pids, alive)
+    end)
+
+    it("is what BGPROC_CGROUP=0 in the environment selects", function()
+      local loop = core.new()
+      local function engine_cgroup(value)
+        local job = assert(loop:spawn {
+          argv = { h.lua, "-e", [[
+            local m = require("bgproc").new { config = {}, plugins = {}, luv = false }
+            print(select(2, m.core:cgroup()) or "cgroup")
+            m:shutdown()]] },
+          env = h.lua_env { BGPROC_CGROUP = value },
+        })
+        local out = h.finish(loop, job, 10000)
+        return (out:gsub("%s+$", ""))
+      end
+      assert.equal("disabled (cgroup = false)", engine_cgroup("0"))
+      if HAS_CGROUP then assert.equal("cgroup", engine_cgroup(false)) end
+      loop:close()
+      assert.matches("'cgroup' must be a boolean", select(2, pcall(h.manager, { cgroup = "no" })))
+    end)
+  end)
+
+  describe("when the owner is SIGKILLed", function()
+    local loop
+    before_each(function() loop = core.new() end)
+    after_each(function() loop:close() end)
+
+    local function start_host(mode)
+      local host = assert(loop:spawn {
+        argv = { h.lua, h.fixture("escaper.lua"), mode, token },
+        env = h.lua_env(),
+      })
+      local line
+      assert.is_true(h.pump(loop, function()
+        line = (host:read(0, nil, "stdout")):match("^([^\n]*)\n")
+        return line or not host:alive()
+      end, 10000), "host did not report")
+      assert.truthy(line, "host failed: " .. host:read(0))
+      return host, tonumber(line:match("escaped (%d+)")), line:match("cgroup (%S+)")
+    end
+
+    it("its guardian kills the escapee through the cgroup and removes it", function()
+      if not HAS_CGROUP then pending("no writable cgroup v2 here: " .. tostring(NO_CGROUP_WHY)) return end
+      local host, escapee, dir = start_host("cgroup")
+      assert.is_number(escapee)
+      assert.is_true(h.alive(escapee))
+      assert.is_true(exists(dir .. "/cgroup.procs"))
+      host:kill("KILL")
+      assert.is_true(h.wait_until(function() return #marked(token) == 0 end, 2000, 10),
+        "escapee survived its owner")
+      assert.is_true(h.wait_until(function() return not exists(dir .. "/cgroup.procs") end, 2000))
+      h.finish(loop, host)
+    end)
+
+    it("without a cgroup the guardian ends the group; the escapee is left", function()
+      local host, escapee = start_host("off")
+      assert.is_number(escapee)
+      host:kill("KILL")
+      assert.is_true(h.wait_until(function() return #marked(token) == 1 end, 2000, 10))
+      assert.same({ escapee }, marked(token))
+      h.finish(loop, host)
+    end)
+  end)
+end)
