@@ -337,3 +337,43 @@ int bg_cgroup_open_loop_dir(char *path, size_t path_cap, char *why,
   snprintf(path, path_cap, "%s/%s", base, name);
   return bg_fd_above_stdio(fd);
 }
+
+/* "<prefix><digits>" with an optional "-<digits>" after (bgproc-1-0). */
+static int named(const char *s, size_t len, const char *prefix, int parts) {
+  size_t pl = strlen(prefix);
+  if (len <= pl || strncmp(s, prefix, pl) != 0) return 0;
+  int seen = 0, digits = 0;
+  for (size_t i = pl; i < len; i++) {
+    if (s[i] >= '0' && s[i] <= '9') {
+      digits = 1;
+    } else if (s[i] == '-' && digits && seen + 1 < parts) {
+      seen++;
+      digits = 0;
+    } else {
+      return 0;
+    }
+  }
+  return digits && seen + 1 == parts;
+}
+
+int bg_cgroup_leave_job(void) {
+  char cg[1024], dir[1024];
+  if (own_cgroup(cg, sizeof cg) < 0 || find_mount(cg, dir, sizeof dir) < 0)
+    return 0;
+  char *leaf = strrchr(dir, '/');
+  if (leaf == NULL || !named(leaf + 1, strlen(leaf + 1), "job-", 1)) return 0;
+  *leaf = '\0';
+  char *loop = strrchr(dir, '/');
+  if (loop == NULL || !named(loop + 1, strlen(loop + 1), "bgproc-", 2)) return 0;
+  *loop = '\0';
+  size_t len = strlen(dir);
+  if (len + sizeof "/cgroup.procs" > sizeof dir) return 0;
+  memcpy(dir + len, "/cgroup.procs", sizeof "/cgroup.procs");
+  int fd = open(dir, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = write(fd, "0", 1);
+  int e = errno;
+  close(fd);
+  errno = e;
+  return n == 1 ? 1 : -1;
+}

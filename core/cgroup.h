@@ -55,4 +55,12 @@ void bg_cgroup_remove_children(int dirfd);
  */
 long bg_cgroup_pids(int dirfd, const char *name, pid_t *out, size_t cap);
 
+/*
+ * For a process that must outlive the job that started it (the per-user
+ * daemon, started on demand by a CLI that may itself be a job): if we are
+ * in a job leaf (.../bgproc-<pid>-<n>/job-<n>), move to the cgroup of the
+ * host that made it. 1 moved, 0 not in a leaf, -1 with errno.
+ */
+int bg_cgroup_leave_job(void);
+
 #endif

@@ -3,41 +3,13 @@
 -- machine gives a writable cgroup v2 subtree they die with the job (kill,
 -- and the guardian when the owner is SIGKILLed), else they are left
 -- running and reported so. Every process a test starts carries a random
--- marker in its environment: only marked processes are counted, and the
--- test kills the ones it leaves itself.
+-- marker in its environment (helpers.marked): only marked processes are
+-- counted, and the test kills the ones it leaves itself.
 local core = require "bgproc.core"
 local h = require "helpers"
 
-local MARK = "ESCAPE_MARK"
-
-local function new_token()
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local bytes = f:read(8)
-  f:close()
-  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
-
--- Live processes whose environment holds MARK=token.
-local function marked(token)
-  local want, out = MARK .. "=" .. token .. "\0", {}
-  local p = assert(io.popen("ls /proc"))
-  for name in p:lines() do
-    local pid = tonumber(name)
-    local f = pid and io.open("/proc/" .. name .. "/environ", "rb")
-    if f then
-      local env = f:read("a") or ""
-      f:close()
-      if env:find(want, 1, true) and h.alive(pid) then out[#out + 1] = pid end
-    end
-  end
-  p:close()
-  return out
-end
-
-local function kill_marked(token)
-  for _, pid in ipairs(marked(token)) do os.execute("kill -9 " .. pid .. " 2>/dev/null") end
-  assert(h.wait_until(function() return #marked(token) == 0 end, 5000), "marked processes survive")
-end
+local MARK = h.MARK
+local marked, kill_marked = h.marked, h.kill_marked
 
 local function exists(path)
   local f = io.open(path)
@@ -60,7 +32,7 @@ local SETSID_FORK = "setsid sh -c 'sleep 1000 & wait' & exec sleep 1000"
 
 describe("escaped processes", function()
   local token, m
-  before_each(function() token = new_token() end)
+  before_each(function() token = h.new_marker() end)
   after_each(function()
     h.cleanup()
     kill_marked(token)
@@ -213,6 +185,38 @@ describe("escaped processes", function()
       if HAS_CGROUP then assert.equal("cgroup", engine_cgroup(false)) end
       loop:close()
       assert.matches("'cgroup' must be a boolean", select(2, pcall(h.manager, { cgroup = "no" })))
+    end)
+  end)
+
+  describe("through the CLI and the daemon", function()
+    local d
+    after_each(function() if d then d.stop() end d = nil end)
+
+    local function cli_kill(config)
+      d = h.private_daemon(config)
+      local json = require "bgproc.json"
+      local out, code = d.run { "--json", "start", "--global", "--env", MARK .. "=" .. token, SETSID }
+      assert.equal(0, code, out)
+      local id = json.decode(out).id
+      settle(2)
+      local text, kcode = d.run { "kill", id, "--grace", "300" }
+      assert.equal(0, kcode, text)
+      return id:gsub("%-", "%%-"), text -- as a pattern
+    end
+
+    it("prints what escaped and that it was killed", function()
+      if not HAS_CGROUP then pending("no writable cgroup v2 here: " .. tostring(NO_CGROUP_WHY)) return end
+      local id, text = cli_kill()
+      assert.matches("killed " .. id, text)
+      assert.matches("escaped " .. id .. ": pid %d+ %(sleep 1000%) killed", text)
+      assert.same({}, marked(token))
+    end)
+
+    it("prints the pid left running when cgroups are off", function()
+      local id, text = cli_kill("return { plugins = {}, cgroup = false }\n")
+      local pid = tonumber(text:match("escaped " .. id .. ": pid (%d+) %(sleep 1000%) left running"))
+      assert.truthy(pid, text)
+      assert.same({ pid }, marked(token))
     end)
   end)
 
