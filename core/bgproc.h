@@ -93,6 +93,7 @@ struct bg_loop {
   bg_loop *next_loop; /* every open loop of the process */
   long nlive;
   int cg_fd;          /* the loop's cgroup directory, or -1 */
+  int cg_tried;       /* made (or found impossible, or disabled) */
   unsigned long cg_seq;  /* leaf names: job-<seq> */
   char cg_path[PATH_MAX];
   char cg_why[256];   /* why there is no cgroup */

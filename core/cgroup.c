@@ -284,6 +284,31 @@ static int find_mount(const char *cg, char *dir, size_t cap) {
   return found;
 }
 
+static int named(const char *s, size_t len, const char *prefix, int parts);
+
+/* Directories of hosts that died without a guardian to clean up (one
+ * started with guardian = false): empty ones of pids that no longer exist
+ * are removed. A populated leaf stays (rmdir refuses). */
+static void remove_stale(int basefd) {
+  int fd = openat(basefd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  char buf[4096] __attribute__((aligned(8)));
+  long n;
+  while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      struct bg_dirent64 *d = (struct bg_dirent64 *)(buf + off);
+      off += d->d_reclen;
+      if (d->d_type != DT_DIR || !named(d->d_name, strlen(d->d_name), "bgproc-", 2))
+        continue;
+      long pid = strtol(d->d_name + 7, NULL, 10);
+      if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        continue;
+      remove_tree(basefd, d->d_name, 0);
+    }
+  }
+  close(fd);
+}
+
 int bg_cgroup_open_loop_dir(char *path, size_t path_cap, char *why,
                             size_t why_cap) {
   static unsigned seq; /* loops of this process */
@@ -301,6 +326,7 @@ int bg_cgroup_open_loop_dir(char *path, size_t path_cap, char *why,
     say(why, why_cap, "cannot open %s", base);
     return -1;
   }
+  remove_stale(basefd);
   char name[64];
   int made = -1, err = 0;
   for (int tries = 0; tries < 100 && made < 0; tries++) {

@@ -281,6 +281,18 @@ static void drop_loop_cgroup(bg_loop *lp) {
   lp->guard.cgroup_dir = NULL;
 }
 
+/* A cgroup directory of our own, where the machine allows it: jobs that
+ * leave their session are still found and killed there. Made when first
+ * needed, before the guardian is forked (it must know the directory), so
+ * a host that never spawns leaves nothing behind. */
+static void open_loop_cgroup(bg_loop *lp) {
+  if (lp->cg_tried) return;
+  lp->cg_tried = 1;
+  lp->cg_fd = bg_cgroup_open_loop_dir(lp->cg_path, sizeof lp->cg_path,
+                                      lp->cg_why, sizeof lp->cg_why);
+  if (lp->cg_fd >= 0) lp->guard.cgroup_dir = lp->cg_path;
+}
+
 /* A fresh leaf for job j; returns its cgroup.procs (for the child to
  * join), or -1: the job runs without one. */
 static int open_leaf(bg_loop *lp, bg_job *j) {
@@ -383,6 +395,7 @@ static int loop_spawn(lua_State *L) {
   req.null_fd = lp->null_fd;
   req.cgroup_fd = -1;
 
+  open_loop_cgroup(lp);
   int err = ensure_guardian(lp);
   if (err) return bg_fail(L, err, "start the guardian process");
 
@@ -568,6 +581,7 @@ static int loop_guardian(lua_State *L) {
 /* loop:cgroup() -> the loop's cgroup directory | nil, why there is none */
 static int loop_cgroup(lua_State *L) {
   bg_loop *lp = checkloop(L);
+  open_loop_cgroup(lp);
   if (lp->cg_fd >= 0) {
     lua_pushstring(L, lp->cg_path);
     return 1;
@@ -697,15 +711,9 @@ int bg_core_new(lua_State *L) {
     }
     lp->subreaper = 1;
   }
-  /* A cgroup directory of our own, where the machine allows it: jobs that
-   * leave their session are still found and killed there. */
-  if (use_cgroup) {
-    lp->cg_fd = bg_cgroup_open_loop_dir(lp->cg_path, sizeof lp->cg_path,
-                                        lp->cg_why, sizeof lp->cg_why);
-    if (lp->cg_fd >= 0) lp->guard.cgroup_dir = lp->cg_path;
-  } else {
+  lp->cg_tried = !use_cgroup; /* made at the first spawn */
+  if (!use_cgroup)
     snprintf(lp->cg_why, sizeof lp->cg_why, "disabled (cgroup = false)");
-  }
   /* stdin of every job that has none; failing that, each spawn opens one */
   lp->null_fd = bg_fd_above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC));
   register_loop(lp);

@@ -83,6 +83,61 @@ describe("core cgroups", function()
     assert.equal("0\n1\n2\n3\n", out:match("\n(0\n.*)$"))
   end)
 
+  it("makes its directory when first needed; removes those of dead hosts", function()
+    if not need_cgroup() then return end
+    local base = HAS_CGROUP:match("^(.*)/[^/]+$")
+    local function ours()
+      local n = 0
+      local p = assert(io.popen("ls " .. base))
+      for name in p:lines() do
+        if name:match("^bgproc%-" .. h.self_pid() .. "%-") then n = n + 1 end
+      end
+      p:close()
+      return n
+    end
+    loop = core.new()
+    assert.equal(0, ours()) -- a host that never spawns leaves nothing behind
+    -- a directory left by a host that died unguarded: its pid is free now
+    local gone = core.new { cgroup = false }
+    local dead = assert(gone:spawn { argv = { "true" } })
+    h.finish(gone, dead)
+    local stale = ("%s/bgproc-%d-7"):format(base, dead:pid())
+    gone:close()
+    assert.is_true(os.execute("mkdir " .. stale .. " " .. stale .. "/job-1"))
+    spawn("exit 0")
+    assert.equal(1, ours())
+    assert.is_false(exists(stale .. "/cgroup.procs"))
+  end)
+
+  it("runs a job without a cgroup when it may not join one, and stops trying", function()
+    if not need_cgroup() then return end
+    loop = core.new()
+    local dir = loop:cgroup()
+    -- a threaded child makes the directory a threaded domain: a new leaf
+    -- beside it is "domain invalid" and cannot take processes
+    assert.is_true(os.execute("mkdir " .. dir .. "/t && echo threaded > " .. dir .. "/t/cgroup.type"))
+    local job = spawn("setsid sleep 1000 & exec sleep 1000")
+    assert.is_nil(job:cgroup())
+    local none, why = loop:cgroup()
+    assert.is_nil(none)
+    assert.matches("cannot join a cgroup", why)
+    assert.is_false(exists(dir .. "/cgroup.procs")) -- given up, removed
+    assert.equal(1, #escapees(job, 1)) -- found through its parent instead
+    assert.is_nil(spawn("exit 0"):cgroup())
+  end)
+
+  it("runs a job without a cgroup when its leaf cannot be made", function()
+    if not need_cgroup() then return end
+    loop = core.new()
+    local dir = loop:cgroup()
+    assert.is_true(os.execute("echo 0 > " .. dir .. "/cgroup.max.descendants"))
+    local job = spawn("exit 3")
+    assert.is_nil(job:cgroup())
+    h.finish(loop, job)
+    assert.equal(3, job:exit())
+    assert.equal(dir, loop:cgroup()) -- the next job may get one
+  end)
+
   it("removes the leaf of a job that ended with nothing left", function()
     if not need_cgroup() then return end
     loop = core.new()
