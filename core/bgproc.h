@@ -132,7 +132,8 @@ void bg_job_kill_cgroup(bg_job *j, long wait_ms); /* SIGKILL its whole leaf */
 void bg_job_drop_cgroup(bg_job *j); /* rmdir the leaf once it is empty */
 
 /* escape.c */
-int bg_job_escaped(lua_State *L, bg_job *j); /* pushes the list */
+int bg_job_escaped(lua_State *L); /* job:escaped() */
+int bg_core_escaped(lua_State *L); /* core.escaped({job, ...}) */
 
 /* proc.c */
 void bg_proc_open(lua_State *L);

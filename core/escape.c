@@ -94,21 +94,47 @@ static int scan_all(proc_table *t, int procfd) {
   return rc;
 }
 
-/* Without a leaf: mark the group, then its descendants, to a fixpoint. */
-static void mark_descendants(proc_table *t, pid_t pgid) {
+/* Entry indexes ordered by parent pid: a process's children are one run,
+ * found by binary search. */
+static int by_ppid(const void *a, const void *b, void *table) {
+  const proc_table *t = table;
+  pid_t x = t->e[*(const size_t *)a].ppid;
+  pid_t y = t->e[*(const size_t *)b].ppid;
+  return (x > y) - (x < y);
+}
+
+static size_t first_child(const proc_table *t, const size_t *order, pid_t ppid) {
+  size_t lo = 0, hi = t->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (t->e[order[mid]].ppid < ppid) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+static int member(const proc_entry *e, pid_t pgid) {
+  return e->pgrp == pgid && e->sid == pgid;
+}
+
+/* Without a leaf: mark (with `stamp` in seen[]) the group's members and,
+ * breadth first, all their descendants. queue has room for t->n. */
+static void walk(const proc_table *t, const size_t *order, pid_t pgid,
+                 unsigned *seen, unsigned stamp, size_t *queue) {
+  size_t qn = 0;
   for (size_t i = 0; i < t->n; i++)
-    if (t->e[i].pgrp == pgid && t->e[i].sid == pgid) t->e[i].mark = 1;
-  for (int changed = 1; changed;) {
-    changed = 0;
-    for (size_t i = 0; i < t->n; i++) {
-      if (t->e[i].mark) continue;
-      for (size_t k = 0; k < t->n; k++)
-        if (t->e[k].mark && t->e[k].pid == t->e[i].ppid) {
-          t->e[i].mark = 2;
-          changed = 1;
-          break;
-        }
+    if (member(&t->e[i], pgid)) {
+      seen[i] = stamp;
+      queue[qn++] = i;
     }
+  for (size_t q = 0; q < qn; q++) {
+    pid_t parent = t->e[queue[q]].pid;
+    for (size_t k = first_child(t, order, parent);
+         k < t->n && t->e[order[k]].ppid == parent; k++)
+      if (seen[order[k]] != stamp) {
+        seen[order[k]] = stamp;
+        queue[qn++] = order[k];
+      }
   }
 }
 
@@ -167,41 +193,132 @@ static void push_command(lua_State *L, int procfd, pid_t pid) {
   lua_pushlstring(L, buf, (size_t)n);
 }
 
-/* job:escaped() -> { {pid=, command=}, ... }: live processes of the job
- * outside its process group. */
-int bg_job_escaped(lua_State *L, bg_job *j) {
+static void push_entry(lua_State *L, int procfd, pid_t pid, lua_Integer k) {
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, pid);
+  lua_setfield(L, -2, "pid");
+  push_command(L, procfd, pid);
+  lua_setfield(L, -2, "command");
+  lua_rawseti(L, -2, k);
+}
+
+/* An emptied leaf of a finished group is no longer needed. */
+static void drop_if_empty(bg_job *j, lua_Integer found) {
+  if (found == 0 && j->group_empty && has_cgroup(j) &&
+      bg_cgroup_populated(j->loop->cg_fd, j->cg_name) == 0)
+    bg_job_drop_cgroup(j);
+}
+
+/* Push the list of job j (from its leaf). */
+static int push_leaf(lua_State *L, int procfd, bg_job *j) {
   proc_table t = {NULL, 0, 0};
-  int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (procfd < 0) return bg_fail(L, errno, "open /proc");
-  int rc = 0;
-  if (has_cgroup(j)) {
-    rc = scan_leaf(&t, procfd, j);
-  } else if (j->pid > 0 && !j->group_empty) {
-    rc = scan_all(&t, procfd);
-    if (rc == 0) mark_descendants(&t, j->pid);
-  }
-  if (rc < 0) {
-    int e = errno ? errno : EIO;
+  if (scan_leaf(&t, procfd, j) < 0) {
     free(t.e);
-    close(procfd);
-    return bg_fail(L, e, "list the processes of job %d", (int)j->pid);
+    return -1;
   }
   lua_newtable(L);
   lua_Integer k = 0;
-  for (size_t i = 0; i < t.n; i++) {
-    if (t.e[i].mark != 2) continue;
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, t.e[i].pid);
-    lua_setfield(L, -2, "pid");
-    push_command(L, procfd, t.e[i].pid);
-    lua_setfield(L, -2, "command");
-    lua_rawseti(L, -2, ++k);
-  }
+  for (size_t i = 0; i < t.n; i++)
+    if (t.e[i].mark == 2) push_entry(L, procfd, t.e[i].pid, ++k);
   free(t.e);
+  drop_if_empty(j, k);
+  return 0;
+}
+
+/* The whole process table with its parent index, read once for every job
+ * without a leaf. */
+typedef struct walk_state {
+  proc_table t;
+  size_t *order, *queue;
+  unsigned *seen;
+  unsigned stamp;
+  int ready;
+} walk_state;
+
+static int walk_ready(walk_state *w, int procfd) {
+  if (w->ready) return 0;
+  if (scan_all(&w->t, procfd) < 0) return -1;
+  size_t n = w->t.n ? w->t.n : 1;
+  w->order = malloc(n * sizeof *w->order);
+  w->queue = malloc(n * sizeof *w->queue);
+  w->seen = calloc(n, sizeof *w->seen);
+  if (!w->order || !w->queue || !w->seen) {
+    errno = ENOMEM;
+    return -1;
+  }
+  for (size_t i = 0; i < w->t.n; i++) w->order[i] = i;
+  qsort_r(w->order, w->t.n, sizeof *w->order, by_ppid, &w->t);
+  w->ready = 1;
+  return 0;
+}
+
+static void walk_free(walk_state *w) {
+  free(w->t.e);
+  free(w->order);
+  free(w->queue);
+  free(w->seen);
+}
+
+static int push_walk(lua_State *L, int procfd, walk_state *w, bg_job *j) {
+  lua_newtable(L);
+  if (j->pid <= 0 || j->group_empty) return 0; /* no members to start from */
+  if (walk_ready(w, procfd) < 0) return -1;
+  walk(&w->t, w->order, j->pid, w->seen, ++w->stamp, w->queue);
+  lua_Integer k = 0;
+  for (size_t i = 0; i < w->t.n; i++)
+    if (w->seen[i] == w->stamp && !member(&w->t.e[i], j->pid))
+      push_entry(L, procfd, w->t.e[i].pid, ++k);
+  return 0;
+}
+
+/* Push { list, ... }, one list of { {pid=, command=}, ... } per job of the
+ * table at idx: the live processes of each job outside its group. One
+ * /proc scan serves every job without a leaf. */
+static int push_escaped(lua_State *L, int idx) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (procfd < 0) return bg_fail(L, errno, "open /proc");
+  walk_state w;
+  memset(&w, 0, sizeof w);
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    bg_job *j = luaL_testudata(L, -1, BG_JOB_MT);
+    if (j == NULL || j->closed) {
+      walk_free(&w);
+      close(procfd);
+      return luaL_error(L, "escaped: item %d must be an open job", (int)i);
+    }
+    lua_pop(L, 1);
+    int rc = has_cgroup(j) ? push_leaf(L, procfd, j) : push_walk(L, procfd, &w, j);
+    if (rc < 0) {
+      int e = errno ? errno : EIO;
+      walk_free(&w);
+      close(procfd);
+      return bg_fail(L, e, "list the processes of job %d", (int)j->pid);
+    }
+    lua_rawseti(L, -2, i);
+  }
+  walk_free(&w);
   close(procfd);
-  /* An emptied leaf of a finished group is no longer needed. */
-  if (k == 0 && j->group_empty && has_cgroup(j) &&
-      bg_cgroup_populated(j->loop->cg_fd, j->cg_name) == 0)
-    bg_job_drop_cgroup(j);
   return 1;
+}
+
+/* job:escaped() -> { {pid=, command=}, ... } (the job at index 1) */
+int bg_job_escaped(lua_State *L) {
+  lua_settop(L, 1);
+  lua_createtable(L, 1, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, 2, 1);
+  int nret = push_escaped(L, 2);
+  if (nret != 1) return nret; /* nil, msg, errname */
+  lua_rawgeti(L, -1, 1);
+  return 1;
+}
+
+/* core.escaped({job, ...}) -> { list, ... } */
+int bg_core_escaped(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  return push_escaped(L, 1);
 }

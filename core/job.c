@@ -603,7 +603,8 @@ static int job_kill(lua_State *L) {
 
 /* job:escaped() -> { {pid=, command=}, ... } */
 static int job_escaped(lua_State *L) {
-  return bg_job_escaped(L, checkopen(L));
+  checkopen(L);
+  return bg_job_escaped(L);
 }
 
 /* job:cgroup() -> the job's cgroup directory, or nil */

@@ -693,24 +693,36 @@ function finalize_stopped(self, rec)
   self:finish(rec)
 end
 
--- Processes of the job outside its group (setsid...) seen so far, by pid:
--- noted before the first signal (without a cgroup they are found through
--- their parents, which the kill ends) and again at the KILL step.
-local function note_escaped(rec)
-  if not rec.job or rec.job:info().state == "closed" then return end
-  local list = rec.job:escaped()
-  for _, p in ipairs(list or {}) do
-    if not rec.stop.escaped[p.pid] then
-      rec.stop.escaped[p.pid] = p.command
-      rec.stop.escaped_order[#rec.stop.escaped_order + 1] = p.pid
+local function open_job(rec)
+  return rec.job and rec.job:info().state ~= "closed" and rec.job or nil
+end
+
+-- Processes of each job outside its group (setsid...) seen so far, by
+-- pid: noted before the first signal (without a cgroup they are found
+-- through their parents, which the kill ends) and again at the KILL step.
+-- One /proc scan serves the whole batch.
+local function note_escaped(recs)
+  local jobs, owners = {}, {}
+  for _, rec in ipairs(recs) do
+    local job = open_job(rec)
+    if job then jobs[#jobs + 1], owners[#owners + 1] = job, rec end
+  end
+  if #jobs == 0 then return end
+  for i, list in ipairs(core.escaped(jobs) or {}) do
+    local stop = owners[i].stop
+    for _, p in ipairs(list) do
+      if not stop.escaped[p.pid] then
+        stop.escaped[p.pid] = p.command
+        stop.escaped_order[#stop.escaped_order + 1] = p.pid
+      end
     end
   end
 end
 
 -- Nothing of the job is left in its cgroup (true without one).
 local function cgroup_empty(rec)
-  local job = rec.job
-  if not job or not job:cgroup() or job:info().state == "closed" then return true end
+  local job = open_job(rec)
+  if not job or not job:cgroup() then return true end
   local list = job:escaped()
   return list ~= nil and #list == 0
 end
@@ -755,10 +767,13 @@ local function stop_protocol(self, targets, grace)
   if not all_gone() and grace > 0 then self.sched:await(all_gone, grace, 20) end
   for _, rec in ipairs(targets) do
     if not gone(rec) then rec.job:kill("KILL") end
-    note_escaped(rec)
-    if rec.job and rec.job:cgroup() and rec.job:info().state ~= "closed" then
+  end
+  note_escaped(targets)
+  for _, rec in ipairs(targets) do
+    local job = open_job(rec)
+    if job and job:cgroup() then
       rec.stop.cgroup = true
-      rec.job:kill_cgroup()
+      job:kill_cgroup()
     end
   end
   if not all_empty() then self.sched:await(all_empty, 5000, 20) end
@@ -787,9 +802,11 @@ function M:stop(recs, opts)
     else
       targets[#targets + 1] = rec
       if not rec.stop then rec.stop = { reason = reason, escaped = {}, escaped_order = {} } end
-      note_escaped(rec)
-      if rec.job then rec.job:kill(sig) end
     end
+  end
+  note_escaped(targets)
+  for _, rec in ipairs(targets) do
+    if rec.job then rec.job:kill(sig) end
   end
   local cut_short = false
   if #targets > 0 then

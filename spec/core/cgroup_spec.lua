@@ -224,6 +224,14 @@ describe("core cgroups", function()
     local job = spawn("setsid sh -c 'sleep 1000 & wait' & exec sleep 1000")
     local list = escapees(job, 1)
     assert.is_true(h.pump(loop, function() return #job:escaped() == 2 end, 5000))
+    -- a batch: one /proc scan, one list per job, in order
+    local plain = spawn("exec sleep 1000")
+    local lists = core.escaped { plain, job }
+    assert.same({}, lists[1])
+    assert.equal(2, #lists[2])
+    assert.has_error(function() core.escaped { plain, 42 } end, "escaped: item 2 must be an open job")
+    plain:close()
+    assert.has_error(function() plain:escaped() end, "attempt to use a closed job")
     job:close()
     local left = h.marked(token)
     assert.equal(2, #left) -- the setsid shell and its sleep
