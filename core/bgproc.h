@@ -72,7 +72,7 @@ struct bg_job {
   bg_job *pend_next;
   bg_job *gprev, *gnext; /* the loop's list of groups */
   bg_watch w[W_COUNT];
-  char cg_name[24]; /* its leaf under the loop's cgroup dir; "" for none */
+  char cg_name[32]; /* its leaf under the loop's cgroup dir; "" for none */
 };
 
 struct bg_loop {
@@ -94,6 +94,7 @@ struct bg_loop {
   long nlive;
   int cg_fd;          /* the loop's cgroup directory, or -1 */
   int cg_tried;       /* made (or found impossible, or disabled) */
+  int cg_refused;     /* a child could not join: new jobs get no leaf */
   unsigned long cg_seq;  /* leaf names: job-<seq> */
   char cg_path[PATH_MAX];
   char cg_why[256];   /* why there is no cgroup */
@@ -132,6 +133,7 @@ void bg_job_kill_cgroup(bg_job *j, long wait_ms); /* SIGKILL its whole leaf */
 void bg_job_drop_cgroup(bg_job *j); /* rmdir the leaf once it is empty */
 
 /* escape.c */
+int bg_job_has_cgroup(const bg_job *j); /* in a leaf of a still-open loop */
 int bg_job_escaped(lua_State *L); /* job:escaped() */
 int bg_core_escaped(lua_State *L); /* core.escaped({job, ...}) */
 

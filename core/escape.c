@@ -21,12 +21,12 @@
 #include "fds.h"
 #include "group.h"
 
-static int has_cgroup(const bg_job *j) {
+int bg_job_has_cgroup(const bg_job *j) {
   return j->cg_name[0] != '\0' && j->loop->cg_fd >= 0;
 }
 
 void bg_job_kill_cgroup(bg_job *j, long wait_ms) {
-  if (!has_cgroup(j)) return;
+  if (!bg_job_has_cgroup(j)) return;
   int fd = j->loop->cg_fd;
   if (bg_cgroup_populated(fd, j->cg_name) <= 0) return;
   bg_cgroup_kill(fd, j->cg_name);
@@ -204,7 +204,7 @@ static void push_entry(lua_State *L, int procfd, pid_t pid, lua_Integer k) {
 
 /* An emptied leaf of a finished group is no longer needed. */
 static void drop_if_empty(bg_job *j, lua_Integer found) {
-  if (found == 0 && j->group_empty && has_cgroup(j) &&
+  if (found == 0 && j->group_empty && bg_job_has_cgroup(j) &&
       bg_cgroup_populated(j->loop->cg_fd, j->cg_name) == 0)
     bg_job_drop_cgroup(j);
 }
@@ -290,7 +290,7 @@ static int push_escaped(lua_State *L, int idx) {
       return luaL_error(L, "escaped: item %d must be an open job", (int)i);
     }
     lua_pop(L, 1);
-    int rc = has_cgroup(j) ? push_leaf(L, procfd, j) : push_walk(L, procfd, &w, j);
+    int rc = bg_job_has_cgroup(j) ? push_leaf(L, procfd, j) : push_walk(L, procfd, &w, j);
     if (rc < 0) {
       int e = errno ? errno : EIO;
       walk_free(&w);

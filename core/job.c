@@ -610,16 +610,16 @@ static int job_escaped(lua_State *L) {
 /* job:cgroup() -> the job's cgroup directory, or nil */
 static int job_cgroup(lua_State *L) {
   bg_job *j = checkjob(L);
-  if (j->cg_name[0] == '\0' || j->loop->cg_fd < 0) return 0;
+  if (!bg_job_has_cgroup(j)) return 0;
   lua_pushfstring(L, "%s/%s", j->loop->cg_path, j->cg_name);
   return 1;
 }
 
 /* job:kill_cgroup() -> true: SIGKILL everything in the job's cgroup,
- * escapees included | nil, msg, "ENOTSUP" without one */
+ * escapees included | nil, msg, "EOPNOTSUPP" without one */
 static int job_kill_cgroup(lua_State *L) {
   bg_job *j = checkopen(L);
-  if (j->cg_name[0] == '\0' || j->loop->cg_fd < 0)
+  if (!bg_job_has_cgroup(j))
     return bg_fail(L, ENOTSUP, "job %d has no cgroup", (int)j->pid);
   bg_job_kill_cgroup(j, 0);
   lua_pushboolean(L, 1);

@@ -264,8 +264,6 @@ static const char *env_path(char *const *envp) {
   return NULL;
 }
 
-/* ---- spawn ----------------------------------------------------------------- */
-
 /* ---- cgroups ------------------------------------------------------------------ */
 
 /* Kill whatever is left in the loop's cgroup directory, remove it. */
@@ -296,7 +294,7 @@ static void open_loop_cgroup(bg_loop *lp) {
 /* A fresh leaf for job j; returns its cgroup.procs (for the child to
  * join), or -1: the job runs without one. */
 static int open_leaf(bg_loop *lp, bg_job *j) {
-  if (lp->cg_fd < 0) return -1;
+  if (lp->cg_fd < 0 || lp->cg_refused) return -1;
   char name[sizeof j->cg_name];
   snprintf(name, sizeof name, "job-%lu", ++lp->cg_seq);
   if (bg_cgroup_mkleaf(lp->cg_fd, name) < 0) return -1;
@@ -308,6 +306,8 @@ static int open_leaf(bg_loop *lp, bg_job *j) {
   memcpy(j->cg_name, name, sizeof name);
   return fd;
 }
+
+/* ---- spawn ----------------------------------------------------------------- */
 
 static int spawn_failed(lua_State *L, int err, bg_stage stage,
                         const bg_spawn_req *req) {
@@ -415,11 +415,11 @@ static int loop_spawn(lua_State *L) {
   bg_close_fd(&req.cgroup_fd);
   if (err && stage == BG_STAGE_CGROUP) {
     /* Not allowed to move processes here after all: run it (and the
-     * loop's next jobs) without a cgroup. */
+     * loop's next jobs) without a cgroup. Jobs already in one keep it. */
     snprintf(lp->cg_why, sizeof lp->cg_why, "cannot join a cgroup under "
              "%.160s: %.60s", lp->cg_path, strerror(err));
+    lp->cg_refused = 1;
     bg_job_drop_cgroup(j);
-    drop_loop_cgroup(lp);
     err = bg_spawn(&req, &res, lp->stack, lp->stack_size, &stage);
   }
   if (err) {
@@ -578,11 +578,12 @@ static int loop_guardian(lua_State *L) {
   return 1;
 }
 
-/* loop:cgroup() -> the loop's cgroup directory | nil, why there is none */
+/* loop:cgroup() -> the loop's cgroup directory | nil, why new jobs get
+ * none */
 static int loop_cgroup(lua_State *L) {
   bg_loop *lp = checkloop(L);
   open_loop_cgroup(lp);
-  if (lp->cg_fd >= 0) {
+  if (lp->cg_fd >= 0 && !lp->cg_refused) {
     lua_pushstring(L, lp->cg_path);
     return 1;
   }
@@ -657,7 +658,7 @@ static int loop_tostring(lua_State *L) {
 }
 
 /* core.new{ guardian = true, ring = 1 MiB, pipe_size = 256 KiB,
- *           subreaper = false } -> loop */
+ *           subreaper = false, cgroup = true } -> loop */
 int bg_core_new(lua_State *L) {
   static const char *const keys[] = {"guardian", "ring", "pipe_size",
                                      "subreaper", "cgroup", NULL};
