@@ -355,6 +355,8 @@ local function daemon_command(a)
       out(("running: pid %d, %d jobs (%d running), %d sessions, %d clients, up %ds\nsocket: %s\n")
         :format(s.pid, s.jobs, s.jobsRunning, s.sessions, s.clients,
           s.uptimeMs // 1000, s.socket))
+      if s.cgroup then out("cgroup: ", s.cgroup, " (processes that leave a job's group die with it)\n")
+      elseif s.cgroupWhy then out("cgroup: none, ", s.cgroupWhy, " (escaped processes are reported, left running)\n") end
     end
     return EXIT_OK
   elseif action == "start" then

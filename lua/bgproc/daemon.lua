@@ -128,9 +128,11 @@ function daemon.run(opts)
     local st = engine:stats()
     local nclients = 0
     for _ in pairs(clients) do nclients = nclients + 1 end
+    local cgroup, why = engine.core:cgroup()
     return { pid = uv.os_getpid(), version = bgproc.version, socket = socket,
              uptimeMs = uv.now() - started, jobsRunning = st.running, jobs = st.jobs,
-             sessions = st.sessions, clients = nclients, log = opts.log == nil and paths.log() or nil }
+             sessions = st.sessions, clients = nclients, log = opts.log == nil and paths.log() or nil,
+             cgroup = cgroup or false, cgroupWhy = why }
   end
 
   methods["daemon/stop"] = function(c, params, id)

@@ -201,19 +201,22 @@ describe("escaped processes", function()
       settle(2)
       local text, kcode = d.run { "kill", id, "--grace", "300" }
       assert.equal(0, kcode, text)
-      return id:gsub("%-", "%%-"), text -- as a pattern
+      local status = d.run { "daemon", "status" }
+      return id:gsub("%-", "%%-"), text, status -- the id as a pattern
     end
 
     it("prints what escaped and that it was killed", function()
       if not HAS_CGROUP then pending("no writable cgroup v2 here: " .. tostring(NO_CGROUP_WHY)) return end
-      local id, text = cli_kill()
+      local id, text, status = cli_kill()
+      assert.matches("\ncgroup: /%S+/bgproc%-%d+%-%d+ %(processes that leave a job's group die with it%)\n", status)
       assert.matches("killed " .. id, text)
       assert.matches("escaped " .. id .. ": pid %d+ %(sleep 1000%) killed", text)
       assert.same({}, marked(token))
     end)
 
     it("prints the pid left running when cgroups are off", function()
-      local id, text = cli_kill("return { plugins = {}, cgroup = false }\n")
+      local id, text, status = cli_kill("return { plugins = {}, cgroup = false }\n")
+      assert.matches("\ncgroup: none, disabled %(cgroup = false%)", status)
       local pid = tonumber(text:match("escaped " .. id .. ": pid (%d+) %(sleep 1000%) left running"))
       assert.truthy(pid, text)
       assert.same({ pid }, marked(token))
