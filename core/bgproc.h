@@ -134,6 +134,7 @@ void bg_job_drop_cgroup(bg_job *j); /* rmdir the leaf once it is empty */
 
 /* escape.c */
 int bg_job_has_cgroup(const bg_job *j); /* in a leaf of a still-open loop */
+long bg_job_signal_escaped(bg_job *j, int sig); /* hits, or -1 with errno */
 int bg_job_escaped(lua_State *L); /* job:escaped() */
 int bg_core_escaped(lua_State *L); /* core.escaped({job, ...}) */
 

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -223,6 +224,55 @@ static int push_leaf(lua_State *L, int procfd, bg_job *j) {
   free(t.e);
   drop_if_empty(j, k);
   return 0;
+}
+
+/* Is process pid (pinned by a pidfd the caller holds) in job j's leaf?
+ * Its "0::" line of /proc/<pid>/cgroup ends with /<loop dir>/<leaf>. */
+static int in_leaf(int procfd, pid_t pid, const bg_job *j) {
+  char path[32], buf[1024];
+  snprintf(path, sizeof path, "%d/cgroup", (int)pid);
+  int fd = openat(procfd, path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  char *line = strncmp(buf, "0::", 3) == 0 ? buf : strstr(buf, "\n0::");
+  if (line == NULL) return 0;
+  if (*line == '\n') line++;
+  line[strcspn(line, "\n")] = '\0';
+  const char *loop = strrchr(j->loop->cg_path, '/');
+  char want[PATH_MAX];
+  int len = snprintf(want, sizeof want, "%s/%s", loop ? loop : "", j->cg_name);
+  size_t have = strlen(line);
+  return len > 0 && (size_t)len <= have && strcmp(line + have - (size_t)len, want) == 0;
+}
+
+long bg_job_signal_escaped(bg_job *j, int sig) {
+  if (!bg_job_has_cgroup(j)) return 0;
+  int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (procfd < 0) return -1;
+  proc_table t = {NULL, 0, 0};
+  long hits = scan_leaf(&t, procfd, j) < 0 ? -1 : 0;
+  for (size_t i = 0; hits >= 0 && i < t.n; i++) {
+    if (t.e[i].mark != 2) continue;
+    pid_t pid = t.e[i].pid;
+    int pidfd = bg_pidfd_open(pid);
+    if (pidfd < 0 && errno != ENOSYS) continue; /* gone already */
+    /* Listed a moment ago; pinned now (with pidfds), so checked again
+     * before the signal: a reused pid is never hit. */
+    if (in_leaf(procfd, pid, j)) {
+      int rc = pidfd >= 0 ? bg_pidfd_signal(pidfd, sig) : -1;
+      if (pidfd < 0 || (rc < 0 && errno == ENOSYS)) rc = kill(pid, sig);
+      if (rc == 0) hits++;
+    }
+    if (pidfd >= 0) close(pidfd);
+  }
+  int e = errno;
+  free(t.e);
+  close(procfd);
+  errno = e;
+  return hits;
 }
 
 /* The whole process table with its parent index, read once for every job

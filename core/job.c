@@ -626,6 +626,19 @@ static int job_kill_cgroup(lua_State *L) {
   return 1;
 }
 
+/* job:signal_escaped([sig]) -> processes hit: the stop signal for the
+ * job's processes outside its group (those in its leaf; 0 without one),
+ * each checked through a pidfd */
+static int job_signal_escaped(lua_State *L) {
+  bg_job *j = checkopen(L);
+  int sig = lua_isnoneornil(L, 2) ? SIGTERM : bg_checksignal(L, 2);
+  long hits = bg_job_signal_escaped(j, sig);
+  if (hits < 0)
+    return bg_fail(L, errno, "signal the escaped processes of job %d", (int)j->pid);
+  lua_pushinteger(L, hits);
+  return 1;
+}
+
 /* job:members() -> live processes left in the job's group */
 static int job_members(lua_State *L) {
   bg_job *j = checkopen(L);
@@ -740,6 +753,7 @@ static const luaL_Reg job_methods[] = {
     {"resize", job_resize},   {"close", job_close},
     {"shrink", job_shrink},   {"escaped", job_escaped},
     {"cgroup", job_cgroup},   {"kill_cgroup", job_kill_cgroup},
+    {"signal_escaped", job_signal_escaped},
     {NULL, NULL},
 };
 

@@ -752,19 +752,15 @@ end
 
 -- The stop protocol for a batch, in a task of its own so that no caller
 -- (a cancelled request, a closed connection) can cut it short: wait
--- graceMs, KILL what is left, wait for every group to be gone. Processes
--- that left their group die at the KILL step through the job's cgroup
--- (once the group is gone, if it went at the first signal).
+-- graceMs, KILL what is left, wait for every group to be gone. With a
+-- cgroup, processes that left their group got the signal too, are waited
+-- for, and die at the KILL step through the job's cgroup.
 local function stop_protocol(self, targets, grace)
-  local function all_gone()
-    for _, rec in ipairs(targets) do if not gone(rec) then return false end end
-    return true
-  end
   local function all_empty()
     for _, rec in ipairs(targets) do if not gone(rec) or not cgroup_empty(rec) then return false end end
     return true
   end
-  if not all_gone() and grace > 0 then self.sched:await(all_gone, grace, 20) end
+  if not all_empty() and grace > 0 then self.sched:await(all_empty, grace, 20) end
   for _, rec in ipairs(targets) do
     if not gone(rec) then rec.job:kill("KILL") end
   end
@@ -806,7 +802,14 @@ function M:stop(recs, opts)
   end
   note_escaped(targets)
   for _, rec in ipairs(targets) do
-    if rec.job then rec.job:kill(sig) end
+    local job = open_job(rec)
+    if job then
+      job:kill(sig)
+      if job:cgroup() then
+        rec.stop.cgroup = true -- its escapees end with it
+        job:signal_escaped(sig)
+      end
+    end
   end
   local cut_short = false
   if #targets > 0 then

@@ -174,6 +174,22 @@ describe("core cgroups", function()
     assert.is_false(exists(leaf .. "/cgroup.procs")) -- empty now: removed
   end)
 
+  it("signals the escapees alone, each checked, with signal_escaped", function()
+    if not need_cgroup() then return end
+    loop = core.new()
+    local job = spawn("setsid sleep 1000 & exec sleep 1000")
+    local pid = escapees(job, 1)[1].pid
+    assert.equal(1, job:signal_escaped("TERM"))
+    assert.is_true(h.wait_until(function() return not h.alive(pid) end, 2000))
+    assert.is_true(job:alive()) -- the group got nothing
+    assert.equal(0, job:signal_escaped())
+    assert.has_error(function() job:signal_escaped("NOPE") end)
+    local plain = core.new { cgroup = false }
+    local other = assert(plain:spawn { argv = { "sleep", "1000" }, env = { [h.MARK] = token } })
+    assert.equal(0, other:signal_escaped("KILL")) -- no leaf: nothing to signal
+    plain:close()
+  end)
+
   it("keeps the leaf while an escapee outlives its job; close kills it", function()
     if not need_cgroup() then return end
     loop = core.new()

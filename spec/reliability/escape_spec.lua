@@ -105,6 +105,25 @@ describe("escaped processes", function()
       assert.equal("cancelled", h.ok(m, "getBackgroundProcess", { processId = r.id }).status)
     end)
 
+    it("gives escapees the stop signal first, and KILL after the grace", function()
+      if not HAS_CGROUP then return end
+      local dir = h.tmpdir()
+      finally(function() os.execute("rm -rf " .. dir) end)
+      -- one escapee cleans up on TERM; one ignores it
+      local r = start(("setsid sh -c 'trap \"echo bye > %s/bye; exit 0\" TERM; sleep 1000 & wait' & "
+        .. "setsid sh -c 'trap \"\" TERM; exec sleep 1000' & exec sleep 1000"):format(dir))
+      settle(3)
+      local k, took = kill(r.id)
+      assert.same({ r.id }, k.killed)
+      assert.equal(3, #k.escaped) -- two shells (one became its sleep) and a sleep
+      for _, e in ipairs(k.escaped) do assert.is_true(e.killed) end
+      local f = assert(io.open(dir .. "/bye"))
+      assert.equal("bye\n", f:read("a"))
+      f:close()
+      assert.is_true(took >= 300, "the TERM-proof escapee was waited for: " .. took .. " ms")
+      assert.same({}, marked(token))
+    end)
+
     it("kills the escapee of a double fork, whose parent is long gone", function()
       if not HAS_CGROUP then return end
       local r = start(DOUBLE_FORK)
