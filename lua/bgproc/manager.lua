@@ -426,10 +426,19 @@ end
 
 local finalize_stopped -- forward: the stop protocol's
 
--- The job's whole process group is confirmed gone.
+-- Nothing of the job is left in its cgroup (true without one): no
+-- process that left its group (setsid) still runs there.
+local function cgroup_empty(job)
+  if not job:cgroup() then return true end
+  local list = job:escaped()
+  return list ~= nil and #list == 0
+end
+
+-- The job's whole process group is confirmed gone, and with a cgroup
+-- whatever left the group too.
 local function gone(rec)
   local job = rec.job
-  return not job or (not job:alive() and job:members() == 0)
+  return not job or (not job:alive() and job:members() == 0 and cgroup_empty(job))
 end
 
 local function output_done(rec)
@@ -693,10 +702,6 @@ function finalize_stopped(self, rec)
   self:finish(rec)
 end
 
-local function open_job(rec)
-  return rec.job and rec.job:info().state ~= "closed" and rec.job or nil
-end
-
 -- Processes of each job outside its group (setsid...) seen so far, by
 -- pid: noted before the first signal (without a cgroup they are found
 -- through their parents, which the kill ends) and again at the KILL step.
@@ -704,8 +709,7 @@ end
 local function note_escaped(recs)
   local jobs, owners = {}, {}
   for _, rec in ipairs(recs) do
-    local job = open_job(rec)
-    if job then jobs[#jobs + 1], owners[#owners + 1] = job, rec end
+    if rec.job then jobs[#jobs + 1], owners[#owners + 1] = rec.job, rec end
   end
   if #jobs == 0 then return end
   for i, list in ipairs(core.escaped(jobs) or {}) do
@@ -717,14 +721,6 @@ local function note_escaped(recs)
       end
     end
   end
-end
-
--- Nothing of the job is left in its cgroup (true without one).
-local function cgroup_empty(rec)
-  local job = open_job(rec)
-  if not job or not job:cgroup() then return true end
-  local list = job:escaped()
-  return list ~= nil and #list == 0
 end
 
 local function alive(pid)
@@ -752,27 +748,26 @@ end
 
 -- The stop protocol for a batch, in a task of its own so that no caller
 -- (a cancelled request, a closed connection) can cut it short: wait
--- graceMs, KILL what is left, wait for every group to be gone. With a
+-- graceMs, KILL what is left, wait for every job to be gone. With a
 -- cgroup, processes that left their group got the signal too, are waited
--- for, and die at the KILL step through the job's cgroup.
+-- for (gone() counts them), and die at the KILL step through the job's
+-- cgroup.
 local function stop_protocol(self, targets, grace)
-  local function all_empty()
-    for _, rec in ipairs(targets) do if not gone(rec) or not cgroup_empty(rec) then return false end end
+  local function all_gone()
+    for _, rec in ipairs(targets) do if not gone(rec) then return false end end
     return true
   end
-  if not all_empty() and grace > 0 then self.sched:await(all_empty, grace, 20) end
-  for _, rec in ipairs(targets) do
-    if not gone(rec) then rec.job:kill("KILL") end
-  end
-  note_escaped(targets)
-  for _, rec in ipairs(targets) do
-    local job = open_job(rec)
-    if job and job:cgroup() then
-      rec.stop.cgroup = true
-      job:kill_cgroup()
+  if not all_gone() and grace > 0 then self.sched:await(all_gone, grace, 20) end
+  if not all_gone() then
+    note_escaped(targets)
+    for _, rec in ipairs(targets) do
+      if not gone(rec) then
+        rec.job:kill("KILL")
+        if rec.job:cgroup() then rec.job:kill_cgroup() end
+      end
     end
+    self.sched:await(all_gone, 5000, 20)
   end
-  if not all_empty() then self.sched:await(all_empty, 5000, 20) end
   for _, rec in ipairs(targets) do
     if gone(rec) then finalize_stopped(self, rec) end
   end
@@ -802,7 +797,7 @@ function M:stop(recs, opts)
   end
   note_escaped(targets)
   for _, rec in ipairs(targets) do
-    local job = open_job(rec)
+    local job = rec.job
     if job then
       job:kill(sig)
       if job:cgroup() then

@@ -135,6 +135,23 @@ describe("escaped processes", function()
       assert.same({}, marked(token))
     end)
 
+    it("stops an exited job whose escapee still runs: it is not finished yet", function()
+      if not HAS_CGROUP then return end
+      local r = start("setsid sleep 1000 > /dev/null 2>&1 & exit 0") -- a daemonizing script
+      settle(1)
+      local got = h.ok(m, "waitForBackgroundProcess", { processId = r.id, timeoutMs = 10000 })
+      assert.equal("completed", got.status)
+      local k = kill(r.id)
+      assert.same({ r.id }, k.killed) -- not alreadyFinished: part of it ran
+      assert.same({}, k.alreadyFinished)
+      assert.equal(1, #k.escaped)
+      assert.is_true(k.escaped[1].killed)
+      assert.same({}, marked(token))
+      assert.equal("completed", h.ok(m, "getBackgroundProcess", { processId = r.id }).status)
+      k = kill(r.id)
+      assert.same({ r.id }, k.alreadyFinished) -- now it is
+    end)
+
     it("says so in the text result and the CLI's summary", function()
       if not HAS_CGROUP then return end
       local r = start(SETSID)
@@ -173,6 +190,16 @@ describe("escaped processes", function()
       assert.are_not.equal(r.pid, h.stat(e.pid).sid)
       local text = require("bgproc.tools").summary("killProcesses", k)
       assert.matches("left running %(no cgroup%)", text)
+    end)
+
+    it("counts an exited job as finished, whatever it left running", function()
+      local r = start("setsid sleep 1000 > /dev/null 2>&1 & exit 0")
+      settle(1)
+      h.ok(m, "waitForBackgroundProcess", { processId = r.id, timeoutMs = 10000 })
+      local k = kill(r.id)
+      assert.same({ r.id }, k.alreadyFinished)
+      assert.same({}, k.escaped) -- its parent chain is gone: not found
+      assert.equal(1, #marked(token)) -- left to the after_each
     end)
 
     it("finds escapees through their parents, a setsid shell and its child", function()
