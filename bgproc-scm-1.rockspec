@@ -29,9 +29,9 @@ build = {
   modules = {
     ["bgproc.core"] = {
       sources = {
-        "core/core.c", "core/errors.c", "core/fds.c", "core/group.c", "core/guardian.c",
-        "core/job.c", "core/loop.c", "core/proc.c", "core/ring.c", "core/signals.c",
-        "core/spawn.c",
+        "core/cgroup.c", "core/core.c", "core/errors.c", "core/escape.c", "core/fds.c",
+        "core/group.c", "core/guardian.c", "core/job.c", "core/loop.c", "core/proc.c",
+        "core/ring.c", "core/signals.c", "core/spawn.c",
       },
       incdirs = { "core" },
       defines = { "_GNU_SOURCE" },

@@ -12,6 +12,7 @@
 #define BGPROC_H
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <lua.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -71,6 +72,7 @@ struct bg_job {
   bg_job *pend_next;
   bg_job *gprev, *gnext; /* the loop's list of groups */
   bg_watch w[W_COUNT];
+  char cg_name[32]; /* its leaf under the loop's cgroup dir; "" for none */
 };
 
 struct bg_loop {
@@ -90,6 +92,12 @@ struct bg_loop {
   int guard_watched; /* the guardian's pidfd is in the epoll set */
   bg_loop *next_loop; /* every open loop of the process */
   long nlive;
+  int cg_fd;          /* the loop's cgroup directory, or -1 */
+  int cg_tried;       /* made (or found impossible, or disabled) */
+  int cg_refused;     /* a child could not join: new jobs get no leaf */
+  unsigned long cg_seq;  /* leaf names: job-<seq> */
+  char cg_path[PATH_MAX];
+  char cg_why[256];   /* why there is no cgroup */
 };
 
 /* errors.c */
@@ -121,6 +129,14 @@ void bg_job_check_group(bg_job *j);
 void bg_job_forget_group(bg_job *j);
 void bg_job_terminate(bg_job *j); /* SIGKILL the group, reap, close fds */
 long bg_job_signal(bg_job *j, int sig); /* processes/groups hit, -1+errno */
+void bg_job_kill_cgroup(bg_job *j, long wait_ms); /* SIGKILL its whole leaf */
+void bg_job_drop_cgroup(bg_job *j); /* rmdir the leaf once it is empty */
+
+/* escape.c */
+int bg_job_has_cgroup(const bg_job *j); /* in a leaf of a still-open loop */
+long bg_job_signal_escaped(bg_job *j, int sig); /* hits, or -1 with errno */
+int bg_job_escaped(lua_State *L); /* job:escaped() */
+int bg_core_escaped(lua_State *L); /* core.escaped({job, ...}) */
 
 /* proc.c */
 void bg_proc_open(lua_State *L);

@@ -28,6 +28,7 @@ static int core_signame(lua_State *L) {
 
 static const luaL_Reg funcs[] = {
     {"new", bg_core_new},
+    {"escaped", bg_core_escaped},
     {"signum", core_signum},
     {"signame", core_signame},
     {NULL, NULL},

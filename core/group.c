@@ -53,12 +53,12 @@ static long parse_long(const char **pp) {
   return neg ? -v : v;
 }
 
-/* Parse "/proc/<pid>/stat": state, pgrp and session come after the last
+/* Parse "/proc/<pid>/stat": state, ppid, pgrp and session come after the last
  * ')' of the command name, which may itself contain spaces and parentheses.
  * Returns 0; -1 if the process is gone (or the entry unreadable); -2 with
  * errno set when we are out of fds or memory (the scan cannot be trusted). */
-static int read_stat(int procfd, const char *name, char *state, pid_t *pgrp,
-                     pid_t *sid) {
+int bg_proc_stat(int procfd, const char *name, char *state, pid_t *ppid,
+                 pid_t *pgrp, pid_t *sid) {
   char path[64];
   size_t len = strlen(name);
   if (len + 6 > sizeof path) return -1;
@@ -77,10 +77,16 @@ static int read_stat(int procfd, const char *name, char *state, pid_t *pgrp,
   p += 2;
   *state = *p;
   p += 2;              /* "S " */
-  parse_long(&p);      /* ppid */
+  *ppid = (pid_t)parse_long(&p);
   *pgrp = (pid_t)parse_long(&p);
   *sid = (pid_t)parse_long(&p);
   return 0;
+}
+
+static int read_stat(int procfd, const char *name, char *state, pid_t *pgrp,
+                     pid_t *sid) {
+  pid_t ppid;
+  return bg_proc_stat(procfd, name, state, &ppid, pgrp, sid);
 }
 
 static int pid_of_name(const char *s, pid_t *pid) {

@@ -25,6 +25,11 @@ long bg_group_signal_verified(const pid_t *sorted_pgids, size_t n, int sig);
 /* Number of live members of one group (via /proc), or -1 with errno. */
 long bg_group_count(pid_t pgid);
 
+/* Fields of /proc/<name>/stat read through procfd (an open /proc): 0; -1
+ * when gone; -2 with errno when out of fds or memory. */
+int bg_proc_stat(int procfd, const char *name, char *state, pid_t *ppid,
+                 pid_t *pgrp, pid_t *sid);
+
 int bg_pidfd_open(pid_t pid);
 int bg_pidfd_signal(int pidfd, int sig);
 

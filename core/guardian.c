@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "guardian.h"
 
+#include "cgroup.h"
 #include "fds.h"
 #include "group.h"
 
@@ -109,7 +110,20 @@ static void guardian_setup(int pipe_r, int memfd) {
   }
 }
 
-static void guardian_main(int pipe_r, int memfd) {
+/* Processes that left their job's group (setsid) are still in the loop's
+ * cgroup: kill them all there, then remove the directories. */
+static void guardian_end_cgroup(const char *dir) {
+  if (dir == NULL) return;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  bg_cgroup_kill(fd, NULL);
+  bg_cgroup_wait_empty(fd, NULL, 1000);
+  bg_cgroup_remove_children(fd);
+  close(fd);
+  rmdir(dir);
+}
+
+static void guardian_main(int pipe_r, int memfd, const char *cgroup_dir) {
   guardian_setup(pipe_r, memfd);
   char c;
   for (;;) {
@@ -133,6 +147,7 @@ static void guardian_main(int pipe_r, int memfd) {
   for (size_t i = 0; i < cap; i++)
     if (slots[i] > 0) pgids[n++] = slots[i];
   guardian_end_all(pgids, n);
+  guardian_end_cgroup(cgroup_dir);
   _exit(0);
 }
 
@@ -206,6 +221,7 @@ void bg_guardian_del(bg_guardian *g, long slot) {
 
 struct guardian_args {
   int pipe_r, memfd;
+  const char *cgroup_dir;
 };
 
 /* A fork-like clone with a pidfd and no exit signal, so the host gets no
@@ -214,7 +230,7 @@ struct guardian_args {
 static pid_t clone_guardian(struct guardian_args *a, int *pidfd) {
   long pid = syscall(SYS_clone, (unsigned long)CLONE_PIDFD, NULL, pidfd, NULL, NULL);
   if (pid == 0) {
-    guardian_main(a->pipe_r, a->memfd); /* never returns */
+    guardian_main(a->pipe_r, a->memfd, a->cgroup_dir); /* never returns */
     _exit(1);
   }
   return (pid_t)pid;
@@ -225,7 +241,7 @@ int bg_guardian_start(bg_guardian *g) {
   if (err) return err;
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0) return errno;
-  struct guardian_args a = {p[0], g->memfd};
+  struct guardian_args a = {p[0], g->memfd, g->cgroup_dir};
   int pidfd = -1;
   sigset_t all, old;
   sigfillset(&all);

@@ -7,7 +7,8 @@
  * syscall, no wakeup. When the pipe reaches EOF, which happens when the
  * host exits or is killed, even by SIGKILL, the guardian maps the table,
  * sends SIGTERM to every group in it, waits a short grace period, sends
- * SIGKILL to what is left, and exits. Members are found in /proc and
+ * SIGKILL to what is left, kills the loop's cgroup directory (escapees
+ * included) and removes it, and exits. Members are found in /proc and
  * signalled through pidfds, so a recycled pid is never hit.
  */
 #ifndef BGPROC_GUARDIAN_H
@@ -30,6 +31,7 @@ typedef struct bg_guardian {
   size_t used;     /* slots ever handed out (high-water mark) */
   uint32_t *free;  /* freed slot indexes */
   size_t nfree, capfree;
+  const char *cgroup_dir; /* the loop's cgroup directory, or NULL */
 } bg_guardian;
 
 void bg_guardian_init(bg_guardian *g);

@@ -142,6 +142,7 @@ void bg_job_reap_orphans(bg_job *j) {
 static void release_group(bg_job *j) {
   j->group_empty = 1;
   bg_job_untrack(j);
+  bg_job_drop_cgroup(j); /* a no-op while escapees still run in it */
 }
 
 /* After the leader is reaped: is anything of the group left? Only ESRCH
@@ -382,6 +383,8 @@ void bg_job_terminate(bg_job *j) {
 void bg_job_release(bg_job *j) {
   if (j->closed) return;
   bg_job_terminate(j);
+  bg_job_kill_cgroup(j, 500); /* what left the group: it dies too */
+  bg_job_drop_cgroup(j);
   unpend(j);
   bg_job_drop_stdin(j);
   unwatch_close(j, &j->out_fd);
@@ -598,6 +601,44 @@ static int job_kill(lua_State *L) {
   return 1;
 }
 
+/* job:escaped() -> { {pid=, command=}, ... } */
+static int job_escaped(lua_State *L) {
+  checkopen(L);
+  return bg_job_escaped(L);
+}
+
+/* job:cgroup() -> the job's cgroup directory, or nil */
+static int job_cgroup(lua_State *L) {
+  bg_job *j = checkjob(L);
+  if (!bg_job_has_cgroup(j)) return 0;
+  lua_pushfstring(L, "%s/%s", j->loop->cg_path, j->cg_name);
+  return 1;
+}
+
+/* job:kill_cgroup() -> true: SIGKILL everything in the job's cgroup,
+ * escapees included | nil, msg, "EOPNOTSUPP" without one */
+static int job_kill_cgroup(lua_State *L) {
+  bg_job *j = checkopen(L);
+  if (!bg_job_has_cgroup(j))
+    return bg_fail(L, ENOTSUP, "job %d has no cgroup", (int)j->pid);
+  bg_job_kill_cgroup(j, 0);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* job:signal_escaped([sig]) -> processes hit: the stop signal for the
+ * job's processes outside its group (those in its leaf; 0 without one),
+ * each checked through a pidfd */
+static int job_signal_escaped(lua_State *L) {
+  bg_job *j = checkopen(L);
+  int sig = lua_isnoneornil(L, 2) ? SIGTERM : bg_checksignal(L, 2);
+  long hits = bg_job_signal_escaped(j, sig);
+  if (hits < 0)
+    return bg_fail(L, errno, "signal the escaped processes of job %d", (int)j->pid);
+  lua_pushinteger(L, hits);
+  return 1;
+}
+
 /* job:members() -> live processes left in the job's group */
 static int job_members(lua_State *L) {
   bg_job *j = checkopen(L);
@@ -710,7 +751,9 @@ static const luaL_Reg job_methods[] = {
     {"kill", job_kill},       {"members", job_members},
     {"write", job_write},     {"close_stdin", job_close_stdin},
     {"resize", job_resize},   {"close", job_close},
-    {"shrink", job_shrink},
+    {"shrink", job_shrink},   {"escaped", job_escaped},
+    {"cgroup", job_cgroup},   {"kill_cgroup", job_kill_cgroup},
+    {"signal_escaped", job_signal_escaped},
     {NULL, NULL},
 };
 

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "bgproc.h"
+#include "cgroup.h"
 #include "fds.h"
 
 #define CHILD_STACK (128 * 1024)
@@ -262,6 +264,49 @@ static const char *env_path(char *const *envp) {
   return NULL;
 }
 
+/* ---- cgroups ------------------------------------------------------------------ */
+
+/* Kill whatever is left in the loop's cgroup directory, remove it. */
+static void drop_loop_cgroup(bg_loop *lp) {
+  if (lp->cg_fd < 0) return;
+  if (bg_cgroup_populated(lp->cg_fd, NULL) > 0) {
+    bg_cgroup_kill(lp->cg_fd, NULL);
+    bg_cgroup_wait_empty(lp->cg_fd, NULL, 1000);
+  }
+  bg_cgroup_remove_children(lp->cg_fd);
+  bg_close_fd(&lp->cg_fd);
+  rmdir(lp->cg_path);
+  lp->guard.cgroup_dir = NULL;
+}
+
+/* A cgroup directory of our own, where the machine allows it: jobs that
+ * leave their session are still found and killed there. Made when first
+ * needed, before the guardian is forked (it must know the directory), so
+ * a host that never spawns leaves nothing behind. */
+static void open_loop_cgroup(bg_loop *lp) {
+  if (lp->cg_tried) return;
+  lp->cg_tried = 1;
+  lp->cg_fd = bg_cgroup_open_loop_dir(lp->cg_path, sizeof lp->cg_path,
+                                      lp->cg_why, sizeof lp->cg_why);
+  if (lp->cg_fd >= 0) lp->guard.cgroup_dir = lp->cg_path;
+}
+
+/* A fresh leaf for job j; returns its cgroup.procs (for the child to
+ * join), or -1: the job runs without one. */
+static int open_leaf(bg_loop *lp, bg_job *j) {
+  if (lp->cg_fd < 0 || lp->cg_refused) return -1;
+  char name[sizeof j->cg_name];
+  snprintf(name, sizeof name, "job-%lu", ++lp->cg_seq);
+  if (bg_cgroup_mkleaf(lp->cg_fd, name) < 0) return -1;
+  int fd = bg_cgroup_procs_fd(lp->cg_fd, name);
+  if (fd < 0) {
+    unlinkat(lp->cg_fd, name, AT_REMOVEDIR);
+    return -1;
+  }
+  memcpy(j->cg_name, name, sizeof name);
+  return fd;
+}
+
 /* ---- spawn ----------------------------------------------------------------- */
 
 static int spawn_failed(lua_State *L, int err, bg_stage stage,
@@ -348,7 +393,9 @@ static int loop_spawn(lua_State *L) {
   int pipe_max = (int)int_opt(L, 2, "pipe_size", lp->pipe_size, 0,
                               BG_MAX_PIPE, "spawn");
   req.null_fd = lp->null_fd;
+  req.cgroup_fd = -1;
 
+  open_loop_cgroup(lp);
   int err = ensure_guardian(lp);
   if (err) return bg_fail(L, err, "start the guardian process");
 
@@ -363,8 +410,20 @@ static int loop_spawn(lua_State *L) {
 
   bg_spawn_res res;
   bg_stage stage;
+  req.cgroup_fd = open_leaf(lp, j);
   err = bg_spawn(&req, &res, lp->stack, lp->stack_size, &stage);
+  bg_close_fd(&req.cgroup_fd);
+  if (err && stage == BG_STAGE_CGROUP) {
+    /* Not allowed to move processes here after all: run it (and the
+     * loop's next jobs) without a cgroup. Jobs already in one keep it. */
+    snprintf(lp->cg_why, sizeof lp->cg_why, "cannot join a cgroup under "
+             "%.160s: %.60s", lp->cg_path, strerror(err));
+    lp->cg_refused = 1;
+    bg_job_drop_cgroup(j);
+    err = bg_spawn(&req, &res, lp->stack, lp->stack_size, &stage);
+  }
   if (err) {
+    bg_job_drop_cgroup(j);
     bg_ring_free(&j->ring);
     j->closed = 1;
     return spawn_failed(L, err, stage, &req);
@@ -519,6 +578,20 @@ static int loop_guardian(lua_State *L) {
   return 1;
 }
 
+/* loop:cgroup() -> the loop's cgroup directory | nil, why new jobs get
+ * none */
+static int loop_cgroup(lua_State *L) {
+  bg_loop *lp = checkloop(L);
+  open_loop_cgroup(lp);
+  if (lp->cg_fd >= 0 && !lp->cg_refused) {
+    lua_pushstring(L, lp->cg_path);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, lp->cg_why);
+  return 2;
+}
+
 /* ---- close ------------------------------------------------------------------ */
 
 /* What a loop owns besides jobs; safe on a half-built loop. */
@@ -529,6 +602,7 @@ static void loop_free_parts(bg_loop *lp) {
   lp->null_fd = -1;
   if (lp->stack) munmap(lp->stack, lp->stack_size);
   lp->stack = NULL;
+  drop_loop_cgroup(lp);
 }
 
 static void loop_shutdown(lua_State *L, bg_loop *lp) {
@@ -550,6 +624,7 @@ static void loop_shutdown(lua_State *L, bg_loop *lp) {
   }
   lua_pop(L, 1);
   while (lp->groups) bg_job_terminate(lp->groups); /* untracks it */
+  drop_loop_cgroup(lp); /* escapees too */
   lp->pend_head = NULL;
   lp->nlive = 0;
   if (lp->guard_watched) bg_loop_unwatch(lp, lp->guard.pidfd);
@@ -583,10 +658,10 @@ static int loop_tostring(lua_State *L) {
 }
 
 /* core.new{ guardian = true, ring = 1 MiB, pipe_size = 256 KiB,
- *           subreaper = false } -> loop */
+ *           subreaper = false, cgroup = true } -> loop */
 int bg_core_new(lua_State *L) {
   static const char *const keys[] = {"guardian", "ring", "pipe_size",
-                                     "subreaper", NULL};
+                                     "subreaper", "cgroup", NULL};
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
     lua_newtable(L);
@@ -596,6 +671,7 @@ int bg_core_new(lua_State *L) {
   check_keys(L, 1, keys, "new");
   int use_guardian = bool_opt(L, 1, "guardian", 1, "new");
   int subreaper = bool_opt(L, 1, "subreaper", 0, "new");
+  int use_cgroup = bool_opt(L, 1, "cgroup", 1, "new");
   size_t ring = (size_t)int_opt(L, 1, "ring", BG_DEFAULT_RING, BG_MIN_RING,
                                 (lua_Integer)BG_MAX_RING, "new");
   int pipe_size = (int)int_opt(L, 1, "pipe_size", BG_DEFAULT_PIPE, 0,
@@ -604,6 +680,7 @@ int bg_core_new(lua_State *L) {
   memset(lp, 0, sizeof *lp);
   lp->epfd = -1;
   lp->null_fd = -1;
+  lp->cg_fd = -1;
   lp->closed = 1; /* until fully built: __gc does nothing */
   bg_guardian_init(&lp->guard);
   lp->guard_watch.job = NULL;
@@ -635,6 +712,9 @@ int bg_core_new(lua_State *L) {
     }
     lp->subreaper = 1;
   }
+  lp->cg_tried = !use_cgroup; /* made at the first spawn */
+  if (!use_cgroup)
+    snprintf(lp->cg_why, sizeof lp->cg_why, "disabled (cgroup = false)");
   /* stdin of every job that has none; failing that, each spawn opens one */
   lp->null_fd = bg_fd_above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC));
   register_loop(lp);
@@ -647,6 +727,7 @@ static const luaL_Reg loop_methods[] = {
     {"wait", loop_wait},     {"fd", loop_fd},
     {"count", loop_count},   {"guardian", loop_guardian},
     {"reap_strays", bg_loop_reap_strays},
+    {"cgroup", loop_cgroup},
     {"close", loop_close},   {NULL, NULL},
 };
 

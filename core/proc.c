@@ -7,6 +7,7 @@
  *   core.listen(path, n)    -> a Listener: a Unix socket we accept() on
  *   core.getuid()           -> the real uid
  *   loop:reap_strays()      -> reap orphans adopted by a subreaper host
+ *   core.leave_job_cgroup() -> true if we left a job's cgroup leaf
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "bgproc.h"
+#include "cgroup.h"
 #include "group.h"
 
 #define PIDFD_MT "bgproc.core.Pidfd"
@@ -42,6 +44,15 @@ static int core_peercred(lua_State *L) {
   lua_pushinteger(L, cred.uid);
   lua_pushinteger(L, cred.gid);
   return 3;
+}
+
+/* core.leave_job_cgroup() -> true (moved), false (not in a job's leaf)
+ * | nil, msg, errname */
+static int core_leave_job_cgroup(lua_State *L) {
+  int rc = bg_cgroup_leave_job();
+  if (rc < 0) return bg_fail(L, errno, "leave the job's cgroup");
+  lua_pushboolean(L, rc);
+  return 1;
 }
 
 static int core_getuid(lua_State *L) {
@@ -236,6 +247,7 @@ static const luaL_Reg proc_funcs[] = {
     {"peercred", core_peercred}, {"pidfd", core_pidfd},
     {"lock", core_lock},         {"getuid", core_getuid},
     {"listen", core_listen},
+    {"leave_job_cgroup", core_leave_job_cgroup},
     {NULL, NULL},
 };
 

@@ -60,7 +60,7 @@ typedef struct child_ctx {
 static volatile int vm_shared;
 
 static const char *const stage_names[] = {
-    "spawn", "pipe", "pty", "clone", "child setup", "chdir", "exec",
+    "spawn", "pipe", "pty", "clone", "child setup", "cgroup", "chdir", "exec",
 };
 
 const char *bg_stage_name(bg_stage stage) {
@@ -138,6 +138,10 @@ BG_CHILD_CODE static int child_main(void *arg) {
   const child_ctx *c = arg;
   child_report *rep = c->rep;
   rep->ran = 1;
+  /* "0" moves the writer: the program never runs outside its cgroup, as
+   * with clone3's CLONE_INTO_CGROUP, and the vfork-style clone stays. */
+  rep->stage = BG_STAGE_CGROUP;
+  if (c->req->cgroup_fd >= 0 && write(c->req->cgroup_fd, "0", 1) != 1) goto fail;
   rep->stage = BG_STAGE_SETUP;
   if (setsid() < 0) goto fail;
   if (c->ctty >= 0 && ioctl(c->ctty, TIOCSCTTY, 0) < 0) goto fail;

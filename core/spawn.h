@@ -21,6 +21,7 @@ typedef struct bg_spawn_req {
   int merge;            /* 0/1: stderr shares stdout's pipe */
   unsigned short rows, cols;
   int null_fd;          /* an open /dev/null (>= 3) to use as stdin, or -1 */
+  int cgroup_fd;        /* a cgroup.procs to join before exec, or -1 */
 } bg_spawn_req;
 
 typedef struct bg_spawn_res {
@@ -38,6 +39,7 @@ typedef enum {
   BG_STAGE_PTY,         /* allocating the pty */
   BG_STAGE_FORK,        /* clone/fork */
   BG_STAGE_SETUP,       /* setsid, controlling tty, dup2 in the child */
+  BG_STAGE_CGROUP,      /* joining the job's cgroup */
   BG_STAGE_CHDIR,       /* changing to cwd */
   BG_STAGE_EXEC         /* execve */
 } bg_stage;

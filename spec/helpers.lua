@@ -86,6 +86,39 @@ function helpers.children(pid)
   return select_procs(function(st) return st.ppid == pid end)
 end
 
+-- Marking processes a spec starts: an env var with a random value, passed
+-- in the job's env, that every descendant inherits. Only marked processes
+-- are counted or killed, never another's.
+helpers.MARK = "BGPROC_SPEC_MARK"
+
+function helpers.new_marker()
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local bytes = f:read(8)
+  f:close()
+  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+-- Live processes whose environment holds MARK=token: a list of pids.
+function helpers.marked(token)
+  local want, out = helpers.MARK .. "=" .. token .. "\0", {}
+  for _, pid in ipairs(all_pids()) do
+    local f = io.open("/proc/" .. pid .. "/environ", "rb")
+    if f then
+      local env = f:read("a") or ""
+      f:close()
+      if env:find(want, 1, true) and helpers.alive(pid) then out[#out + 1] = pid end
+    end
+  end
+  return out
+end
+
+-- SIGKILL every marked process and wait until none is left.
+function helpers.kill_marked(token)
+  for _, pid in ipairs(helpers.marked(token)) do uv.kill(pid, "sigkill") end
+  assert(helpers.wait_until(function() return #helpers.marked(token) == 0 end, 5000),
+    "marked processes survive SIGKILL")
+end
+
 -- A "Vm..." figure of /proc/<pid>/status (default: ours), in KiB.
 function helpers.vm_kib(field, pid)
   for line in io.lines("/proc/" .. (pid or "self") .. "/status") do

@@ -302,6 +302,10 @@ function commands.kill(a, c)
   if #r.killed > 0 then out(("killed %s\n"):format(table.concat(r.killed, " "))) end
   if #r.alreadyFinished > 0 then out(("already finished %s\n"):format(table.concat(r.alreadyFinished, " "))) end
   if #r.killed == 0 and #r.alreadyFinished == 0 then out("nothing matched\n") end
+  for _, e in ipairs(r.escaped or {}) do
+    out(("escaped %s: pid %d (%s) %s\n"):format(e.processId, e.pid, e.command,
+      e.killed and "killed" or "left running"))
+  end
   for _, e in ipairs(r.errors) do io.stderr:write(("bgproc: %s: %s\n"):format(e.processId, e.message)) end
   return #r.errors > 0 and EXIT_FAIL or EXIT_OK
 end
@@ -351,6 +355,8 @@ local function daemon_command(a)
       out(("running: pid %d, %d jobs (%d running), %d sessions, %d clients, up %ds\nsocket: %s\n")
         :format(s.pid, s.jobs, s.jobsRunning, s.sessions, s.clients,
           s.uptimeMs // 1000, s.socket))
+      if s.cgroup then out("cgroup: ", s.cgroup, " (processes that leave a job's group die with it)\n")
+      elseif s.cgroupWhy then out("cgroup: none, ", s.cgroupWhy, " (escaped processes are reported, left running)\n") end
     end
     return EXIT_OK
   elseif action == "start" then

@@ -36,9 +36,11 @@ end
 -- Start `bgproc daemon run` detached (its own session). Module paths and
 -- the socket go on its command line, not in its environment: jobs inherit
 -- the daemon's environment, which must hold nothing of bgproc's own.
--- Returns true or nil, err.
+-- Started from a bgproc job (a CLI run by an agent's job), it first leaves
+-- that job's cgroup: it serves every session, and must not die with the
+-- job that happened to start it. Returns true or nil, err.
 function client.spawn_daemon(socket)
-  local code = ("package.path = %q; package.cpath = %q; "
+  local code = ("package.path = %q; package.cpath = %q; require('bgproc.core').leave_job_cgroup(); "
     .. "os.exit(require('bgproc.cli').main({ '--socket', %q, 'daemon', 'run', '--quiet-if-running' }))")
     :format(absolute(package.path), absolute(package.cpath), socket)
   local handle, err = uv.spawn(uv.exepath(), {

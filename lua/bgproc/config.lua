@@ -10,6 +10,8 @@
 --     maxRunning = 512,             -- running jobs at once
 --     retention = { maxFinished = 1000, maxAgeMs = 86400000 },
 --     progressMs = 5000,            -- progress notifications while a wait runs
+--     cgroup = true,                -- per-job cgroups where the machine allows
+--                                   -- (BGPROC_CGROUP=0 in the environment: false)
 --     restart = { maxRestarts = 5, backoffMs = 1000 },   -- a plugin's options
 --   }
 local config = {}
@@ -29,7 +31,7 @@ config.defaults = {
 local types = {
   plugins = "table", pluginDirs = "table", ringBytes = "number", maxRingBytes = "number",
   graceMs = "number", maxRunning = "number", retention = "table", tags = "table",
-  progressMs = "number",
+  progressMs = "number", cgroup = "boolean",
 }
 
 -- $XDG_CONFIG_HOME/bgproc (~/.config/bgproc), or nil without a home.
@@ -154,6 +156,7 @@ function config.load(opts)
   end
   check(overrides, "bgproc.new")
   merge(cfg, overrides)
+  if os.getenv("BGPROC_CGROUP") == "0" then cfg.cgroup = false end
   cfg.source = name
   return cfg
 end

@@ -129,9 +129,11 @@ function daemon.run(opts)
     local st = engine:stats()
     local nclients = 0
     for _ in pairs(clients) do nclients = nclients + 1 end
+    local cgroup, why = engine.core:cgroup()
     return { pid = uv.os_getpid(), version = bgproc.version, socket = socket,
              uptimeMs = uv.now() - started, jobsRunning = st.running, jobs = st.jobs,
-             sessions = st.sessions, clients = nclients, log = opts.log == nil and paths.log() or nil }
+             sessions = st.sessions, clients = nclients, log = opts.log == nil and paths.log() or nil,
+             cgroup = cgroup or false, cgroupWhy = why }
   end
 
   methods["daemon/stop"] = function(c, params, id)
@@ -177,8 +179,9 @@ function daemon.run(opts)
     c.owned[sid] = nil
     if c.session == sid then c.session = nil end -- a later job gets a new session
     unbind(sid)
-    engine:session_close_async(sid, function(stopped, finished, errs)
-      c.conn:reply(id, { sessionId = sid, killed = stopped, alreadyFinished = finished, errors = errs })
+    engine:session_close_async(sid, function(stopped, finished, errs, escaped)
+      c.conn:reply(id, { sessionId = sid, killed = stopped, alreadyFinished = finished, errors = errs,
+                         escaped = escaped })
     end)
     return nil, nil, true
   end

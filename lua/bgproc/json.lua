@@ -158,7 +158,7 @@ json.lua_encode = lua_encode
 -- decodes as a plain table, and is marked again by normalize().
 json.ARRAY_KEYS = {
   tags = true, argv = true, processes = true, killed = true, alreadyFinished = true,
-  errors = true, tools = true, content = true, allTags = true,
+  errors = true, tools = true, content = true, allTags = true, escaped = true,
 }
 
 -- After decoding: integral numbers become integers, and empty tables under

@@ -101,7 +101,8 @@ function manager.new(opts)
   }, M)
   self.tag_policy = setmetatable(cfg.tags or {}, { __index = tags.policy })
   self.sched = sched.new(function(msg) self:log("error", msg) end)
-  self.core = assert(core.new { ring = cfg.ringBytes, subreaper = opts.subreaper or false })
+  self.core = assert(core.new { ring = cfg.ringBytes, subreaper = opts.subreaper or false,
+                                cgroup = cfg.cgroup ~= false })
   local dirs = {}
   local user = config.dir()
   if user then dirs[#dirs + 1] = user .. "/plugins" end
@@ -425,10 +426,19 @@ end
 
 local finalize_stopped -- forward: the stop protocol's
 
--- The job's whole process group is confirmed gone.
+-- Nothing of the job is left in its cgroup (true without one): no
+-- process that left its group (setsid) still runs there.
+local function cgroup_empty(job)
+  if not job:cgroup() then return true end
+  local list = job:escaped()
+  return list ~= nil and #list == 0
+end
+
+-- The job's whole process group is confirmed gone, and with a cgroup
+-- whatever left the group too.
 local function gone(rec)
   local job = rec.job
-  return not job or (not job:alive() and job:members() == 0)
+  return not job or (not job:alive() and job:members() == 0 and cgroup_empty(job))
 end
 
 local function output_done(rec)
@@ -702,9 +712,56 @@ function finalize_stopped(self, rec)
   self:finish(rec)
 end
 
+-- Processes of each job outside its group (setsid...) seen so far, by
+-- pid: noted before the first signal (without a cgroup they are found
+-- through their parents, which the kill ends) and again at the KILL step.
+-- One /proc scan serves the whole batch.
+local function note_escaped(recs)
+  local jobs, owners = {}, {}
+  for _, rec in ipairs(recs) do
+    if rec.job then jobs[#jobs + 1], owners[#owners + 1] = rec.job, rec end
+  end
+  if #jobs == 0 then return end
+  for i, list in ipairs(core.escaped(jobs) or {}) do
+    local stop = owners[i].stop
+    for _, p in ipairs(list) do
+      if not stop.escaped[p.pid] then
+        stop.escaped[p.pid] = p.command
+        stop.escaped_order[#stop.escaped_order + 1] = p.pid
+      end
+    end
+  end
+end
+
+local function alive(pid)
+  local f = io.open(("/proc/%d/stat"):format(pid))
+  if not f then return false end
+  local st = f:read("a"):match("%) (%a)")
+  f:close()
+  return st ~= nil and st ~= "Z" and st ~= "X"
+end
+
+-- The escaped processes of stopped records, for the kill result:
+-- { processId, pid, command, killed } (killed: ended through the job's
+-- cgroup; false: left running, there was none).
+local function escaped_report(recs)
+  local out = json.array()
+  for _, rec in ipairs(recs) do
+    local esc = rec.stop and rec.stop.escaped
+    for _, pid in ipairs(esc and rec.stop.escaped_order or {}) do
+      out[#out + 1] = { processId = rec.id, pid = pid, command = esc[pid],
+                        killed = rec.stop.cgroup and not alive(pid) or false }
+    end
+  end
+  return out
+end
+
 -- The stop protocol for a batch, in a task of its own so that no caller
 -- (a cancelled request, a closed connection) can cut it short: wait
--- graceMs, KILL what is left, wait for every group to be gone.
+-- graceMs, KILL what is left, wait for every job to be gone. With a
+-- cgroup, processes that left their group got the signal too, are waited
+-- for (gone() counts them), and die at the KILL step through the job's
+-- cgroup.
 local function stop_protocol(self, targets, grace)
   local function all_gone()
     for _, rec in ipairs(targets) do if not gone(rec) then return false end end
@@ -712,8 +769,12 @@ local function stop_protocol(self, targets, grace)
   end
   if not all_gone() and grace > 0 then self.sched:await(all_gone, grace, 20) end
   if not all_gone() then
+    note_escaped(targets)
     for _, rec in ipairs(targets) do
-      if not gone(rec) then rec.job:kill("KILL") end
+      if not gone(rec) then
+        rec.job:kill("KILL")
+        if rec.job:cgroup() then rec.job:kill_cgroup() end
+      end
     end
     self.sched:await(all_gone, 5000, 20)
   end
@@ -726,7 +787,9 @@ end
 -- graceMs, KILL what is left, and wait until every group is confirmed
 -- empty. opts: signal, graceMs, reason ("kill", "timeout", "session",
 -- "shutdown"). Returns lists of ids: stopped, already finished, and
--- { processId, message } errors. Stopped jobs are never restarted.
+-- { processId, message } errors, and the processes that had left the
+-- stopped jobs' groups (see escaped_report). Stopped jobs are never
+-- restarted.
 function M:stop(recs, opts)
   opts = opts or {}
   local sig = opts.signal or "TERM"
@@ -739,8 +802,18 @@ function M:stop(recs, opts)
       finished[#finished + 1] = rec.id
     else
       targets[#targets + 1] = rec
-      if not rec.stop then rec.stop = { reason = reason } end
-      if rec.job then rec.job:kill(sig) end
+      if not rec.stop then rec.stop = { reason = reason, escaped = {}, escaped_order = {} } end
+    end
+  end
+  note_escaped(targets)
+  for _, rec in ipairs(targets) do
+    local job = rec.job
+    if job then
+      job:kill(sig)
+      if job:cgroup() then
+        rec.stop.cgroup = true -- its escapees end with it
+        job:signal_escaped(sig)
+      end
     end
   end
   local cut_short = false
@@ -763,7 +836,7 @@ function M:stop(recs, opts)
         or ("process group %d is still alive after SIGKILL"):format(rec.pid or -1) }
     end
   end
-  return stopped, finished, errs
+  return stopped, finished, errs, escaped_report(targets)
 end
 
 -- ---- sessions ---------------------------------------------------------------------

@@ -264,7 +264,9 @@ local kill = {
   waits = true,
   description = "Stop background processes and everything they started (the whole process group): "
     .. "send `signal` (default TERM), wait graceMs (default 3000), then KILL what is left. Select by "
-    .. "processId, sessionId, status, tags, or all: true for everything; an empty selection is an error.",
+    .. "processId, sessionId, status, tags, or all: true for everything; an empty selection is an error. "
+    .. "`escaped` lists processes that had left a job's group (setsid): killed through the job's cgroup "
+    .. "where the machine gives one, else left running.",
   inputSchema = object {
     processId = ID, taskId = TASK_ID,
     sessionId = { type = "string", minLength = 1, maxLength = 200 },
@@ -297,12 +299,18 @@ local kill = {
     if not pred then return errors.fail("invalid_argument", "%s", err) end
     local recs
     if one then recs = pred(one) and { one } or {} else recs = engine:each(pred) end
-    local stopped, finished, errs = engine:stop(recs, { signal = sig, graceMs = args.graceMs, reason = "kill" })
-    return { killed = stopped, alreadyFinished = finished, errors = errs, signal = core.signame(num) }
+    local stopped, finished, errs, escaped = engine:stop(recs, { signal = sig, graceMs = args.graceMs, reason = "kill" })
+    return { killed = stopped, alreadyFinished = finished, errors = errs, signal = core.signame(num),
+             escaped = escaped }
   end,
   text = function(r)
-    return ("killed %d: %s; already finished %d; errors %d"):format(#r.killed,
+    local s = ("killed %d: %s; already finished %d; errors %d"):format(#r.killed,
       table.concat(r.killed, ", "), #r.alreadyFinished, #r.errors)
+    for _, e in ipairs(r.escaped or {}) do
+      s = s .. ("\n%s: pid %d (%s) had left its process group: %s"):format(e.processId, e.pid, e.command,
+        e.killed and "killed through the job's cgroup" or "left running (no cgroup)")
+    end
+    return s
   end,
 }
 
