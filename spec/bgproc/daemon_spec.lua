@@ -31,13 +31,7 @@ end
 
 local function since_ms(t0) return (uv.hrtime() - t0) / 1e6 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = h.read_file
 
 local function mode_of(path)
   local st = uv.fs_stat(path)
@@ -184,11 +178,7 @@ local function connect(d)
 end
 
 -- A tool call that must succeed.
-local function tool(c, name, args, sid)
-  local r, err = c:call("tools/call", { name = name, arguments = args, sessionId = sid }, 10000)
-  assert(r, "tools/call " .. name .. " failed: " .. (err and tostring(err.message) or "?"))
-  return r
-end
+local tool = h.tool_call
 
 -- A job's record, asked on a fresh connection.
 local function job(d, id)
