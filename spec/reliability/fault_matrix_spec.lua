@@ -187,7 +187,7 @@ end
 local function check_records(round, records, want)
   for i, k in ipairs(KINDS) do
     local r, w = records[i], want(k)
-    local where = ("round %s %d, kind %d (%s), job %s"):format(round.label, round.n, i, k.name, tostring(r.id))
+    local where = ("round %s %d, kind %d (%s), job %s"):format(round.label, round.n, i, k.name, tostring(r and r.id))
     assert(r, where .. ": no record")
     assert.equal(w.status, r.status, where .. ": " .. cjson.encode(r))
     if w.stopReason then assert.equal(w.stopReason, r.stopReason, where .. ": " .. cjson.encode(r)) end
