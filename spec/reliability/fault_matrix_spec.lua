@@ -213,6 +213,29 @@ local function note_time(label, ms)
   slowest[label] = math.max(slowest[label] or 0, ms)
 end
 
+-- The process that ran the engine (what) has ended, the ending at t0:
+-- its exit code and signal as wanted, nothing of the round left, and its
+-- guardian gone.
+local function engine_ended(round, t0, what, got, want, guardian)
+  assert.equal(want[1], got[1], what .. ": exit code")
+  assert.equal(want[2], got[2], what .. ": signal")
+  note_time(round.label, round:check_clean(t0))
+  assert(h.wait_until(function() return proc_stat(guardian) == nil end, REAP_MS),
+    what .. ": its guardian is still there")
+end
+
+-- ROUNDS rounds of an ending: state = start(round), then body(round,
+-- state); done(state) runs after each, even when the round failed.
+local function rounds(label, start, body, done)
+  for n = 1, ROUNDS do
+    local round = new_round(label, n)
+    local state = start(round)
+    local ok, err = pcall(body, round, state)
+    done(state)
+    assert(ok, err)
+  end
+end
+
 -- Kill whatever of ours is left (a failed round), by pid: marked only.
 local function kill_marked()
   for _, p in ipairs(marked()) do uv.kill(p.pid, "sigkill") end
@@ -315,15 +338,18 @@ local DAEMON_CONFIG = ("return { plugins = {}, graceMs = %d }\n"):format(GRACE_M
 
 -- ---- MCP servers ------------------------------------------------------------------------
 
--- `bgproc mcp` on the shared daemon, with the round's jobs started.
-local function mcp_start(d, c, round)
+-- `bgproc mcp` (on d's daemon, or --standalone), with the round's jobs started.
+-- (c: a client of the daemon for the reader; nil with standalone = true)
+local function mcp_start(d, c, round, standalone)
   local loop = core.new()
-  local job = assert(loop:spawn { argv = { h.lua, d.bin, "mcp" }, env = d.env, stdin = "pipe" })
+  local argv = { h.lua, d.bin, "mcp", standalone and "--standalone" or nil }
+  local job = assert(loop:spawn { argv = argv, env = d.env, stdin = "pipe" })
   local s = { loop = loop, job = job }
   local function send(id, method, params)
     job:write(json.encode { jsonrpc = "2.0", id = id, method = method, params = params } .. "\n")
   end
-  send(1, "initialize", { protocolVersion = "2025-11-25", capabilities = {}, clientInfo = { name = "matrix", version = "1" } })
+  send(1, "initialize", { protocolVersion = "2025-11-25", capabilities = {},
+                          clientInfo = { name = "matrix", version = "1" } })
   job:write('{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
   for i, a in ipairs(round:args()) do send(i + 1, "tools/call", { name = "createBackgroundProcess", arguments = a }) end
   local replies, cursor, buf = {}, 0, ""
@@ -347,8 +373,8 @@ local function mcp_start(d, c, round)
     assert(r.result and not r.result.isError, "create failed: " .. cjson.encode(r))
     records[i] = json.normalize(r.result.structuredContent)
   end
-  round:started(records)
-  start_reader(c, round)
+  round:started(records, function() loop:wait(0) end)
+  if c then start_reader(c, round) end
   s.records = records
   return s
 end
@@ -360,7 +386,8 @@ local function mcp_exit(s)
   return s.job:exit()
 end
 
-local function mcp_done(s)
+-- Kill the process of a { loop, job } if it is still there; close its loop.
+local function process_done(s)
   if s.job:alive() then s.job:kill("KILL") end
   s.loop:close()
 end
@@ -502,7 +529,7 @@ describe("fault matrix (" .. ROUNDS .. " rounds per ending)", function()
           assert.equal(want_signal, sig, "signal of bgproc mcp")
           s.t0 = t0
         end)
-        mcp_done(s)
+        process_done(s)
         assert(ok, err)
         return s.t0, nil
       end, stopped_for("session"))
@@ -510,49 +537,6 @@ describe("fault matrix (" .. ROUNDS .. " rounds per ending)", function()
     mcp_ending("client EOF", function(s) s.job:close_stdin() end, 0, nil)
     mcp_ending("SIGINT", function(s) s.job:kill("INT") end, 0, nil)
     mcp_ending("SIGKILL of the server", function(s) s.job:kill("KILL") end, nil, "KILL")
-  end)
-
-  -- Endings that take the daemon down: a fresh daemon per round.
-  describe("when the daemon ends", function()
-    local d
-    lazy_setup(function() d = h.private_daemon(DAEMON_CONFIG) end)
-    lazy_teardown(function() d.stop() end)
-    after_each(kill_marked)
-
-    local function daemon_ending(label, finish, want_code, want_signal)
-      it(label .. ": every kind ends with it, its guardian too", function()
-        for n = 1, ROUNDS do
-          local round = new_round(label, n)
-          local dm = spawn_daemon(d)
-          local ok, err = pcall(function()
-            daemon_start(dm.client, round)
-            local guardian = assert(guardian_of(dm.pid), "the daemon has no guardian")
-            local t0 = h.now_ms()
-            finish(dm)
-            dm.client:close()
-            dm.client = nil
-            assert(h.pump(dm.loop, function() return not dm.job:alive() end, WINDOW_MS), "the daemon did not exit")
-            local code, sig = dm.job:exit()
-            assert.equal(want_code, code, "the daemon's exit code")
-            assert.equal(want_signal, sig, "the daemon's signal")
-            note_time(label, round:check_clean(t0))
-            assert(h.wait_until(function() return proc_stat(guardian) == nil end, REAP_MS),
-              "the daemon's guardian is still there")
-            if want_code == 0 then assert.is_nil(uv.fs_stat(d.socket), "the socket file is still there") end
-          end)
-          stop_daemon(dm)
-          assert(ok, err)
-        end
-      end)
-    end
-
-    daemon_ending("`bgproc daemon stop`", function(dm)
-      local out, code = d.run { "daemon", "stop" }
-      assert.equal(0, code, out)
-      assert.matches("stopped %(pid " .. dm.pid .. "%)", out)
-    end, 0, nil)
-    daemon_ending("SIGTERM of the daemon", function(dm) assert(uv.kill(dm.pid, "sigterm")) end, 0, nil)
-    daemon_ending("SIGKILL of the daemon", function(dm) assert(uv.kill(dm.pid, "sigkill")) end, nil, "KILL")
   end)
 
   -- The timeout bug the matrix found, alone and in-process: a leader that
@@ -594,6 +578,55 @@ describe("fault matrix (" .. ROUNDS .. " rounds per ending)", function()
     end)
   end)
 
+  -- Endings that take the engine's process down: the daemon (a fresh one
+  -- per round) and, beyond the issue's list, `bgproc mcp --standalone`,
+  -- whose engine runs in-process. Records die with them: what is checked
+  -- is the process's exit, the process table and the guardian.
+  describe("when the daemon ends", function()
+    local d
+    lazy_setup(function() d = h.private_daemon(DAEMON_CONFIG) end)
+    lazy_teardown(function() d.stop() end)
+    after_each(kill_marked)
+
+    local function daemon_ending(label, finish, want_code, want_signal)
+      it(label .. ": every kind ends with it, its guardian too", function()
+        rounds(label, function() return spawn_daemon(d) end, function(round, dm)
+          daemon_start(dm.client, round)
+          local guardian = assert(guardian_of(dm.pid), "the daemon has no guardian")
+          local t0 = h.now_ms()
+          finish(dm)
+          dm.client:close()
+          dm.client = nil
+          assert(h.pump(dm.loop, function() return not dm.job:alive() end, WINDOW_MS), "the daemon did not exit")
+          engine_ended(round, t0, "the daemon", { dm.job:exit() }, { want_code, want_signal }, guardian)
+          if want_code == 0 then assert.is_nil(uv.fs_stat(d.socket), "the socket file is still there") end
+        end, stop_daemon)
+      end)
+    end
+
+    daemon_ending("`bgproc daemon stop`", function(dm)
+      local out, code = d.run { "daemon", "stop" }
+      assert.equal(0, code, out)
+      assert.matches("stopped %(pid " .. dm.pid .. "%)", out)
+    end, 0, nil)
+    daemon_ending("SIGTERM of the daemon", function(dm) assert(uv.kill(dm.pid, "sigterm")) end, 0, nil)
+    daemon_ending("SIGKILL of the daemon", function(dm) assert(uv.kill(dm.pid, "sigkill")) end, nil, "KILL")
+
+    local function standalone_ending(label, finish, want_code, want_signal)
+      it(label .. ": every kind ends with it, its guardian too", function()
+        rounds(label, function(round) return mcp_start(d, nil, round, true) end, function(round, s)
+          local guardian = assert(guardian_of(s.job:pid()), "the server has no guardian")
+          local t0 = h.now_ms()
+          finish(s)
+          engine_ended(round, t0, "bgproc mcp --standalone", { mcp_exit(s) }, { want_code, want_signal }, guardian)
+        end, process_done)
+      end)
+    end
+    standalone_ending("standalone MCP: client EOF", function(s) s.job:close_stdin() end, 0, nil)
+    standalone_ending("standalone MCP: SIGINT", function(s) s.job:kill("INT") end, 0, nil)
+    standalone_ending("standalone MCP: SIGKILL", function(s) s.job:kill("KILL") end, nil, "KILL")
+  end)
+
   -- An embedding host (build/lua-host, bgproc on luv's loop) that goes
   -- away without m:shutdown().
   describe("in an embedding host", function()
@@ -601,36 +634,29 @@ describe("fault matrix (" .. ROUNDS .. " rounds per ending)", function()
 
     local function host_ending(label, modes, finish, want_code, want_signal)
       it(label .. ": every kind ends with it, its guardian too", function()
-        for n = 1, ROUNDS do
-          local round = new_round(label, n)
-          local mode = modes[(n - 1) % #modes + 1]
+        rounds(label, function(round)
+          local mode = modes[(round.n - 1) % #modes + 1]
           local loop = core.new()
           local host = assert(loop:spawn {
             argv = { h.root .. "/build/lua-host", h.fixture("matrix_host.lua"), json.encode(round:args()), mode },
             env = h.lua_env(), stdin = "pipe",
           })
-          local ok, err = pcall(function()
-            local line = h.wait_until(function()
-              loop:wait(10)
-              return (host:read(0, nil, "stdout")):match("^[^\n]*\n") or not host:alive()
-            end, 15000, 0)
-            assert(type(line) == "string", "the host printed nothing: " .. tostring((host:read(0))))
-            local info = json.normalize(cjson.decode(line))
-            round:started(info.jobs, function() loop:wait(0) end)
-            local t0 = h.now_ms()
-            finish(host)
-            assert(h.pump(loop, function() return not host:alive() end, WINDOW_MS), "the host did not exit")
-            local code, sig = host:exit()
-            assert.equal(want_code, code, "the host's exit code (" .. mode .. "): " .. tostring((host:read(0))))
-            assert.equal(want_signal, sig, "the host's signal")
-            note_time(label, round:check_clean(t0))
-            assert(h.wait_until(function() return proc_stat(info.guardian) == nil end, REAP_MS),
-              "the host's guardian is still there")
-          end)
-          if host:alive() then host:kill("KILL") end
-          loop:close()
-          assert(ok, err)
-        end
+          return { loop = loop, job = host, mode = mode }
+        end, function(round, st)
+          local loop, host = st.loop, st.job
+          local line = h.wait_until(function()
+            loop:wait(10)
+            return (host:read(0, nil, "stdout")):match("^[^\n]*\n") or not host:alive()
+          end, 15000, 0)
+          assert(type(line) == "string", "the host printed nothing: " .. tostring((host:read(0))))
+          local info = json.normalize(cjson.decode(line))
+          round:started(info.jobs, function() loop:wait(0) end)
+          local t0 = h.now_ms()
+          finish(host)
+          assert(h.pump(loop, function() return not host:alive() end, WINDOW_MS), "the host did not exit")
+          local what = ("the host (%s; stderr: %s)"):format(st.mode, (host:read(0, nil, "stderr")))
+          engine_ended(round, t0, what, { host:exit() }, { want_code, want_signal }, info.guardian)
+        end, process_done)
       end)
     end
 
