@@ -26,6 +26,15 @@ function helpers.wait_until(fn, timeout_ms, step_ms)
   return fn()
 end
 
+-- A whole file's contents, or nil when it cannot be read.
+function helpers.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 -- /proc/<pid>/stat fields we care about, or nil when the pid is gone.
 function helpers.stat(pid)
   local f = io.open(("/proc/%d/stat"):format(pid))
@@ -242,6 +251,13 @@ function helpers.fails(m, code, tool, args, ctx)
   assert(r == nil, ("%s should have failed with %s"):format(tool, code))
   assert(err.code == code, ("expected %s, got %s: %s"):format(code, err.code, err.message))
   return err.message
+end
+
+-- A tools/call through a bgproc.client connection that must succeed.
+function helpers.tool_call(c, name, args, sid)
+  local r, err = c:call("tools/call", { name = name, arguments = args, sessionId = sid }, 15000)
+  assert(r, "tools/call " .. name .. " failed: " .. (err and tostring(err.message) or "?"))
+  return r
 end
 
 -- A private daemon for a spec: its own socket, state and config dirs, so a

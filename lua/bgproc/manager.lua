@@ -457,6 +457,16 @@ end
 
 -- ---- events ---------------------------------------------------------------------
 
+-- A job's timeout bounds its whole group: the timer stays while anything
+-- of the group is left (a leader that exited at once may leave a child
+-- holding its output) and goes once all of it is gone.
+local function drop_timeout(rec)
+  if rec.timeout_timer and gone(rec) then
+    rec.timeout_timer:cancel()
+    rec.timeout_timer = nil
+  end
+end
+
 local function check_ready(self, rec)
   if not rec.ready_re or rec.ready then return end
   for _, l in ipairs(self:scan(rec.ready_scan)) do
@@ -484,7 +494,7 @@ function M:finish(rec)
   q.last = q.last + 1
   q[q.last] = rec
   rec.qi = q.last
-  if rec.timeout_timer then rec.timeout_timer:cancel() end
+  drop_timeout(rec)
   if rec.job then self.running = self.running - 1 end -- launched, so counted
   rec.endedMs = rec.endedMs or wall_ms()
   if rec.ready_re and not rec.ready and rec.job then
@@ -539,6 +549,7 @@ function M:handle(events)
       end
       if ev.exit then on_exit(self, rec) end
       if ev.eof and rec.finished and rec.job then rec.job:shrink() end
+      if rec.finished then drop_timeout(rec) end
     end
   end
 end
@@ -590,11 +601,15 @@ function M:launch(rec)
   self.by_job[job] = rec
   if rec.ready_re then rec.ready_scan = { rec = rec, cursor = rec.base, partial = "" } end
   rec.fed = rec.base
+  if rec.timeout_timer then rec.timeout_timer:cancel() end -- a previous run's
+  rec.timeout_timer = nil
   if rec.timeoutMs then
     rec.timeout_timer = self.sched:after(rec.timeoutMs, function()
-      -- an exit already in the pipe is not a timeout
+      rec.timeout_timer = nil
+      -- an exit already in the pipe is not a timeout; what its leader
+      -- left running is stopped all the same
       self:handle(self.core:dispatch())
-      if not FINAL[rec.status] then
+      if not FINAL[rec.status] or not gone(rec) then
         self.sched:task(function()
           self:stop({ rec }, { reason = "timeout" })
         end)

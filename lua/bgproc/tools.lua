@@ -99,7 +99,9 @@ local create = {
               description = "\"null\" (default: a prompt sees end of input) or \"pipe\" (send input later)." },
     pty = { type = "boolean", description = "Run on a pseudo-terminal, for programs that need a TTY." },
     timeoutMs = { type = "integer", minimum = 1, maximum = 7 * 24 * 3600 * 1000,
-                  description = "Stop the job (TERM, then KILL) after this long; it then counts as failed." },
+                  description = "Stop the job and all it started (TERM, then KILL) after this long; it then "
+                    .. "counts as failed (a job whose leader already exited keeps its status; what it left "
+                    .. "running is stopped)." },
     outputBytes = { type = "integer", minimum = 1024, maximum = 1 << 30,
                     description = "Output kept in memory (a ring: the newest bytes win). Default 1 MiB." },
     readyPattern = { type = "string", minLength = 1, maxLength = 1000,

@@ -89,11 +89,7 @@ local function connect(d)
 end
 
 -- A tool call that must succeed.
-local function tool(c, name, args, sid)
-  local r, err = c:call("tools/call", { name = name, arguments = args, sessionId = sid }, 10000)
-  assert(r, "tools/call " .. name .. " failed: " .. (err and tostring(err.message) or "?"))
-  return r
-end
+local tool = h.tool_call
 
 -- A job's record, asked on a fresh connection.
 local function job(d, id)
