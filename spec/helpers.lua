@@ -37,24 +37,12 @@ end
 
 -- /proc/<pid>/stat fields we care about, or nil when the pid is gone.
 function helpers.stat(pid)
-  local f = io.open(("/proc/%d/stat"):format(pid))
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
+  local s = helpers.read_file(("/proc/%d/stat"):format(pid))
   local rest = s and s:match("%) (.*)$") -- nil if it died while we read
   if not rest then return nil end
   local state, ppid, pgrp, sid = rest:match("^(%S) (%-?%d+) (%-?%d+) (%-?%d+)")
   return { state = state, ppid = tonumber(ppid), pgrp = tonumber(pgrp),
            sid = tonumber(sid) }
-end
-
--- A file's whole content, or nil if it cannot be read.
-function helpers.read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
 end
 
 -- Running (not a zombie, not gone).

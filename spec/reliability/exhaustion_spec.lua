@@ -28,18 +28,7 @@ local function cpu_ticks(pid)
   return tonumber(f[12]) + tonumber(f[13]) -- utime, stime (fields 14, 15)
 end
 
--- Live processes whose environment holds EXHAUST_TOKEN=token.
-local function marked(token)
-  local out = {}
-  local needle = "\0EXHAUST_TOKEN=" .. token .. "\0"
-  for name in uv.fs_scandir_next, assert(uv.fs_scandir("/proc")) do
-    local pid = tonumber(name)
-    if pid and h.alive(pid) and ("\0" .. (read_file("/proc/" .. name .. "/environ") or "")):find(needle, 1, true) then
-      out[#out + 1] = pid
-    end
-  end
-  return out
-end
+local marked = h.marked -- processes carrying BGPROC_SPEC_MARK=token
 
 -- A raw connection, connected (or the test fails).
 local function raw(socket, opts)
@@ -199,7 +188,7 @@ describe("daemon under exhaustion", function()
     assert.truthy(line, "the waiting client was never served")
     assert.equal("waiting", json.decode(line).id)
     assert.matches("info accepting clients again", read_file(d.log))
-    local again = tool(c, "createBackgroundProcess", { argv = { "sleep", "100" }, env = { EXHAUST_TOKEN = d.token } })
+    local again = tool(c, "createBackgroundProcess", { argv = { "sleep", "100" }, env = { BGPROC_SPEC_MARK = d.token } })
     assert.equal("running", again.status)
 
     -- nothing leaked: with the clients gone and the jobs ended, the fds are back
@@ -226,7 +215,7 @@ describe("daemon under exhaustion", function()
       command = ("setpriv --reuid=%d --regid=%d --clear-groups lua5.4 %s/exhaust_client.lua 100")
         :format(NOBODY, NOBODY, d.tree),
       env = { LUA_PATH_5_4 = d.env.LUA_PATH_5_4, LUA_CPATH_5_4 = d.env.LUA_CPATH_5_4,
-              BGPROC_SOCKET = d.socket, EXHAUST_TOKEN = d.token },
+              BGPROC_SOCKET = d.socket, BGPROC_SPEC_MARK = d.token },
     })
     local out = h.finish(d.loop, kid, 30000)
     local r = {}
@@ -271,7 +260,7 @@ describe("daemon under exhaustion", function()
       -- 600 kB of lines, more than the disk holds, then a last line
       local job = tool(c, "createBackgroundProcess", {
         command = "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 600000; echo; echo the-end",
-        env = { EXHAUST_TOKEN = d.token },
+        env = { BGPROC_SPEC_MARK = d.token },
       })
       local w = tool(c, "waitForBackgroundProcess", { processId = job.id, timeoutMs = 20000 })
       assert.is_false(w.timedOut)
@@ -285,7 +274,7 @@ describe("daemon under exhaustion", function()
       local st = assert(uv.fs_stat(mnt .. "/" .. job.id .. ".log"))
       assert.is_true(st.size > 0 and st.size <= 256 * 1024)
       -- the daemon goes on: another job runs and is reported too
-      local next_job = tool(c, "createBackgroundProcess", { command = "echo second", env = { EXHAUST_TOKEN = d.token } })
+      local next_job = tool(c, "createBackgroundProcess", { command = "echo second", env = { BGPROC_SPEC_MARK = d.token } })
       tool(c, "waitForBackgroundProcess", { processId = next_job.id, timeoutMs = 10000 })
       local rec2 = tool(c, "getBackgroundProcess", { processId = next_job.id })
       assert.equal("completed", rec2.status)
@@ -302,7 +291,7 @@ describe("daemon under exhaustion", function()
       -- 1 MB of output to ask for, again and again
       local job = tool(c, "createBackgroundProcess", {
         command = "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 1000000; sleep 100",
-        env = { EXHAUST_TOKEN = d.token },
+        env = { BGPROC_SPEC_MARK = d.token },
       })
       assert.truthy(h.wait_until(function()
         return tool(c, "getBackgroundProcess", { processId = job.id, lines = 0 }).outputBytes == 1000000
