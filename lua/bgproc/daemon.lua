@@ -156,7 +156,7 @@ function daemon.run(opts)
     sid = sid or ("conn-%d-%d"):format(uv.os_getpid(), c.n)
     if bind == "pid" then
       local okb, perr = bind_pid(sid, pid)
-      if not okb then return nil, rpc.error(rpc.INVALID_PARAMS, "cannot watch pid: " .. tostring(perr)) end
+      if not okb then return nil, rpc.error(rpc.INVALID_PARAMS, ("'pid': cannot watch process %d: %s"):format(pid, tostring(perr))) end
     end
     engine:session_open(sid)
     c.session = sid
@@ -221,11 +221,9 @@ function daemon.run(opts)
 
   -- notifications/cancelled { requestId }: stop a running wait; unknown ids
   -- are ignored (some clients cancel after every call).
-  methods["notifications/cancelled"] = function(c, params, id)
+  methods["notifications/cancelled"] = function(c, params)
     local task = c.calls[rpc.id_key(params.requestId)]
     if task then task:cancel() end
-    if id ~= nil then return {} end -- sent as a request: it gets an answer
-    return nil, nil, true
   end
 
   local function on_connection(serr)
