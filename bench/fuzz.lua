@@ -182,7 +182,7 @@ function Run:expect(info, line_no, line)
   -- cancellation: an MCP tools/call it names may go unanswered
   if method == "notifications/cancelled" and self.target == "mcp" then
     local rid = params.requestId
-    if type(rid) == "string" or type(rid) == "number" then
+    if type(rid) == "string" or type(rid) == "number" or rid == NULL then -- (null cancels an id null)
       for _, e in ipairs(self.pending[corpus.id_key(rid)] or {}) do
         if e.method == "tools/call" and not e.optional then
           e.optional = true
@@ -212,7 +212,8 @@ end
 
 -- An answer: match it to the pending entry of its id with the earliest
 -- deadline (any matching is fine as long as each answer came in time).
--- Entries expecting this very error code (or a result) come first, then
+-- Entries owed an answer come before cancelled calls (which may never
+-- get one), then those expecting this very error code (or a result), then
 -- requests: with id null, many lines may be waiting at once.
 -- kind: for an MCP result, whether it is a tool's (true) or not (false).
 function Run:answered(key, code, kind)
@@ -220,7 +221,8 @@ function Run:answered(key, code, kind)
   if not list or #list == 0 then return nil end
   local best, best_score
   for i, e in ipairs(list) do
-    local score = (e.code == code and 4 or e.code == nil and 2 or 0) + ((kind == nil or kind == (e.tool ~= nil)) and 1 or 0)
+    local score = (e.optional and 0 or 8) + (e.code == code and 4 or e.code == nil and 2 or 0)
+      + ((kind == nil or kind == (e.tool ~= nil)) and 1 or 0)
     if not best or score > best_score or (score == best_score and e.deadline < list[best].deadline) then
       best, best_score = i, score
     end
@@ -474,7 +476,8 @@ function Run:fuzz()
     end
     if self:dead() then break end
     if o.verbose and n % 10000 == 0 then
-      io.stderr:write(("  %s: %d lines, %d answers\n"):format(self.target, n, st.answers))
+      io.stderr:write(("  %s: %d lines, %d answers, server RSS %s KiB\n"):format(self.target, n, st.answers,
+        tostring(status_kib(self.server.pid, "VmRSS"))))
     end
   end
   st.unsafe_replaced = gen.unsafe
@@ -520,7 +523,7 @@ end
 -- Stop everything: the MCP server by EOF, the daemon by daemon/stop; both
 -- must exit cleanly, and nothing they started may outlive them.
 function Run:teardown()
-  if self.target == "mcp" and not self.server.exited then
+  if self.target == "mcp" and self.server ~= self.daemon and not self.server.exited then
     self.out:shutdown()
     if not pump(function() return self.server.exited end, 15000) then
       self:fail("the MCP server did not exit on stdin EOF")
@@ -528,7 +531,7 @@ function Run:teardown()
     elseif self.server.code ~= 0 or self.server.signal ~= 0 then
       self:fail(("the MCP server exited with code %s, signal %s"):format(self.server.code, self.server.signal))
     end
-  elseif not self.input:is_closing() then
+  elseif self.input and not self.input:is_closing() then
     self.input:close()
   end
   if not self.daemon.exited then
@@ -575,23 +578,32 @@ function Run:teardown()
   os.execute(("rm -rf %q"):format(self.dir))
 end
 
-local function run_target(target, o)
-  local self = new_run(target, o)
+function Run:setup()
   self:start_daemon()
   self:connect()
-  if target == "mcp" then
+  if self.target == "mcp" then
     local ok = self:control("final", "initialize", { protocolVersion = "2025-11-25", capabilities = {},
       clientInfo = { name = "fuzz", version = "1" } })
     assert(ok, "the MCP server did not initialize: " .. self.server.stderr_tail())
     self:send('{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
   end
   assert(self:control("fence", "ping"), "no answer to the first ping")
-  self.stats.rss_before_kib = status_kib(self.server.pid, "VmRSS")
-  local t0 = now_ms()
-  local ok, err = pcall(self.fuzz, self)
+end
+
+local function run_target(target, o)
+  local self = new_run(target, o)
+  local ok, err = pcall(self.setup, self)
+  if ok then
+    self.stats.rss_before_kib = status_kib(self.server.pid, "VmRSS")
+    local t0 = now_ms()
+    ok, err = pcall(self.fuzz, self)
+    self.stats.seconds = (now_ms() - t0) / 1000
+    if ok then self:finish() end
+  end
   if not ok then self:fail("fuzz driver error: " .. tostring(err)) end
-  self.stats.seconds = (now_ms() - t0) / 1000
-  self:finish()
+  -- whatever happened, nothing started here may outlive the run
+  self.server = self.server or self.daemon or { pid = -1, exited = true, handle = { is_closing = function() return true end } }
+  self.daemon = self.daemon or self.server
   self:teardown()
   return self
 end

@@ -130,6 +130,10 @@ function Conn:line(line)
   end
 end
 
+local function refuse_long(conn)
+  conn:fail(nil, rpc.INVALID_REQUEST, ("request line longer than %d bytes"):format(rpc.MAX_LINE))
+end
+
 function Conn:feed(chunk)
   local pos = 1
   while not self.closed do
@@ -140,7 +144,7 @@ function Conn:feed(chunk)
         self.size = self.size + rest
         if self.size > rpc.MAX_LINE then
           self.parts, self.size, self.skipping = {}, 0, true
-          self:fail(nil, rpc.INVALID_REQUEST, ("request line longer than %d bytes"):format(rpc.MAX_LINE))
+          refuse_long(self)
         else
           self.parts[#self.parts + 1] = chunk:sub(pos)
         end
@@ -149,6 +153,10 @@ function Conn:feed(chunk)
     end
     if self.skipping then
       self.skipping = false
+    elseif self.size + (nl - pos) > rpc.MAX_LINE then
+      -- the end of a long line came with its newline: still too long
+      self.parts, self.size = {}, 0
+      refuse_long(self)
     else
       self.parts[#self.parts + 1] = chunk:sub(pos, nl - 1)
       local line = table.concat(self.parts)

@@ -763,6 +763,22 @@ describe("daemon", function()
       assert(answers_ping(d))
     end)
 
+    -- Found by bench/fuzz.lua: the last piece of a long line, read with
+    -- its newline, was not counted, so a line just over the limit was served.
+    it("refuses a line just over 24 MiB that comes with its newline", function()
+      local r = assert(raw(d.socket))
+      r:send(("z"):rep(24 * 1024 * 1024 + 1) .. "\n" .. PING:format(4) .. "\n", 20000)
+      local m = r:recv(10000)
+      assert.is_table(m)
+      assert.equal(-32600, m.error.code, m.error.message)
+      assert.matches("longer than", m.error.message)
+      m = r:recv()
+      assert.is_table(m)
+      assert.equal(4, m.id)
+      r:close()
+      assert(answers_ping(d))
+    end)
+
     it("answers a half line before EOF, then hangs up", function()
       local r = assert(raw(d.socket))
       r:send(PING:format(7))
