@@ -3,10 +3,12 @@
 -- time, as valid JSON, that the server never dies, and that it still
 -- serves a valid call at the end.
 --
---   lua5.4 bench/fuzz.lua [--lines 100000] [--seed N] [--target mcp|daemon|both]
+--   lua5.4 bench/fuzz.lua [--lines 100000] [--seed N] [--target mcp|daemon|both|standalone]
 --                         [--window 64] [--deadline-ms 20000] [--huge N] [--json] [--verbose]
 --
--- Each target gets a private daemon (its own socket, HOME, XDG and TMP
+-- Targets: mcp (`bgproc mcp`, through the daemon), daemon (its socket,
+-- directly), both (those two), standalone (`bgproc mcp --standalone`, the
+-- engine in-process). Each target gets a private daemon (its own socket, HOME, XDG and TMP
 -- dirs in a throwaway directory); this process is the subreaper of all it
 -- starts, so whatever outlives the daemon comes back to it and is counted
 -- as a stray (and killed). Lines come from bench/fuzz_corpus.lua, the same
@@ -34,7 +36,7 @@ local NULL = cjson.null
 -- ---- options ---------------------------------------------------------------------------
 
 local function usage(msg)
-  io.stderr:write(msg, "\nusage: lua5.4 bench/fuzz.lua [--lines N] [--seed N] [--target mcp|daemon|both]"
+  io.stderr:write(msg, "\nusage: lua5.4 bench/fuzz.lua [--lines N] [--seed N] [--target mcp|daemon|both|standalone]"
     .. " [--window N] [--deadline-ms N] [--huge N] [--json] [--verbose]\n")
   os.exit(2)
 end
@@ -52,8 +54,8 @@ local function options(argv)
       i = i + 2
     elseif a == "--target" then
       o.target = argv[i + 1]
-      if o.target ~= "mcp" and o.target ~= "daemon" and o.target ~= "both" then
-        usage("--target must be mcp, daemon or both")
+      if not ({ mcp = true, daemon = true, both = true, standalone = true })[o.target] then
+        usage("--target must be mcp, daemon, both or standalone")
       end
       i = i + 2
     elseif a == "--json" then o.json, i = true, i + 1
@@ -117,9 +119,13 @@ local function spawn(argv, env, cwd, with_stdin)
     end)
   assert(handle, pid)
   proc.handle, proc.pid, proc.stdin, proc.stdout = handle, pid, stdin, stdout
-  proc.err = {}
+  proc.err, proc.error_lines = {}, {}
   stderr:read_start(function(_, chunk)
     if chunk then
+      -- `bgproc mcp` logs to stderr: "bgproc mcp: error: ..." is a bug
+      for l in chunk:gmatch("[^\n]*: error: [^\n]*") do
+        if #proc.error_lines < 20 then proc.error_lines[#proc.error_lines + 1] = l end
+      end
       local e = proc.err
       e[#e + 1] = chunk
       if #e > 200 then table.remove(e, 1) end
@@ -149,6 +155,7 @@ local function new_run(target, o)
   }
   local self = setmetatable({
     target = target, o = o, dir = dir, env = env,
+    mcp = target ~= "daemon", -- an MCP server: through the daemon, or standalone
     pending = {},       -- id key -> list of { deadline, line_no, text, method, tool, optional }
     npending = 0,       -- required answers outstanding
     failures = {},      -- what went wrong, in words
@@ -180,7 +187,7 @@ function Run:expect(info, line_no, line)
   local params = msg and type(msg.params) == "table" and msg.params or {}
   local tool = method == "tools/call" and type(params.name) == "string" and params.name or nil
   -- cancellation: an MCP tools/call it names may go unanswered
-  if method == "notifications/cancelled" and self.target == "mcp" then
+  if method == "notifications/cancelled" and self.mcp then
     local rid = params.requestId
     if type(rid) == "string" or type(rid) == "number" or rid == NULL then -- (null cancels an id null)
       for _, e in ipairs(self.pending[corpus.id_key(rid)] or {}) do
@@ -212,17 +219,18 @@ end
 
 -- An answer: match it to the pending entry of its id with the earliest
 -- deadline (any matching is fine as long as each answer came in time).
--- Entries owed an answer come before cancelled calls (which may never
--- get one), then those expecting this very error code (or a result), then
--- requests: with id null, many lines may be waiting at once.
+-- Entries expecting this very error code (or a result) come first, then
+-- requests, then the rest (with id null, many lines may be waiting at
+-- once); among those, the right kind (a tool's result or not), and then
+-- entries owed an answer before cancelled calls (which may never get one).
 -- kind: for an MCP result, whether it is a tool's (true) or not (false).
 function Run:answered(key, code, kind)
   local list = self.pending[key]
   if not list or #list == 0 then return nil end
   local best, best_score
   for i, e in ipairs(list) do
-    local score = (e.optional and 0 or 8) + (e.code == code and 4 or e.code == nil and 2 or 0)
-      + ((kind == nil or kind == (e.tool ~= nil)) and 1 or 0)
+    local score = (e.code == code and 8 or e.code == nil and 4 or 0)
+      + ((kind == nil or kind == (e.tool ~= nil)) and 2 or 0) + (e.optional and 0 or 1)
     if not best or score > best_score or (score == best_score and e.deadline < list[best].deadline) then
       best, best_score = i, score
     end
@@ -271,7 +279,7 @@ function Run:on_line(line)
   end
   if key == "s:final" then self.final = m return end
   local kind
-  if self.target == "mcp" and type(m.result) == "table" then kind = m.result.isError ~= nil end
+  if self.mcp and type(m.result) == "table" then kind = m.result.isError ~= nil end
   local e, ambiguous = self:answered(key, m.error and math.tointeger(m.error.code), kind)
   if not e then
     st.unexpected = st.unexpected + 1
@@ -312,7 +320,7 @@ function Run:on_line(line)
   end
   local r = m.result
   if ambiguous then return end -- the same id pending twice: which tool's it is, is not known
-  if e.tool and self.target == "mcp" then
+  if e.tool and self.mcp then
     if type(r) ~= "table" or type(r.isError) ~= "boolean" or type(r.content) ~= "table" then
       return self:fail("a tools/call result that is not an MCP tool result: " .. short(line) .. "\n    sent: "
         .. short(e.text, 300))
@@ -364,7 +372,7 @@ end
 
 function Run:dead()
   if self.server.exited then
-    return ("the %s exited (code %s, signal %s)"):format(self.target == "mcp" and "MCP server" or "daemon",
+    return ("the %s exited (code %s, signal %s)"):format(self.mcp and "MCP server" or "daemon",
       tostring(self.server.code), tostring(self.server.signal))
   end
   if self.daemon.exited then return "the daemon exited (code " .. tostring(self.daemon.code) .. ")" end
@@ -400,8 +408,9 @@ function Run:start_daemon()
 end
 
 function Run:connect()
-  if self.target == "mcp" then
-    self.server = spawn({ "lua5.4", BIN, "mcp" }, self.env, self.dir .. "/work", true)
+  if self.mcp then
+    local argv = { "lua5.4", BIN, "mcp", self.target == "standalone" and "--standalone" or nil }
+    self.server = spawn(argv, self.env, self.dir .. "/work", true)
     self.out, self.input = self.server.stdin, self.server.stdout
   else
     self.server = self.daemon
@@ -447,7 +456,7 @@ end
 
 function Run:fuzz()
   local o, st = self.o, self.stats
-  local gen = corpus.new { target = self.target, seed = o.seed, lines = o.lines, huge = o.huge }
+  local gen = corpus.new { target = self.mcp and "mcp" or "daemon", seed = o.seed, lines = o.lines, huge = o.huge }
   gen.my_pid = uv.os_getpid()
   local tick = uv.new_timer()
   tick:start(100, 100, function() self:check_deadlines() end)
@@ -504,12 +513,12 @@ function Run:finish()
   -- a valid call still works
   local ok, m = self:control("final", "tools/call", { name = "listBackgroundProcesses", arguments = {} })
   local r = m and m.result
-  if self.target == "mcp" then r = r and r.isError == false and r.structuredContent end
+  if self.mcp then r = r and r.isError == false and r.structuredContent end
   st.final_call_ok = ok and type(r) == "table" and type(r.processes) == "table" and math.tointeger(r.count) ~= nil
   if not st.final_call_ok then self:fail("the final listBackgroundProcesses failed: " .. (m and cjson.encode(m) or "no answer")) end
   st.rss_after_kib = status_kib(self.server.pid, "VmRSS")
   st.rss_peak_kib = status_kib(self.server.pid, "VmHWM")
-  if self.target == "mcp" then
+  if self.mcp then
     st.daemon_rss_after_kib = status_kib(self.daemon.pid, "VmRSS")
     st.daemon_rss_peak_kib = status_kib(self.daemon.pid, "VmHWM")
   end
@@ -523,7 +532,7 @@ end
 -- Stop everything: the MCP server by EOF, the daemon by daemon/stop; both
 -- must exit cleanly, and nothing they started may outlive them.
 function Run:teardown()
-  if self.target == "mcp" and self.server ~= self.daemon and not self.server.exited then
+  if self.mcp and self.server ~= self.daemon and not self.server.exited then
     self.out:shutdown()
     if not pump(function() return self.server.exited end, 15000) then
       self:fail("the MCP server did not exit on stdin EOF")
@@ -571,6 +580,12 @@ function Run:teardown()
       self:fail("daemon log: " .. short(l, 300))
     end
   end
+  if self.mcp then
+    for _, l in ipairs(self.server.error_lines or {}) do
+      handler_errors = handler_errors + 1
+      self:fail("MCP server stderr: " .. short(l, 300))
+    end
+  end
   self.stats.log_errors = handler_errors
   for _, h in ipairs { self.out, self.input } do if h and not h:is_closing() then h:close() end end
   for _, p in ipairs { self.server, self.daemon } do if not p.handle:is_closing() then p.handle:close() end end
@@ -581,7 +596,7 @@ end
 function Run:setup()
   self:start_daemon()
   self:connect()
-  if self.target == "mcp" then
+  if self.mcp then
     local ok = self:control("final", "initialize", { protocolVersion = "2025-11-25", capabilities = {},
       clientInfo = { name = "fuzz", version = "1" } })
     assert(ok, "the MCP server did not initialize: " .. self.server.stderr_tail())
@@ -645,7 +660,7 @@ local function report(run, o)
         st.unanswered_cancelled, st.unsafe_replaced, st.final_call_ok and "ok" or "FAILED"))
     local rss = ("  server RSS: %s KiB before, %s KiB after, %s KiB peak"):format(tostring(st.rss_before_kib),
       tostring(st.rss_after_kib), tostring(st.rss_peak_kib))
-    if run.target == "mcp" then
+    if run.mcp then
       rss = rss .. (" (daemon: %s KiB after, %s KiB peak)"):format(tostring(st.daemon_rss_after_kib),
         tostring(st.daemon_rss_peak_kib))
     end
