@@ -3,16 +3,19 @@
 -- time, as valid JSON, that the server never dies, and that it still
 -- serves a valid call at the end.
 --
---   lua5.4 bench/fuzz.lua [--lines 100000] [--seed N] [--target mcp|daemon|both|standalone]
+--   lua5.4 bench/fuzz.lua [--lines 100000] [--seed N]
+--                         [--target mcp|daemon|both|standalone|all]
 --                         [--window 64] [--deadline-ms 20000] [--huge N] [--json] [--verbose]
 --
 -- Targets: mcp (`bgproc mcp`, through the daemon), daemon (its socket,
--- directly), both (those two), standalone (`bgproc mcp --standalone`, the
--- engine in-process). Each target gets a private daemon (its own socket, HOME, XDG and TMP
--- dirs in a throwaway directory); this process is the subreaper of all it
--- starts, so whatever outlives the daemon comes back to it and is counted
--- as a stray (and killed). Lines come from bench/fuzz_corpus.lua, the same
--- for a seed; the seed is printed. Exit status 0 only when every check held.
+-- directly), both (those two, the default), standalone (`bgproc mcp
+-- --standalone`, the engine in-process), all (the three). Each target
+-- gets a private daemon (its own socket, HOME, XDG and TMP dirs in a
+-- throwaway directory); this process is the subreaper of all it starts,
+-- so whatever outlives the daemon comes back to it and is counted as a
+-- stray (and killed). Lines come from bench/fuzz_corpus.lua, the same for
+-- a seed; the seed is printed. --huge: lines over the 24 MiB limit
+-- (default one per 50,000). Exit status 0 only when every check held.
 --
 -- "A request" is what JSON-RPC 2.0 says must be answered (corpus.owed):
 -- a line that is not JSON, not an object, a batch, or an invalid request
@@ -36,8 +39,8 @@ local NULL = cjson.null
 -- ---- options ---------------------------------------------------------------------------
 
 local function usage(msg)
-  io.stderr:write(msg, "\nusage: lua5.4 bench/fuzz.lua [--lines N] [--seed N] [--target mcp|daemon|both|standalone]"
-    .. " [--window N] [--deadline-ms N] [--huge N] [--json] [--verbose]\n")
+  io.stderr:write(msg, "\nusage: lua5.4 bench/fuzz.lua [--lines N] [--seed N]"
+    .. " [--target mcp|daemon|both|standalone|all] [--window N] [--deadline-ms N] [--huge N] [--json] [--verbose]\n")
   os.exit(2)
 end
 
@@ -54,8 +57,8 @@ local function options(argv)
       i = i + 2
     elseif a == "--target" then
       o.target = argv[i + 1]
-      if not ({ mcp = true, daemon = true, both = true, standalone = true })[o.target] then
-        usage("--target must be mcp, daemon, both or standalone")
+      if not ({ mcp = true, daemon = true, both = true, standalone = true, all = true })[o.target] then
+        usage("--target must be mcp, daemon, both, standalone or all")
       end
       i = i + 2
     elseif a == "--json" then o.json, i = true, i + 1
@@ -676,7 +679,7 @@ local function main(argv)
   if not o.json then print(("fuzz: seed %d (rerun with --seed %d)"):format(o.seed, o.seed)) end
   -- we are the subreaper of everything we start: strays come back to us
   local reaper = assert(core.new { subreaper = true, guardian = false })
-  local targets = o.target == "both" and { "mcp", "daemon" } or { o.target }
+  local targets = ({ both = { "mcp", "daemon" }, all = { "mcp", "daemon", "standalone" } })[o.target] or { o.target }
   local all_ok = true
   for _, target in ipairs(targets) do
     local ok, run = pcall(run_target, target, o)

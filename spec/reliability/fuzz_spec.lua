@@ -1,10 +1,11 @@
 -- Bad input at scale, the short version: bench/fuzz.lua sends 2,000
--- fuzzed JSON-RPC lines (a fixed seed) to `bgproc mcp` and to the daemon,
--- each with a private daemon, and checks that every request got exactly
--- one answer in time, that nothing died or hung, that a valid call still
--- works at the end, and that nothing the jobs started outlived the
--- daemon. A second, shorter run takes its seed from the clock (printed on
--- failure: rerun it with `lua5.4 bench/fuzz.lua --seed N`).
+-- fuzzed JSON-RPC lines (a fixed seed) to `bgproc mcp` (through the
+-- daemon, and standalone) and to the daemon, each with a private daemon,
+-- and checks that every request got exactly one answer in time, that
+-- nothing died or hung, that a valid call still works at the end, and
+-- that nothing the jobs started outlived the daemon. A second, shorter run
+-- takes its seed from the clock (printed on failure: rerun it with
+-- `lua5.4 bench/fuzz.lua --seed N`).
 local h = require "helpers"
 local core = require "bgproc.core"
 local cjson = require "cjson"
@@ -14,7 +15,7 @@ local function fuzz(lines, seed)
   local loop = core.new()
   local job = assert(loop:spawn {
     argv = { "lua5.4", h.root .. "/bench/fuzz.lua", "--lines", tostring(lines), "--seed", tostring(seed),
-             "--target", "both", "--json" },
+             "--target", "all", "--json" },
   })
   local ok = h.pump(loop, function()
     local info = job:info()
@@ -38,7 +39,7 @@ end
 local function check(lines, seed)
   local code, reports, out = fuzz(lines, seed)
   local why = ("seed %d (rerun: lua5.4 bench/fuzz.lua --lines %d --seed %d):\n%s"):format(seed, lines, seed, out)
-  for _, target in ipairs { "mcp", "daemon" } do
+  for _, target in ipairs { "mcp", "daemon", "standalone" } do
     local r = reports[target]
     assert.is_table(r, "no report for " .. target .. ": " .. why)
     assert.equal(lines, r.items, why)
