@@ -410,6 +410,25 @@ function Run:start_daemon()
   assert(ok and not self.daemon.exited, "the daemon did not start: " .. self.daemon.stderr_tail())
 end
 
+-- A connection to the daemon's socket (the socket file appears at
+-- bind(), a moment before listen(): refused connects are retried).
+function Run:connect_socket()
+  local pipe, err
+  local deadline = now_ms() + 10000
+  repeat
+    if pipe then
+      pipe:close()
+      uv.sleep(20)
+    end
+    local done
+    pipe = uv.new_pipe(false)
+    pipe:connect(self.env.BGPROC_SOCKET, function(e) done, err = true, e end)
+    pump(function() return done end, 10000)
+  until not err or now_ms() > deadline
+  assert(not err, "cannot connect: " .. tostring(err))
+  return pipe
+end
+
 function Run:connect()
   if self.mcp then
     local argv = { "lua5.4", BIN, "mcp", self.target == "standalone" and "--standalone" or nil }
@@ -417,20 +436,7 @@ function Run:connect()
     self.out, self.input = self.server.stdin, self.server.stdout
   else
     self.server = self.daemon
-    -- the socket file appears at bind(), a moment before listen()
-    local pipe, err
-    local deadline = now_ms() + 10000
-    repeat
-      if pipe then
-        pipe:close()
-        uv.sleep(20)
-      end
-      local done
-      pipe = uv.new_pipe(false)
-      pipe:connect(self.env.BGPROC_SOCKET, function(e) done, err = true, e end)
-      pump(function() return done end, 10000)
-    until not err or now_ms() > deadline
-    assert(not err, "cannot connect: " .. tostring(err))
+    local pipe = self:connect_socket()
     self.out, self.input = pipe, pipe
   end
   self.input:read_start(function(err, chunk)
@@ -547,9 +553,11 @@ function Run:teardown()
     self.input:close()
   end
   if not self.daemon.exited then
-    local out = io.popen(("env BGPROC_SOCKET=%q lua5.4 %q daemon stop 2>&1"):format(self.env.BGPROC_SOCKET, BIN))
-    out:read("a")
-    out:close()
+    local ok, pipe = pcall(self.connect_socket, self)
+    if ok then
+      self.stop_pipe = pipe
+      pipe:write('{"jsonrpc":"2.0","id":1,"method":"daemon/stop"}\n')
+    end
     if not pump(function() return self.daemon.exited end, 20000) then
       self:fail("the daemon did not stop")
       uv.process_kill(self.daemon.handle, "sigkill")
@@ -590,7 +598,7 @@ function Run:teardown()
     end
   end
   self.stats.log_errors = handler_errors
-  for _, h in ipairs { self.out, self.input } do if h and not h:is_closing() then h:close() end end
+  for _, h in ipairs { self.out, self.input, self.stop_pipe } do if h and not h:is_closing() then h:close() end end
   for _, p in ipairs { self.server, self.daemon } do if not p.handle:is_closing() then p.handle:close() end end
   uv.run("nowait")
   os.execute(("rm -rf %q"):format(self.dir))
@@ -610,6 +618,7 @@ end
 
 local function run_target(target, o)
   local self = new_run(target, o)
+  self.stats.seconds = 0
   local ok, err = pcall(self.setup, self)
   if ok then
     self.stats.rss_before_kib = status_kib(self.server.pid, "VmRSS")
@@ -679,6 +688,7 @@ local function main(argv)
   if not o.json then print(("fuzz: seed %d (rerun with --seed %d)"):format(o.seed, o.seed)) end
   -- we are the subreaper of everything we start: strays come back to us
   local reaper = assert(core.new { subreaper = true, guardian = false })
+  require("bgproc.rpc").ignore_sigpipe() -- a dead server is a finding, not our death
   local targets = ({ both = { "mcp", "daemon" }, all = { "mcp", "daemon", "standalone" } })[o.target] or { o.target }
   local all_ok = true
   for _, target in ipairs(targets) do

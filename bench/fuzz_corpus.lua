@@ -356,9 +356,10 @@ local function bad_args(tool)
     set(a, pick { "name", "command", "processId", "signal", "stream", "status", "until", "filter" }, tagged_string())
   elseif r == 8 then -- the arguments themselves wrong
     return pick { NULL, "x", 5, arr { 1 }, true, arr {} }
-  else -- the same key twice
-    local _, v = next(a)
-    if #a > 0 then a[#a + 1], a[#a + 2] = a[1], wild_value() else set(a, "x", v) end
+  elseif #a > 0 then -- the same key twice
+    a[#a + 1], a[#a + 2] = a[1], wild_value()
+  else
+    set(a, "x", wild_value())
   end
   return a
 end
