@@ -297,8 +297,10 @@ function Run:on_line(line)
       return self:fail("a malformed error object: " .. short(line))
     end
     count(st.errors, math.tointeger(err.code))
-    if err.code == -32603.0 then self:fail("internal error (a handler bug) on line " .. e.line_no .. ": " .. short(line, 400)
-      .. "\n    sent: " .. short(e.text, 400)) end
+    if err.code == -32603.0 then
+      self:fail(("internal error (a handler bug) on line %d: %s\n    sent: %s"):format(e.line_no, short(line, 400),
+        short(e.text, 400)))
+    end
     if err.code == -32602 and not names_a_field(err.message) then
       st.unclear = st.unclear + 1
       self:fail("an invalid-params error that names no field: " .. short(err.message))
@@ -524,7 +526,9 @@ function Run:finish()
   local r = m and m.result
   if self.mcp then r = r and r.isError == false and r.structuredContent end
   st.final_call_ok = ok and type(r) == "table" and type(r.processes) == "table" and math.tointeger(r.count) ~= nil
-  if not st.final_call_ok then self:fail("the final listBackgroundProcesses failed: " .. (m and cjson.encode(m) or "no answer")) end
+  if not st.final_call_ok then
+    self:fail("the final listBackgroundProcesses failed: " .. (m and cjson.encode(m) or "no answer"))
+  end
   st.rss_after_kib = status_kib(self.server.pid, "VmRSS")
   st.rss_peak_kib = status_kib(self.server.pid, "VmHWM")
   if self.mcp then
@@ -629,7 +633,8 @@ local function run_target(target, o)
   end
   if not ok then self:fail("fuzz driver error: " .. tostring(err)) end
   -- whatever happened, nothing started here may outlive the run
-  self.server = self.server or self.daemon or { pid = -1, exited = true, handle = { is_closing = function() return true end } }
+  local none = { pid = -1, exited = true, handle = { is_closing = function() return true end } }
+  self.server = self.server or self.daemon or none
   self.daemon = self.daemon or self.server
   self:teardown()
   return self

@@ -221,8 +221,8 @@ corpus.TOOLS = TOOLS
 
 local SESSIONS = { "fz-a", "fz-b", "fz-c" }
 local STATUSES = { "running", "exited", "failed", "killed", "starting", "timeout", "sleeping" }
-local UNICODE = { "héllo wörld", "日本語のテキスト", "emoji 🎉🚀", "\u{FFFD}", "عربى", "e\u{301}", "\u{200B}zw",
-                  "\u{10FFFF}" }
+local UNICODE = { "héllo wörld", "日本語のテキスト", "emoji 🎉🚀", "\u{FFFD}", "عربى", "e\u{301}",
+                  "\u{200B}zw", "\u{10FFFF}" }
 local BAD_UTF8 = { "\xff\xfe", "\xc3", "\xc0\xaf", "\xed\xa0\x80", "a\x80b", "\xf4\x90\x80\x80" }
 
 local function pid_ref() return "@P" .. random(0, 9) .. "@" end
@@ -454,7 +454,9 @@ function Gen:tool_call(id)
   local args = (chance(0.55) or not GOOD[tool]) and (GOOD[tool] and GOOD[tool]() or obj {}) or bad_args(tool)
   local p = obj { "name", tool }
   if args ~= nil and not chance(0.03) then set(p, "arguments", args) end
-  if self.target == "mcp" and chance(0.05) then set(p, "_meta", obj { "progressToken", chance(0.5) and id or wild_value() }) end
+  if self.target == "mcp" and chance(0.05) then
+    set(p, "_meta", obj { "progressToken", chance(0.5) and id or wild_value() })
+  end
   if self.target == "daemon" then
     if chance(0.15) then set(p, "sessionId", chance(0.8) and pick(SESSIONS) or wild_value()) end
     if chance(0.05) then set(p, "progress", chance(0.7) or wild_value()) end
@@ -475,7 +477,9 @@ function Gen:base(n)
     return message(chance(0.9) and nil or id, "notifications/cancelled",
       obj { "requestId", chance(0.8) and (n - random(1, 5)) or wild_value(), "reason", "fuzz" })
   end
-  if r <= 76 then return message(id, pick { "no/such", "", "PING", "tools/call/x", "notifications/x", "rpc.discover" }) end
+  if r <= 76 then
+    return message(id, pick { "no/such", "", "PING", "tools/call/x", "notifications/x", "rpc.discover" })
+  end
   if r <= 78 then return message(nil, pick { "ping", "no/such", "notifications/x", "tools/call" }, obj {}) end
   if self.target == "mcp" then
     if r <= 88 then

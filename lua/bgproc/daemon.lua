@@ -156,7 +156,9 @@ function daemon.run(opts)
     sid = sid or ("conn-%d-%d"):format(uv.os_getpid(), c.n)
     if bind == "pid" then
       local okb, perr = bind_pid(sid, pid)
-      if not okb then return nil, rpc.error(rpc.INVALID_PARAMS, ("'pid': cannot watch process %d: %s"):format(pid, tostring(perr))) end
+      if not okb then
+        return nil, rpc.error(rpc.INVALID_PARAMS, ("'pid': cannot watch process %d: %s"):format(pid, tostring(perr)))
+      end
     end
     engine:session_open(sid)
     c.session = sid

@@ -87,7 +87,8 @@ local function check(msg)
   local id = msg.id
   local idt = type(id)
   -- 1e999 decodes as inf, which no reply could carry back (it encodes as null)
-  if id ~= nil and id ~= json.null and idt ~= "string" and not (idt == "number" and id == id and math.abs(id) ~= math.huge) then
+  local finite = idt == "number" and id == id and math.abs(id) ~= math.huge
+  if id ~= nil and id ~= json.null and idt ~= "string" and not finite then
     return nil, nil, "'id' must be a string, a finite number or null"
   end
   if msg.jsonrpc ~= "2.0" then
