@@ -200,7 +200,9 @@ function Run:expect(info, line_no, line)
       for _, e in ipairs(self.pending[corpus.id_key(rid)] or {}) do
         if e.method == "tools/call" and not e.optional then
           e.optional = true
-          if self.o.verbose then self:trace(corpus.id_key(rid), ("line %d: cancels line %d"):format(line_no, e.line_no)) end
+          if self.o.verbose then
+            self:trace(corpus.id_key(rid), ("line %d: cancels line %d"):format(line_no, e.line_no))
+          end
           self.npending = self.npending - 1
         end
       end
@@ -230,6 +232,14 @@ function Run:expect(info, line_no, line)
   self.stats.owed = self.stats.owed + 1
 end
 
+-- --verbose: what happened to ids used twice at once, shown on a hang
+function Run:trace(key, what)
+  local h = self.history[key] or {}
+  self.history[key] = h
+  h[#h + 1] = what
+  if #h > 12 then table.remove(h, 1) end
+end
+
 -- An answer: match it to the pending entry of its id with the earliest
 -- deadline (any matching is fine as long as each answer came in time).
 -- Entries owed an answer come first (a cancelled call may never get one:
@@ -239,14 +249,6 @@ end
 -- be wrong, so codes are checked per line only for ids pending alone, and
 -- in total (Run:check_codes) for all.
 -- kind: for an MCP result, whether it is a tool's (true) or not (false).
--- --verbose: what happened to ids used twice at once, shown on a hang
-function Run:trace(key, what)
-  local h = self.history[key] or {}
-  self.history[key] = h
-  h[#h + 1] = what
-  if #h > 12 then table.remove(h, 1) end
-end
-
 function Run:answered(key, code, kind)
   local list = self.pending[key]
   if not list or #list == 0 then return nil end
@@ -260,8 +262,10 @@ function Run:answered(key, code, kind)
   end
   local ambiguous = self.shared[key]
   local e = table.remove(list, best)
-  if ambiguous and self.o.verbose then self:trace(key, ("answer code=%s kind=%s -> line %d (of %d pending)")
-    :format(tostring(code), tostring(kind), e.line_no, #list + 1)) end
+  if ambiguous and self.o.verbose then
+    self:trace(key, ("answer code=%s kind=%s -> line %d (of %d pending)"):format(tostring(code), tostring(kind),
+      e.line_no, #list + 1))
+  end
   if #list == 0 then self.pending[key] = nil end
   if not e.optional then self.npending = self.npending - 1 end
   return e, ambiguous
