@@ -159,10 +159,11 @@ function daemon.run(opts)
     sid = sid or ("conn-%d-%d"):format(uv.os_getpid(), c.n)
     if bind == "pid" then
       local okb, perr, ename = bind_pid(sid, pid)
+      local why = ("'pid': cannot watch process %d: %s"):format(pid, tostring(perr))
       if not okb and (ename == "ESRCH" or ename == "EINVAL") then
-        return nil, rpc.error(rpc.INVALID_PARAMS, "cannot watch pid: " .. tostring(perr))
+        return nil, rpc.error(rpc.INVALID_PARAMS, why)
       elseif not okb then -- out of fds or memory: the daemon's trouble, not a bad pid
-        return nil, rpc.error(rpc.TOOL_ERROR, "cannot watch pid: " .. tostring(perr), { code = "limit" })
+        return nil, rpc.error(rpc.TOOL_ERROR, why, { code = "limit" })
       end
     end
     engine:session_open(sid)
@@ -229,11 +230,9 @@ function daemon.run(opts)
 
   -- notifications/cancelled { requestId }: stop a running wait; unknown ids
   -- are ignored (some clients cancel after every call).
-  methods["notifications/cancelled"] = function(c, params, id)
+  methods["notifications/cancelled"] = function(c, params)
     local task = c.calls[rpc.id_key(params.requestId)]
     if task then task:cancel() end
-    if id ~= nil then return {} end -- sent as a request: it gets an answer
-    return nil, nil, true
   end
 
   local function on_connection(fd)

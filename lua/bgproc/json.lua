@@ -178,6 +178,10 @@ end
 
 local decoder = cjson.new()
 decoder.decode_max_depth(64)
+-- JSON as RFC 8259 has it: no NaN, Infinity or hex numbers (cjson takes
+-- them by default, and they would come back as null: an id NaN would be
+-- answered with id null)
+decoder.decode_invalid_numbers(false)
 
 -- Decode s: value, or nil and a message.
 function json.decode(s)

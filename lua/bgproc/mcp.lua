@@ -244,7 +244,7 @@ function mcp.run(opts)
     return nil, nil, true
   end
 
-  handlers["notifications/initialized"] = function() return nil, nil, true end
+  handlers["notifications/initialized"] = function() end
 
   handlers["notifications/cancelled"] = function(_, params)
     local entry = calls[rpc.id_key(params.requestId)]
@@ -252,7 +252,6 @@ function mcp.run(opts)
       entry.cancelled = true
       entry.cancel()
     end
-    return nil, nil, true
   end
 
   -- At the end of input: waits are cancelled (their client is gone), the

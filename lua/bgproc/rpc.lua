@@ -87,8 +87,10 @@ local function check(msg)
   end
   local id = msg.id
   local idt = type(id)
-  if id ~= nil and id ~= json.null and idt ~= "string" and idt ~= "number" then
-    return nil, nil, "'id' must be a string, a number or null"
+  -- 1e999 decodes as inf, which no reply could carry back (it encodes as null)
+  local finite = idt == "number" and id == id and math.abs(id) ~= math.huge
+  if id ~= nil and id ~= json.null and idt ~= "string" and not finite then
+    return nil, nil, "'id' must be a string, a finite number or null"
   end
   if msg.jsonrpc ~= "2.0" then
     return nil, id, "'jsonrpc' must be \"2.0\""
@@ -157,6 +159,10 @@ function Conn:feed(chunk)
     end
     if self.skipping then
       self.skipping = false
+    elseif self.size + (nl - pos) > rpc.MAX_LINE then
+      -- the end of a long line came with its newline: still too long
+      self.parts, self.size = {}, 0
+      self:queue(TOO_LONG)
     else
       self.parts[#self.parts + 1] = chunk:sub(pos, nl - 1)
       self:queue(table.concat(self.parts))
@@ -204,7 +210,9 @@ end
 --   return nil, nil, true          -> the handler answers (or not) itself
 -- Unknown methods get -32601; params that are an array get -32602.
 -- Notifications (no id) only reach "notifications/..." methods and are
--- never answered.
+-- never answered. A "notifications/..." method sent as a request (with an
+-- id) is handled as the notification, and answered {}: a request is
+-- always answered.
 function rpc.dispatch(conn, msg, methods, arg)
   if msg.method == nil then return end -- a response: servers send no requests
   local is_request = msg.id ~= nil
@@ -218,9 +226,14 @@ function rpc.dispatch(conn, msg, methods, arg)
     if is_request then conn:fail(msg.id, rpc.INVALID_PARAMS, "'params' must be an object") end
     return
   end
-  if not is_request and not msg.method:find("^notifications/") then return end
-  local res, err, handled = fn(arg, params, is_request and msg.id or nil)
-  if handled or not is_request then return end
+  if msg.method:find("^notifications/") then
+    fn(arg, params, nil)
+    if is_request then conn:reply(msg.id, {}) end
+    return
+  end
+  if not is_request then return end
+  local res, err, handled = fn(arg, params, msg.id)
+  if handled then return end
   if err then conn:fail(msg.id, err.code, err.message, err.data) else conn:reply(msg.id, res or {}) end
 end
 

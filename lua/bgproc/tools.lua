@@ -63,12 +63,18 @@ local function complete(engine, rec)
   return engine:final(rec) and engine:output_done(rec)
 end
 
-local function has_nul(v)
-  if type(v) == "string" then return v:find("\0", 1, true) ~= nil end
+-- The name of the first field of v holding a NUL byte (in a key or a
+-- value, at any depth), or nil. `path` names v itself.
+local function nul_field(v, path)
+  if type(v) == "string" then return v:find("\0", 1, true) and path or nil end
   if type(v) == "table" then
-    for k, x in pairs(v) do if has_nul(k) or has_nul(x) then return true end end
+    for k, x in pairs(v) do
+      local sub = type(k) == "number" and ("%s[%d]"):format(path, k) or (path == "" and k or path .. "." .. k)
+      if type(k) == "string" and k:find("\0", 1, true) then return sub end
+      local found = nul_field(x, sub)
+      if found then return found end
+    end
   end
-  return false
 end
 
 -- ---- createBackgroundProcess ----------------------------------------------------
@@ -108,7 +114,8 @@ local create = {
                      description = "Regular expression; the first output line matching it marks the job ready." },
   },
   handler = function(engine, args, ctx)
-    if has_nul(args) then return errors.fail("invalid_argument", "arguments must not contain NUL bytes") end
+    local nul = nul_field(args, "")
+    if nul then return errors.fail("invalid_argument", "'%s' must not contain NUL bytes", text.utf8(nul)) end
     for k in pairs(args.env or {}) do
       if k == "" or k:find("=", 1, true) then
         return errors.fail("invalid_argument", "'env': variable name '%s' must be non-empty without '='", k)
@@ -283,7 +290,7 @@ local kill = {
                   status = args.status, tags = args.tags }
     if filter.empty(sel) and args.all ~= true then
       return errors.fail("invalid_argument",
-        "no selector: give processId, sessionId, status or tags, or all: true to stop every job")
+        "no selector: give 'processId', 'sessionId', 'status' or 'tags', or 'all': true to stop every job")
     end
     local one -- the record, when one id is given: no need to scan them all
     if sel.processId then
@@ -346,7 +353,8 @@ local wait = {
     elseif args.pattern then
       return errors.fail("invalid_argument", "'pattern' is only for until = \"output\"")
     elseif mode == "ready" and not rec.ready_re then
-      return errors.fail("invalid_argument", "job %s has no readyPattern", rec.id)
+      return errors.fail("invalid_argument", "'until': \"ready\" needs a job started with readyPattern; %s has none",
+        rec.id)
     end
     local scanner = re and { rec = rec, cursor = args.since or 0, partial = "" }
     local hit

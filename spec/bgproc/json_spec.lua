@@ -32,6 +32,17 @@ describe("bgproc.json", function()
     assert.is_nil(json.decode(("["):rep(100) .. ("]"):rep(100)))
   end)
 
+  -- Found by bench/fuzz.lua: cjson took these by default, and an id NaN
+  -- was answered with id null.
+  it("decodes JSON only: no NaN, Infinity or hex numbers", function()
+    for _, s in ipairs { "NaN", "[Infinity]", '{"id":-Infinity}', "0x10", "[-nan]", "+1", "01" } do
+      local v, err = json.decode(s)
+      assert.is_nil(v, s)
+      assert.is_string(err, s)
+    end
+    assert.equal(1e300, json.decode("1e300"))
+  end)
+
   it("encodes the same in C and in Lua", function()
     local v = { a = { 1, 2.5, "x\0y", json.array(), {} }, b = "caf\195\169 \255", c = json.null, d = -0.0 }
     assert.same(cjson.decode(json.lua_encode(v)), cjson.decode(json.encode(v)))

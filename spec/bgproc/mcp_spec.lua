@@ -166,6 +166,13 @@ describe("bgproc mcp", function()
       assert.equal("string", type(s.request("ping", nil).jsonrpc))
     end)
 
+    -- Found by bench/fuzz.lua: these went unanswered.
+    it("answers a notification method sent as a request (with an id) with {}", function()
+      init(s)
+      assert.same({}, s.request("notifications/initialized").result)
+      assert.same({}, s.request("notifications/cancelled", { requestId = 12345 }).result)
+    end)
+
     it("stops a running wait on notifications/cancelled and sends no answer", function()
       init(s)
       local job = s.call("createBackgroundProcess", { command = "sleep 100" }).structuredContent

@@ -90,7 +90,10 @@ describe("tools", function()
       { { command = "x", env = { A = 1 } }, "invalid_argument", "'env.A' must be a string" },
       { { command = "x", env = { ["A=B"] = "1" } }, "invalid_argument", "variable name 'A=B'" },
       { { command = "x", readyPattern = "(" }, "invalid_argument", "'readyPattern': missing closing parenthesis" },
-      { { command = "a\0b" }, "invalid_argument", "NUL" },
+      { { command = "a\0b" }, "invalid_argument", "'command' must not contain NUL" },
+      -- a NUL deeper down is named by its path (regression: it named no field)
+      { { argv = { "echo", "a\0" } }, "invalid_argument", "'argv%[2%]' must not contain NUL" },
+      { { command = "x", env = { A = "1\0" } }, "invalid_argument", "'env.A' must not contain NUL" },
       { { argv = { "" } }, "invalid_argument", "'argv%[1%]' must be at least 1 character" },
       { { command = "x", pty = true, stdin = "pipe" }, "invalid_argument", "exclude each other" },
     }
@@ -271,7 +274,7 @@ describe("tools", function()
     it("kills everything only with all = true", function()
       local a = start { command = "sleep 100" }
       local b = start({ command = "sleep 100", global = true }, { sessionId = "other" })
-      assert.matches("no selector", h.fails(m, "invalid_argument", "killProcesses", {}))
+      assert.matches("no selector: give 'processId'", h.fails(m, "invalid_argument", "killProcesses", {}))
       assert.matches("no selector", h.fails(m, "invalid_argument", "killProcesses", { all = false }))
       assert.equal("running", m:record(a.id).status)
       local k = h.ok(m, "killProcesses", { all = true, signal = "KILL" })
@@ -370,7 +373,7 @@ describe("tools", function()
       assert.matches("needs 'pattern'", h.fails(m, "invalid_argument", "waitForBackgroundProcess", { processId = r.id, ["until"] = "output" }))
       assert.matches("'pattern':", h.fails(m, "invalid_argument", "waitForBackgroundProcess", { processId = r.id, ["until"] = "output", pattern = "[" }))
       assert.matches("'until' must be one of", h.fails(m, "invalid_argument", "waitForBackgroundProcess", { processId = r.id, ["until"] = "forever" }))
-      assert.matches("no readyPattern", h.fails(m, "invalid_argument", "waitForBackgroundProcess", { processId = r.id, ["until"] = "ready" }))
+      assert.matches("'until'.*readyPattern", h.fails(m, "invalid_argument", "waitForBackgroundProcess", { processId = r.id, ["until"] = "ready" }))
       assert.matches("'timeoutMs' must be <= 3600000", h.fails(m, "invalid_argument", "waitForBackgroundProcess", { processId = r.id, timeoutMs = 1e9 }))
     end)
   end)

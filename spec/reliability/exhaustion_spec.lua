@@ -180,7 +180,7 @@ describe("daemon under exhaustion", function()
     assert.is_nil(none)
     assert.equal(-32000, serr.code)
     assert.equal("limit", serr.data.code)
-    assert.equal("cannot watch pid: EMFILE: pidfd_open " .. me .. ": Too many open files", serr.message)
+    assert.equal("'pid': cannot watch process " .. me .. ": EMFILE: pidfd_open " .. me .. ": Too many open files", serr.message)
 
     -- room again: the waiting client is served and jobs start
     assert.equal(3, steps.kill(c, ids, 3))
