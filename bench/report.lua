@@ -78,7 +78,8 @@ function cells.scale(value, _, _, extra, who)
   local kill = who == "seed" and "kill tool returned in %s ms" or "all killed and reaped in %s ms"
   local parts = { ("RSS +%s"):format(mib(extra.grown_kib or 0)), kill:format(num(value)) }
   if present(extra.survivors) then
-    parts[#parts + 1] = ("%d of %d processes still running %s later"):format(extra.survivors, extra.n, "3 s")
+    parts[#parts + 1] = ("%d of %d processes still running %s s later"):format(extra.survivors, extra.n,
+      num((extra.grace_ms or 0) / 1000))
   end
   parts[#parts + 1] = ("%d zombies"):format(extra.zombies or 0)
   return table.concat(parts, "; ")
@@ -132,7 +133,8 @@ local function target_cell(r)
   return target .. (met and " — met" or " — **MISSED**")
 end
 
-local function table_lines(rows, order)
+local function table_lines(rows, order, run)
+  local no_luv = run.luv and "n/a" or "not run (no --luv)"
   local out = {
     "| bench | bgproc | baseline (C) | luv `uv.spawn` | seed (Bun) | bgproc/C | bgproc/luv | bgproc/seed | target |",
     "|---|---|---|---|---|---|---|---|---|",
@@ -146,7 +148,7 @@ local function table_lines(rows, order)
         present(r.title) or name,
         cell(r, "bgproc", r.value, r.rss_kib, r.extra),
         cell(r, "baseline", r.baseline, r.baseline_rss_kib) or "—",
-        cell(r, "luv", r.luv, r.luv_rss_kib, r.luv_extra) or "n/a",
+        cell(r, "luv", r.luv, r.luv_rss_kib, r.luv_extra) or no_luv,
         seed_cell(r),
         ratio(r.ratio), ratio(r.luv_ratio), seed_ratio(r),
         target_cell(r))
@@ -168,7 +170,7 @@ local function section(rows, run)
   table.sort(extra_names)
   for _, name in ipairs(extra_names) do order[#order + 1] = name end
 
-  local lines, misses = table_lines(rows, order)
+  local lines, misses = table_lines(rows, order, run)
   local count = 0
   for _, name in ipairs(order) do if rows[name] then count = count + 1 end end
   local seed_run = run.bun and ("Bun %s"):format(run.bun)

@@ -160,7 +160,9 @@ const benches = {
     const k = await killAll(p.grace_ms);
     return {
       value: k.callMs,
-      extra: { grown_kib: grown, gone_ms: k.goneMs, survivors: k.survivors, zombies: k.zombies, n: p.n },
+      extra: {
+        grown_kib: grown, gone_ms: k.goneMs, survivors: k.survivors, zombies: k.zombies, n: p.n, grace_ms: p.grace_ms,
+      },
     };
   },
 

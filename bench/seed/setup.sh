@@ -39,8 +39,9 @@ if [ ! -f "$seed" ]; then
   dir="$cache/seed/$SEED_VERSION"
   mkdir -p "$dir" || fail "cannot create $dir"
   tgz=$(cd "$dir" && npm pack --silent "$SEED_PKG@$SEED_VERSION" 2>"$dir/pack.log" | tail -n 1)
-  [ -n "$tgz" ] && [ -f "$dir/$tgz" ] ||
+  if [ -z "$tgz" ] || [ ! -f "$dir/$tgz" ]; then
     fail "npm pack $SEED_PKG@$SEED_VERSION failed (see $dir/pack.log)"
+  fi
   tar -xzf "$dir/$tgz" -C "$dir" || fail "cannot unpack $tgz"
   [ -f "$seed" ] || fail "$tgz has no package/dist/index.js"
 fi

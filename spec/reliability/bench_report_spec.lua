@@ -51,6 +51,8 @@ describe("bench/report.lua", function()
       seed = 900, seed_ratio = 1.67, baseline_title = "a C loop" },
     { bench = "list", value = 7.5, unit = "ms", rss_kib = 9000, target = "median <= 5 ms", met = false,
       seed_note = "not run: npm is not installed" },
+    { bench = "scale", value = 61, unit = "ms", rss_kib = 9000, extra = { grown_kib = 3072, zombies = 0, n = 5 },
+      seed = 40, seed_extra = { grown_kib = 10240, survivors = 5, zombies = 0, n = 5, grace_ms = 3000 } },
   }
 
   it("rewrites only its section, marks misses and says what did not run", function()
@@ -58,7 +60,7 @@ describe("bench/report.lua", function()
     local readme = dir .. "/README.md"
     write(readme, "# Title\n\nintro kept\n\n" .. BEGIN .. "\nold table\n" .. END .. "\n\ntail kept\n")
     local out = report(readme)
-    assert.matches("2 rows, 1 target misses", out, 1, true)
+    assert.matches("3 rows, 1 target misses", out, 1, true)
     assert.matches("- list: median <= 5 ms", out, 1, true)
     local text = read(readme)
     assert.matches("^# Title\n\nintro kept\n\n", text)
@@ -68,6 +70,9 @@ describe("bench/report.lua", function()
       text, 1, true)
     assert.matches("| list | 7.5 ms median | — | n/a | not run: npm is not installed | — | — | — | median <= 5 ms — **MISSED** |",
       text, 1, true)
+    assert.matches("| scale | RSS +3.0 MiB; all killed and reaped in 61 ms; 0 zombies | — | n/a | " ..
+      "RSS +10 MiB; kill tool returned in 40 ms; 5 of 5 processes still running 3.0 s later; 0 zombies | " ..
+      "— | — | — (its kill leaves jobs running) | — |", text, 1, true)
     assert.matches("Target misses:\n- list: median <= 5 ms", text, 1, true)
     assert.matches("Baselines: spawn: a C loop.", text, 1, true)
     assert.matches("Rerun: `make bench-report`", text, 1, true)
@@ -88,6 +93,7 @@ describe("bench/report.lua", function()
     write(readme, "# Only text\n")
     report(readme)
     local text = read(readme)
+    assert.matches("| list | 7.5 ms median | — | not run (no --luv) |", text, 1, true)
     assert.matches("^# Only text\n\n" .. BEGIN:gsub("%p", "%%%0"), text)
     assert.matches(END:gsub("%p", "%%%0") .. "\n$", text)
   end)
