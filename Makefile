@@ -1,5 +1,5 @@
 # bgproc: make (build), make test, make demo, make asan, make valgrind,
-# make bench, make install (via luarocks).
+# make bench, make bench-report, make install (via luarocks).
 #
 # `make test` and `make demo` first install any missing Debian packages
 # (tools/ensure-deps.sh; apt-get, only what is missing).
@@ -40,7 +40,7 @@ DEPS_VALGRIND := valgrind
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH_5_4 := $(CURDIR)/lua/?.so;;
 
-.PHONY: all deps deps-test test test-core asan valgrind demo bench clean \
+.PHONY: all deps deps-test test test-core asan valgrind demo bench bench-report clean \
         rock-check
 
 all: $(CORE_SO) $(REGEX_SO) $(JSONENC_SO) $(RUNNER) $(HOST)
@@ -125,6 +125,14 @@ demo: deps
 
 bench: deps all
 	$(LUA) bench/run.lua
+
+# Every bench with its C baseline, luv's uv.spawn and the seed (Bun and the
+# seed's npm package, fetched into ~/.cache/bgproc-bench by
+# bench/seed/setup.sh), then the table in bench/README.md.
+bench-report: deps all
+	@mkdir -p build
+	$(LUA) bench/run.lua --json --luv --seed > build/bench-report.jsonl
+	$(LUA) bench/report.lua build/bench-report.jsonl bench/README.md
 
 # luarocks make from a scratch tree: the rockspec builds and installs.
 rock-check: deps-test

@@ -2,6 +2,7 @@
 -- loop. Each `run` executes in a fresh lua5.4 process.
 local uv = require "luv"
 local common = require "common"
+local luvbase = require "luvbase"
 
 local benches = {}
 
@@ -13,6 +14,7 @@ end
 
 -- createBackgroundProcess -> completed, one job at a time.
 benches.engine_spawn = {
+  title = "engine_spawn: createBackgroundProcess `/bin/true` until completed, 1000 jobs",
   unit = "jobs/s",
   target = "ratio >= 0.85",
   params = { n = 1000 },
@@ -29,11 +31,16 @@ benches.engine_spawn = {
     return value
   end,
   baseline = function(p, bin) return bin, { "spawn", p.n } end,
+  baseline_title = "the C spawn loop of `spawn`",
+  luv_fn = function(p) return luvbase.spawn(p.n) end,
+  -- the seed's spawn is its tool call already
+  seed = { bench = "spawn", params = { n = 1000 } },
   ok = function(r) return r.ratio >= 0.85 end,
 }
 
 -- listBackgroundProcesses with a tag filter over 10,000 records.
 benches.list = {
+  title = "list: listBackgroundProcesses with a tag filter, 10,000 records",
   unit = "ms",
   target = "median <= 5 ms",
   lower_is_better = true,
@@ -56,11 +63,14 @@ benches.list = {
     m:shutdown()
     return ms
   end,
+  -- one round: 10,000 jobs through the seed take about a minute
+  seed = { bench = "list", params = { records = 10000, calls = 200 }, rounds = 1 },
   ok = function(r) return r.value <= 5 end,
 }
 
 -- 1000 concurrent sleep jobs with a 64 KiB ring, then kill them all.
 benches.scale = {
+  title = "scale: 1000 `sleep 1000` jobs (64 KiB rings), then kill all",
   unit = "ms",
   target = "RSS <= 1000 x (ring + 16 KiB); kill all <= 1000 ms; 0 zombies",
   lower_is_better = true,
@@ -85,8 +95,12 @@ benches.scale = {
       :format(p.n, grown, p.n * (p.ring / 1024 + 16), ms, zombies))
     assert(grown <= p.n * (p.ring / 1024 + 16), "RSS over budget: " .. grown)
     assert(zombies == 0, "zombies: " .. zombies)
-    return ms
+    return ms, { grown_kib = grown, zombies = zombies, n = p.n }
   end,
+  luv_fn = function(p) return luvbase.scale(p.n) end,
+  -- its kill tool returns once signals are sent; survivors are counted
+  -- after the same 3 s grace
+  seed = { bench = "scale", params = { n = 1000, grace_ms = 3000 } },
   ok = function(r) return r.value <= 1000 end,
 }
 

@@ -43,13 +43,13 @@ local function with_daemon(fn)
   for k, v in pairs(env) do uv.os_setenv(k, v) end
   local client = require "bgproc.client"
   local c = assert(client.connect { socket = env.BGPROC_SOCKET })
-  local ok, res = pcall(fn, c, env, dir)
+  local res = table.pack(pcall(fn, c, env, dir))
   c:call("daemon/stop", {}, 30000)
   c:close()
   client.pump(function() return not uv.fs_stat(env.BGPROC_SOCKET) end, 30000)
   os.execute("rm -rf " .. dir)
-  assert(ok, res)
-  return res
+  assert(res[1], res[2])
+  return table.unpack(res, 2, res.n)
 end
 
 local function start_jobs(c, n, sid)
@@ -62,6 +62,7 @@ end
 
 -- A whole `bgproc --json list` process with 100 jobs in the daemon.
 benches.cli_list = {
+  title = "cli_list: a whole `bgproc --json list` process, 100 jobs",
   unit = "ms",
   target = "median <= 30 ms",
   lower_is_better = true,
@@ -81,6 +82,7 @@ benches.cli_list = {
     end)
   end,
   -- the floor: starting lua5.4 and loading luv, with no work
+  baseline_title = "`lua5.4 -e \"require 'luv'\"`: starting Lua with luv, no work (not C)",
   baseline_fn = function(p)
     local loop = core.new()
     local times = {}
@@ -88,11 +90,13 @@ benches.cli_list = {
     loop:close()
     return common.median(times)
   end,
+  seed_na = "n/a (no CLI)",
   ok = function(r) return r.value <= 30 end,
 }
 
 -- listBackgroundProcesses round trips over stdio with 100 jobs.
 benches.mcp_call = {
+  title = "mcp_call: listBackgroundProcesses over MCP stdio, 100 jobs",
   unit = "ms",
   target = "median <= 2 ms",
   lower_is_better = true,
@@ -136,11 +140,14 @@ benches.mcp_call = {
       return ms
     end)
   end,
+  seed = { bench = "list_call", params = { jobs = 100, calls = 200 },
+    note = "no MCP server, plugin only; nearest: its list tool's execute called in-process, 100 jobs" },
   ok = function(r) return r.value <= 2 end,
 }
 
 -- 50 clients at once, each starting and killing 20 jobs.
 benches.daemon_clients = {
+  title = "daemon_clients: 50 clients x 20 start+kill at once",
   unit = "ms",
   target = "all answered, 0 orphans",
   lower_is_better = true,
@@ -188,9 +195,10 @@ benches.daemon_clients = {
         :format(answered, p.clients * p.jobs, orphans, ms))
       assert(answered == p.clients * p.jobs, "not all answered")
       assert(orphans == 0, "orphans: " .. orphans)
-      return ms
+      return ms, { answered = answered, calls = p.clients * p.jobs, orphans = orphans }
     end)
   end,
+  seed_na = "n/a (no daemon)",
   ok = function(r) return r.value > 0 end,
 }
 
