@@ -219,28 +219,35 @@ describe("security", function()
       -- a process of someone else's, started with the dead leader's pid
       -- (other processes of this busy machine may take it first: retry)
       local foreign, fpid
+      -- SIGKILL, reaped (luv reaps only handles still open), closed
+      local function stop(p)
+        p.handle:kill("sigkill")
+        client.pump(function() return p.exited end, 5000)
+        p.handle:close()
+        uv.run("nowait")
+      end
       for _ = 1, 20 do
         last_pid(P - 1)
-        local handle, pid = uv.spawn("sleep", { args = { "30" } }, function() end)
-        if pid == P then
-          foreign, fpid = handle, pid
+        local p = {}
+        p.handle, p.pid = uv.spawn("sleep", { args = { "30" } }, function() p.exited = true end)
+        if p.pid == P then
+          foreign, fpid = p, p.pid
           break
         end
-        handle:kill("sigkill")
-        handle:close()
+        stop(p)
       end
       if not foreign then
         pending("another process kept taking pid " .. P)
         return
       end
-      local k = h.ok(m, "killProcesses", { processId = job.id, signal = "KILL" })
-      assert.same({ job.id }, k.alreadyFinished)
-      h.ok(m, "killProcesses", { all = true, signal = "KILL" })
+      local k = m:call("killProcesses", { processId = job.id, signal = "KILL" })
+      local all = m:call("killProcesses", { all = true, signal = "KILL" })
       m:step(200)
-      assert.is_true(h.alive(fpid), "the foreign process holding the old pid was signalled")
-      foreign:kill("sigkill")
-      foreign:close()
-      uv.run("nowait")
+      local alive = h.alive(fpid)
+      stop(foreign) -- before any assertion: it must not outlive the test
+      assert.same({ job.id }, k.alreadyFinished)
+      assert.same({}, all.killed)
+      assert.is_true(alive, "the foreign process holding the old pid was signalled")
     end)
 
     it("are sent through pidfds to what is left of a group whose leader is gone", function()
