@@ -118,6 +118,48 @@ describe("security", function()
     end)
   end)
 
+  describe("the socket's directory", function()
+    local function start_on(socket)
+      local out, code = d.run({ "daemon", "run" }, { BGPROC_SOCKET = socket }, 10000)
+      return out, code
+    end
+
+    it("is refused when another user owns it", function()
+      if not ROOT then
+        pending("needs root, to give a directory to user nobody")
+        return
+      end
+      local dir = tmp .. "/theirs"
+      assert(uv.fs_mkdir(dir, tonumber("777", 8)))
+      assert(uv.fs_chown(dir, 65534, 65534))
+      local out, code = start_on(dir .. "/daemon.sock")
+      assert.equal(1, code)
+      assert.matches("belongs to uid 65534, not to uid 0: refusing to put the socket there", out)
+      assert.is_nil(uv.fs_stat(dir .. "/daemon.sock"))
+      assert.equal(65534, uv.fs_stat(dir).uid)
+    end)
+
+    it("is left as it is when it is a shared sticky one (like /tmp), the socket 0600", function()
+      local dir = tmp .. "/shared"
+      assert(uv.fs_mkdir(dir, tonumber("1777", 8)))
+      assert(uv.fs_chmod(dir, tonumber("1777", 8)))
+      local socket = dir .. "/daemon.sock"
+      local loop = core.new()
+      local env = {}
+      for k, v in pairs(d.env) do env[k] = v end
+      env.BGPROC_SOCKET = socket
+      local daemon = assert(loop:spawn { argv = { h.lua, d.bin, "daemon", "run" }, env = env })
+      assert(h.wait_until(function() return uv.fs_stat(socket) ~= nil end, 10000), "no socket")
+      local mode = uv.fs_stat(dir).mode & tonumber("7777", 8)
+      local smode = uv.fs_stat(socket).mode & 511
+      daemon:kill("TERM")
+      h.finish(loop, daemon, 10000)
+      loop:close()
+      assert.equal("1777", ("%o"):format(mode))
+      assert.equal("600", ("%o"):format(smode))
+    end)
+  end)
+
   describe("argv jobs", function()
     it("get shell metacharacters verbatim, and no shell runs: via the daemon, MCP's path and the engine", function()
       -- the daemon (as the CLI and `bgproc mcp` call it: localized to our cwd)
