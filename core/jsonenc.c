@@ -236,12 +236,21 @@ static void put_value(lua_State *L, ctx *c, int idx, int depth) {
  * invalid byte replaced by U+FFFD, as encode does to strings. Output
  * text is cleaned with it: the same bytes in C cost their size once,
  * where the Lua loop held a table entry per bad byte. */
+/* Length of the valid UTF-8 (ASCII included) at the start of s. */
+static size_t valid_prefix(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    size_t len = s[i] < 0x80 ? 1 : utf8_seq(s + i, n - i);
+    if (len == 0) break;
+    i += len;
+  }
+  return i;
+}
+
 static int utf8_valid(lua_State *L) {
   size_t n;
   const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
-  size_t i = 0, len;
-  while (i < n && (s[i] < 0x80 || (len = utf8_seq(s + i, n - i)) != 0))
-    i += s[i] < 0x80 ? 1 : len;
+  size_t i = valid_prefix(s, n);
   if (i == n) {
     lua_settop(L, 1);
     return 1;
@@ -249,13 +258,12 @@ static int utf8_valid(lua_State *L) {
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addlstring(&b, (const char *)s, i);
-  while (i < n) {
-    size_t run = i; /* ASCII, and valid sequences, copied in one go */
-    while (run < n && (s[run] < 0x80 || (len = utf8_seq(s + run, n - run)) != 0))
-      run += s[run] < 0x80 ? 1 : len;
-    luaL_addlstring(&b, (const char *)s + i, run - i);
-    if (run < n) luaL_addlstring(&b, "\xEF\xBF\xBD", 3); /* U+FFFD */
-    i = run + 1;
+  while (i < n) { /* here s[i] is an invalid byte */
+    luaL_addlstring(&b, "\xEF\xBF\xBD", 3); /* U+FFFD */
+    i++;
+    size_t run = valid_prefix(s + i, n - i);
+    luaL_addlstring(&b, (const char *)s + i, run);
+    i += run;
   }
   luaL_pushresult(&b);
   return 1;
