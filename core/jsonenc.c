@@ -4,6 +4,7 @@
  *
  *   local enc = require "bgproc.jsonenc"
  *   enc.encode(value, array_mt) -> string
+ *   enc.utf8(s) -> s made valid UTF-8, the same way
  *
  * Tables whose metatable is array_mt, and non-empty sequences, are arrays;
  * other tables are objects (string and number keys). Strings come out as
@@ -231,6 +232,43 @@ static void put_value(lua_State *L, ctx *c, int idx, int depth) {
   }
 }
 
+/* utf8(s) -> s itself when it is valid UTF-8, else a copy with each
+ * invalid byte replaced by U+FFFD, as encode does to strings. Output
+ * text is cleaned with it: the same bytes in C cost their size once,
+ * where the Lua loop held a table entry per bad byte. */
+/* Length of the valid UTF-8 (ASCII included) at the start of s. */
+static size_t valid_prefix(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    size_t len = s[i] < 0x80 ? 1 : utf8_seq(s + i, n - i);
+    if (len == 0) break;
+    i += len;
+  }
+  return i;
+}
+
+static int utf8_valid(lua_State *L) {
+  size_t n;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  size_t i = valid_prefix(s, n);
+  if (i == n) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, (const char *)s, i);
+  while (i < n) { /* here s[i] is an invalid byte */
+    luaL_addlstring(&b, "\xEF\xBF\xBD", 3); /* U+FFFD */
+    i++;
+    size_t run = valid_prefix(s + i, n - i);
+    luaL_addlstring(&b, (const char *)s + i, run);
+    i += run;
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
 /* encode(value [, array_mt]) -> string */
 static int encode(lua_State *L) {
   luaL_checkany(L, 1);
@@ -255,5 +293,7 @@ int luaopen_bgproc_jsonenc(lua_State *L) {
   lua_newtable(L);
   lua_pushcfunction(L, encode);
   lua_setfield(L, -2, "encode");
+  lua_pushcfunction(L, utf8_valid);
+  lua_setfield(L, -2, "utf8");
   return 1;
 }

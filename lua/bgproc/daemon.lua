@@ -57,7 +57,16 @@ function daemon.run(opts)
     io.stderr:write(("bgproc daemon: cannot create %s: %s\n"):format(paths.dir(socket), err))
     return 1
   end
-  uv.fs_chmod(paths.dir(socket), tonumber("700", 8))
+  -- A directory someone else owns could have its socket replaced under
+  -- us: refuse it. A shared sticky one (/tmp) is left as it is; ours is
+  -- made 0700.
+  local dir_st = uv.fs_stat(paths.dir(socket))
+  if dir_st.uid ~= core.getuid() then
+    io.stderr:write(("bgproc daemon: %s belongs to uid %d, not to uid %d: refusing to put the socket there\n")
+      :format(paths.dir(socket), dir_st.uid, core.getuid()))
+    return 1
+  end
+  if dir_st.mode & tonumber("1000", 8) == 0 then uv.fs_chmod(paths.dir(socket), tonumber("700", 8)) end
   local lock, lerr, lname = core.lock(paths.lock(socket))
   if not lock then
     if lname == "EAGAIN" then

@@ -5,21 +5,34 @@ local text = {}
 
 local REPLACEMENT = "\u{FFFD}"
 
--- Valid UTF-8: every invalid byte replaced by U+FFFD.
-function text.utf8(s)
-  if not s:find("[\128-\255]") or utf8.len(s) then return s end
-  local out, i, n = {}, 1, #s
+-- A run of bytes >= 0x80 (a multibyte character never leaves one),
+-- each invalid byte replaced; nil when it is valid.
+local function repair_run(run)
+  if utf8.len(run) then return nil end
+  local out, i, n = {}, 1, #run
   while i <= n do
-    local ok, bad = utf8.len(s, i)
+    local ok, bad = utf8.len(run, i)
     if ok then
-      out[#out + 1] = s:sub(i)
+      out[#out + 1] = run:sub(i)
       break
     end
-    out[#out + 1] = s:sub(i, bad - 1)
+    out[#out + 1] = run:sub(i, bad - 1)
     out[#out + 1] = REPLACEMENT
     i = bad + 1
   end
   return table.concat(out)
+end
+
+-- The C version, when built (it is, but for a bare Lua checkout): output
+-- of binary has an invalid byte every few bytes.
+local has_c, jsonenc = pcall(require, "bgproc.jsonenc")
+
+-- Valid UTF-8: every invalid byte replaced by U+FFFD.
+function text.utf8(s)
+  if not s:find("[\128-\255]") then return s end
+  if has_c then return jsonenc.utf8(s) end
+  if utf8.len(s) then return s end
+  return (s:gsub("[\128-\255]+", repair_run))
 end
 
 -- Remove terminal escape sequences: CSI (colours, cursor moves), OSC
@@ -33,11 +46,53 @@ function text.strip_ansi(s)
   return s
 end
 
--- "50%\r75%\r100%\n" -> "100%\n": each line keeps what is after its last CR.
+-- Where the unfinished last line of s starts (after its last "\n"),
+-- looked for in ever larger windows at the end. "\n[^\n]*$" costs
+-- time linear in the window, while "[^\n]*$" alone would be quadratic in
+-- the length of a long line (and output has 50 MB lines).
+local function last_line_start(s)
+  local window = 256
+  while true do
+    local from = math.max(1, #s - window + 1)
+    local nl = s:find("\n", from, true) -- (plain: fast over a long line)
+    if nl then return s:find("\n[^\n]*$", nl) + 1 end
+    if from == 1 then return 1 end
+    window = window * 4
+  end
+end
+
+-- "50%\r75%\r100%\n" -> "100%\n": each line keeps what is after its last
+-- CR; CRs right before a "\n" only end the line. Plain searches, in time
+-- linear in #s: "[^\n]*\r" would be quadratic in a long line's length.
 function text.collapse_cr(s)
-  if not s:find("\r", 1, true) then return s end
-  s = s:gsub("\r+\n", "\n")
-  return (s:gsub("[^\n]*\r([^\r\n]*)", "%1"))
+  local cr = s:find("\r", 1, true)
+  if not cr then return s end
+  local out, pos, n = {}, 1, #s
+  while cr do
+    -- lines before the one holding cr have no CR: as they are
+    local start, nl = pos, s:find("\n", pos, true)
+    while nl and nl < cr do
+      start = nl + 1
+      nl = s:find("\n", start, true)
+    end
+    out[#out + 1] = s:sub(pos, start - 1)
+    local stop = nl or n + 1 -- the line is [start, stop)
+    local e = stop - 1
+    if nl then
+      while e >= cr and s:byte(e) == 13 do e = e - 1 end
+    end
+    local last = start - 1 -- the line's last CR before e
+    while cr and cr <= e do
+      last = cr
+      cr = s:find("\r", cr + 1, true)
+    end
+    out[#out + 1] = s:sub(last + 1, e)
+    if nl then out[#out + 1] = "\n" end
+    if cr and cr < stop then cr = s:find("\r", stop, true) end
+    pos = stop + 1
+  end
+  out[#out + 1] = s:sub(pos)
+  return table.concat(out)
 end
 
 -- The cleaned text of raw output.
@@ -46,9 +101,9 @@ function text.clean(s, strip)
   return text.utf8(s)
 end
 
--- How many bytes at the end of s begin something a later read completes:
--- a UTF-8 character cut short, or an escape sequence without its end.
-function text.incomplete_tail(s)
+-- How many bytes at the end of s a later read completes: a UTF-8
+-- character cut short, or an escape sequence without its end.
+local function cut_short(s)
   local n = #s
   -- a UTF-8 lead byte in the last 3 whose sequence runs past the end
   for back = 1, math.min(3, n) do
@@ -70,25 +125,36 @@ function text.incomplete_tail(s)
   return 0
 end
 
--- Where the text after the last "\n" begins (1 if there is none). Linear:
--- s:match("[^\n]*$") is tried from every position, which is quadratic-ish
--- on long output (a quarter of a second for 1 MB of short lines).
-function text.last_line_start(s)
-  local start, at = 1, 1
-  while true do
-    local nl = s:find("\n", at, true)
-    if not nl then return start end
-    start, at = nl + 1, nl + 1
+-- How many bytes at the end of s begin something a later read completes
+-- (see cut_short). With `collapse` (progress bars collapsed), so is an
+-- unfinished line holding a carriage return: the next CR redraws it, or
+-- a "\n" makes a CR-LF of its last CR; cleaned alone, it would come out
+-- as a stale state of the bar, or as nothing.
+function text.incomplete_tail(s, collapse)
+  local keep = cut_short(s)
+  if collapse then
+    local start = last_line_start(s)
+    if s:find("\r", start, true) then keep = math.max(keep, #s - start + 1) end
   end
+  return keep
 end
 
 -- Split into lines; a final line without "\n" is a line too.
 function text.lines(s)
-  local out = {}
-  for line in s:gmatch("([^\n]*)\n") do out[#out + 1] = line end
-  local rest = s:sub(text.last_line_start(s))
-  if rest ~= "" then out[#out + 1] = rest end
+  local out, pos = {}, 1
+  local nl = s:find("\n", 1, true)
+  while nl do
+    out[#out + 1] = s:sub(pos, nl - 1)
+    pos = nl + 1
+    nl = s:find("\n", pos, true)
+  end
+  if pos <= #s then out[#out + 1] = s:sub(pos) end
   return out
+end
+
+-- The length of the unfinished last line of s (what follows its last "\n").
+function text.partial_len(s)
+  return #s - last_line_start(s) + 1
 end
 
 -- The last non-empty line, trimmed, at most max characters.

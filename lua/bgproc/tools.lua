@@ -216,8 +216,9 @@ local get = {
       raw, cursor, dropped = engine:read(rec, args.since, max, stream)
       if not complete(engine, rec) then
         -- more is coming: keep back what the next read completes (a
-        -- character, an escape sequence, a line when filtering)
-        local keep = re and #raw - text.last_line_start(raw) + 1 or text.incomplete_tail(raw)
+        -- character, an escape sequence, a progress bar when stripping,
+        -- a line when filtering)
+        local keep = re and text.partial_len(raw) or text.incomplete_tail(raw, strip)
         if keep > 0 and keep < #raw then
           raw = raw:sub(1, -keep - 1)
           cursor = cursor - keep

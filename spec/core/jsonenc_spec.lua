@@ -39,6 +39,22 @@ describe("bgproc.jsonenc", function()
     assert.is_string(cjson.decode(s))
   end)
 
+  it("makes text valid UTF-8 with utf8(), like Lua's strict decoder would, byte by byte", function()
+    local valid = "ok é ✓ 🎉"
+    assert.is_true(rawequal(valid, enc.utf8(valid))) -- valid text is not copied
+    assert.equal("a\u{FFFD}b\u{FFFD}\u{FFFD}c", enc.utf8("a\255b\192\193c"))
+    assert.equal("\u{FFFD}\u{FFFD}\u{FFFD} \u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}", enc.utf8("\237\160\128 \244\144\128\128"))
+    assert.equal("caf\u{FFFD}", enc.utf8("caf\195"))
+    -- each invalid byte of 1 MiB of every byte value becomes one U+FFFD
+    local bytes = {}
+    for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
+    local all = table.concat(bytes):rep(4096)
+    local out = enc.utf8(all)
+    assert.truthy(utf8.len(out))
+    local _, bad = out:gsub("\u{FFFD}", "")
+    assert.equal(4096 * 128, bad) -- 128-255 never form a sequence here (each lead meets a lead)
+  end)
+
   it("raises on nesting deeper than 64, and on a missing value", function()
     local t = {}
     local cur = t
