@@ -148,9 +148,9 @@ local list = {
     limit = { type = "integer", minimum = 1, maximum = 100000, description = "Return at most this many (the newest)." },
   },
   handler = function(engine, args)
-    local pred, err = filter.compile(args, engine.tag_policy)
-    if not pred then return errors.fail("invalid_argument", "%s", err) end
-    local recs = engine:each(pred)
+    local sel, err = filter.selector(args, engine.tag_policy)
+    if not sel then return errors.fail("invalid_argument", "%s", err) end
+    local recs = engine:select(sel)
     local first = args.limit and math.max(1, #recs - args.limit + 1) or 1
     local out = engine:publics(table.move(recs, first, #recs, 1, {}))
     return { processes = out, count = #out, total = #recs }
