@@ -352,22 +352,46 @@ local function output_done(rec)
   return not rec.job or rec.job:info().eof
 end
 
--- The fields of a public record most records lack.
-local RARE = { "cwd", "signal", "error", "restarts", "ready", "stopReason", "stopping", "notes" }
+-- A settled record's public form is kept as a list: its values in the
+-- order of KEPT, then a table of the rest (fields most records lack), if
+-- any. Copying from a list is quicker than from a table of names.
+local KEPT = { "id", "name", "status", "pid", "sessionId", "global", "tags", "stdin", "command", "argv",
+               "startedAt", "endedAt", "durationMs", "exitCode", "outputBytes", "droppedBytes", "lastLine" }
+local REST = #KEPT + 1
+local KEPT_INDEX = {}
+for i, k in ipairs(KEPT) do KEPT_INDEX[k] = i end
 
--- A copy of public record p that shares nothing with it.
-local function copy_public(p, has_rare)
+-- The kept form of public record r, sharing no table with it.
+local function keep_public(r)
+  local kept, rest = {}, nil
+  for i, k in ipairs(KEPT) do kept[i] = r[k] end
+  for k, v in pairs(r) do
+    if not KEPT_INDEX[k] then
+      rest = rest or {}
+      rest[k] = v
+    end
+  end
+  kept[KEPT_INDEX.tags] = array_copy(r.tags)
+  kept[KEPT_INDEX.argv] = r.argv and array_copy(r.argv)
+  if rest then rest.notes = notes_copy(rest.notes) end
+  kept[REST] = rest
+  return kept
+end
+
+-- A new public record from a kept one: a fresh table, lists and notes
+-- copied too, so the caller may change it freely. p[i] holds KEPT[i].
+local function copy_public(p)
   local r = {
-    id = p.id, name = p.name, status = p.status, pid = p.pid,
-    sessionId = p.sessionId, global = p.global, tags = array_copy(p.tags), stdin = p.stdin,
-    command = p.command, argv = p.argv and array_copy(p.argv),
-    startedAt = p.startedAt, endedAt = p.endedAt, durationMs = p.durationMs,
-    exitCode = p.exitCode, outputBytes = p.outputBytes, droppedBytes = p.droppedBytes,
+    id = p[1], name = p[2], status = p[3], pid = p[4], sessionId = p[5], global = p[6],
+    tags = array_copy(p[7]), stdin = p[8], command = p[9], argv = p[10] and array_copy(p[10]),
+    startedAt = p[11], endedAt = p[12], durationMs = p[13], exitCode = p[14],
+    outputBytes = p[15], droppedBytes = p[16],
   }
-  if p.lastLine then r.lastLine = p.lastLine end
-  if has_rare then
-    for _, k in ipairs(RARE) do r[k] = p[k] end
-    r.notes = notes_copy(p.notes)
+  if p[17] then r.lastLine = p[17] end
+  local rest = p[REST]
+  if rest then
+    for k, v in pairs(rest) do r[k] = v end
+    r.notes = notes_copy(rest.notes)
   end
   return r
 end
@@ -412,21 +436,18 @@ end
 
 -- The record changed: its cached public form is stale.
 local function unsettle(rec)
-  rec.pub, rec.pub_rare = nil, nil
+  rec.pub = nil
 end
 
 -- The record as tools and plugins see it. A settled record's public form
 -- is built once and kept (rec.pub); callers get copies of it, which they
--- may change freely (lists of thousands of records cost half as much).
+-- may change freely (a list of thousands of records costs half as much).
 local function public_record(self, rec, now)
   local pub = rec.pub
-  if pub and pub.status == rec.status then return copy_public(pub, rec.pub_rare) end
+  if pub and pub[3] == rec.status then return copy_public(pub) end
   local r = build_public(rec, now)
-  if not settled(rec) then return r end
-  local has_rare = false
-  for _, k in ipairs(RARE) do has_rare = has_rare or r[k] ~= nil end
-  rec.pub, rec.pub_rare = r, has_rare
-  return copy_public(r, has_rare)
+  if settled(rec) then rec.pub = keep_public(r) end
+  return r
 end
 
 function M:record(id)

@@ -151,8 +151,9 @@ local list = {
     local sel, err = filter.selector(args, engine.tag_policy)
     if not sel then return errors.fail("invalid_argument", "%s", err) end
     local recs = engine:select(sel)
-    local first = args.limit and math.max(1, #recs - args.limit + 1) or 1
-    local out = engine:publics(table.move(recs, first, #recs, 1, {}))
+    local newest = recs
+    if args.limit and #recs > args.limit then newest = table.move(recs, #recs - args.limit + 1, #recs, 1, {}) end
+    local out = engine:publics(newest)
     return { processes = out, count = #out, total = #recs }
   end,
   text = function(r)

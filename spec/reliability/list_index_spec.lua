@@ -155,8 +155,40 @@ describe("list through the indexes", function()
     assert.is_true(api.note(r.id, "k", "v1"))
     q = h.ok(m, "listBackgroundProcesses", { tags = { "b" } }).processes[1]
     assert.same({ k = "v1" }, q.notes)
-    q.notes.k = "mine"
-    assert.same({ k = "v1" }, h.ok(m, "listBackgroundProcesses", {}).processes[1].notes)
+    for _ = 1, 2 do -- the first answer after a change is built, the next copied
+      q = h.ok(m, "listBackgroundProcesses", { tags = { "b" } }).processes[1]
+      q.notes.k = "mine"
+      assert.same({ k = "v1" }, h.ok(m, "listBackgroundProcesses", {}).processes[1].notes)
+    end
     assert.same({ k = "v1" }, h.ok(m, "getBackgroundProcess", { processId = r.id }).notes)
+  end)
+
+  it("gives the same public record from the kept form as built from the record", function()
+    local m = h.manager()
+    local api = m:plugin_api()
+    local dir = h.tmpdir()
+    local made = {
+      h.ok(m, "createBackgroundProcess", { command = "echo ready; echo last; exit 4", name = "Shell job",
+                                           tags = { "a", "b" }, cwd = dir, readyPattern = "^ready" }),
+      h.ok(m, "createBackgroundProcess", { argv = { "/bin/sh", "-c", "echo one" }, tags = { "a" } }),
+      h.ok(m, "createBackgroundProcess", { argv = { "/bin/sleep", "30" }, readyPattern = "never" }),
+    }
+    assert.is_true(api.note(made[1].id, "why", "a note"))
+    h.ok(m, "killProcesses", { processId = made[3].id, graceMs = 0 })
+    for _, r in ipairs(made) do
+      local rec = m:get(r.id)
+      assert.is_true(m:run_until(function() return m:final(rec) and m:output_done(rec) end, 10000))
+    end
+    local built = h.ok(m, "listBackgroundProcesses", {}).processes -- builds, and keeps
+    local copied = h.ok(m, "listBackgroundProcesses", {}).processes
+    os.execute("rm -rf " .. dir)
+    assert.same(built, copied)
+    assert.equal(3, #copied)
+    assert.equal("last", copied[1].lastLine)
+    assert.equal(dir, copied[1].cwd)
+    assert.same({ why = "a note" }, copied[1].notes)
+    assert.is_true(copied[1].ready)
+    assert.is_false(copied[3].ready)
+    assert.equal("kill", copied[3].stopReason)
   end)
 end)
