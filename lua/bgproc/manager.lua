@@ -286,9 +286,43 @@ end
 -- (see filter.selector) can match, or nil when s can match none.
 local NONE = {} -- the roster of a key no record has (never added to)
 
+-- The records of several rosters, each once, in creation order: a merge
+-- that looks at the head of every roster for each record it takes.
+local function merged(lists)
+  local out, at = {}, {}
+  for i = 1, #lists do at[i] = 1 end
+  while true do
+    local oldest
+    for i, list in ipairs(lists) do
+      local rec = list[at[i]]
+      if rec and (not oldest or rec.seq < oldest.seq) then oldest = rec end
+    end
+    if not oldest then return out end
+    out[#out + 1] = oldest
+    for i, list in ipairs(lists) do
+      if list[at[i]] == oldest then at[i] = at[i] + 1 end
+    end
+  end
+end
+
+-- The records with any of `tags`, in creation order, when merging their
+-- rosters costs less than a scan of all records; else nil.
+local function any_tag(self, tags)
+  local lists, n = {}, 0
+  for _, tag in ipairs(tags) do
+    local list = self.by_tag[tag]
+    if list then
+      lists[#lists + 1] = list
+      n = n + #list
+    end
+  end
+  if n * #lists > 2 * #self.order then return nil end
+  return #lists == 1 and lists[1] or merged(lists)
+end
+
 -- The shortest roster that holds every record selector s (see
 -- filter.selector) can match: that of its session, of one of its
--- allTags, of its one tag, else all the records.
+-- allTags, of its tags, else all the records.
 local function candidates(self, s)
   local best = self.order
   local function narrow(list)
@@ -297,7 +331,7 @@ local function candidates(self, s)
   end
   if s.sessionId then narrow(self.by_session[s.sessionId]) end
   for _, tag in ipairs(s.allTags or NONE) do narrow(self.by_tag[tag]) end
-  if s.tags and #s.tags == 1 then narrow(self.by_tag[s.tags[1]]) end
+  if s.tags then narrow(any_tag(self, s.tags) or self.order) end
   return best
 end
 
