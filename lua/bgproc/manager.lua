@@ -282,8 +282,6 @@ local function unindex(self, rec)
   index_forget(self.by_session, rec.sessionId)
 end
 
--- The roster of the fewest records that holds every record selector s
--- (see filter.selector) can match, or nil when s can match none.
 local NONE = {} -- the roster of a key no record has (never added to)
 
 -- The records of several rosters, each once, in creation order: a merge
@@ -363,8 +361,6 @@ local function last_line(rec, head)
   return rec.ll
 end
 
--- The record as tools and plugins see it. now: wall_ms(), taken once
--- by callers that make many.
 -- A copy of a list, as a JSON array: callers own what they are given.
 -- (A non-empty list encodes as an array without the marker; lists of
 -- one item, the most common, need no call to copy.)
@@ -478,6 +474,7 @@ end
 -- may change freely (a list of thousands of records costs half as much).
 local function public_record(self, rec, now)
   local pub = rec.pub
+  -- (pub[3], its status: a change of state that forgot unsettle() is seen)
   if pub and pub[3] == rec.status then return copy_public(pub) end
   local r = build_public(rec, now)
   if settled(rec) then rec.pub = keep_public(r) end

@@ -305,10 +305,10 @@ local kill = {
       return errors.fail("invalid_argument", "'signal': unknown signal %s (expected a name like TERM or a number 1-64)",
         tostring(sig))
     end
-    local pred, err = filter.compile(sel, engine.tag_policy)
-    if not pred then return errors.fail("invalid_argument", "%s", err) end
+    local s, err = filter.selector(sel, engine.tag_policy)
+    if not s then return errors.fail("invalid_argument", "%s", err) end
     local recs
-    if one then recs = pred(one) and { one } or {} else recs = engine:each(pred) end
+    if one then recs = s.match(one) and { one } or {} else recs = engine:select(s) end
     local stopped, finished, errs, escaped = engine:stop(recs, { signal = sig, graceMs = args.graceMs, reason = "kill" })
     return { killed = stopped, alreadyFinished = finished, errors = errs, signal = core.signame(num),
              escaped = escaped }
