@@ -391,8 +391,10 @@ local REST = #KEPT + 1
 local KEPT_INDEX = {}
 for i, k in ipairs(KEPT) do KEPT_INDEX[k] = i end
 
--- The kept form of public record r, sharing no table with it.
-local function keep_public(r)
+-- The kept form of rec's public record r, sharing no table with r. Its
+-- lists are the record's own: they are never changed in place (tags are
+-- replaced, argv is fixed), and copy_public copies them.
+local function keep_public(rec, r)
   local kept, rest = {}, nil
   for i, k in ipairs(KEPT) do kept[i] = r[k] end
   for k, v in pairs(r) do
@@ -401,8 +403,8 @@ local function keep_public(r)
       rest[k] = v
     end
   end
-  kept[KEPT_INDEX.tags] = array_copy(r.tags)
-  kept[KEPT_INDEX.argv] = r.argv and array_copy(r.argv)
+  kept[KEPT_INDEX.tags] = rec.tags
+  kept[KEPT_INDEX.argv] = r.argv and rec.argv
   if rest then rest.notes = notes_copy(rest.notes) end
   kept[REST] = rest
   return kept
@@ -477,7 +479,7 @@ local function public_record(self, rec, now)
   -- (pub[3], its status: a change of state that forgot unsettle() is seen)
   if pub and pub[3] == rec.status then return copy_public(pub) end
   local r = build_public(rec, now)
-  if settled(rec) then rec.pub = keep_public(r) end
+  if settled(rec) then rec.pub = keep_public(rec, r) end
   return r
 end
 
