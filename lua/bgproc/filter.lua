@@ -27,11 +27,24 @@ local function tag_set(list, field, policy)
   return norm
 end
 
--- Compile a selector into predicate(rec) -> boolean, or nil and a message.
+-- One predicate holding when all of `checks` hold.
+local function all_of(checks)
+  local n = #checks
+  if n == 0 then return function() return true end end
+  if n == 1 then return checks[1] end
+  return function(r)
+    for i = 1, n do if not checks[i](r) then return false end end
+    return true
+  end
+end
+
+-- Compile a selector into { match = predicate(rec) -> boolean, processId,
+-- sessionId, tags, allTags } (tags normalized: the keys an engine's
+-- indexes can narrow the candidates with), or nil and a message.
 -- Records carry: id, sessionId, status, tagset, name (and lname, the name
 -- lower-cased, when they have it), global. Tags are
 -- normalized with `policy` (the engine's tag policy; default tags.policy).
-function filter.compile(sel, policy)
+function filter.selector(sel, policy)
   local checks = {}
   if sel.processId then
     local id = sel.processId
@@ -82,13 +95,16 @@ function filter.compile(sel, policy)
     local want = sel.global
     checks[#checks + 1] = function(r) return r.global == want end
   end
-  local n = #checks
-  if n == 0 then return function() return true end end
-  if n == 1 then return checks[1] end
-  return function(r)
-    for i = 1, n do if not checks[i](r) then return false end end
-    return true
-  end
+  return { match = all_of(checks), processId = sel.processId, sessionId = sel.sessionId,
+           tags = any and #any > 0 and any or nil, allTags = all and #all > 0 and all or nil }
+end
+
+-- Compile a selector into predicate(rec) -> boolean, or nil and a message
+-- (see filter.selector).
+function filter.compile(sel, policy)
+  local s, err = filter.selector(sel, policy)
+  if not s then return nil, err end
+  return s.match
 end
 
 -- True when the selector has no criterion at all.

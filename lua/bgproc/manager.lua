@@ -88,7 +88,9 @@ function manager.new(opts)
   local self = setmetatable({
     cfg = cfg,
     jobs = {},            -- id -> record
-    order = {},           -- records in creation order (holes compacted)
+    order = {},           -- records in creation order (a roster, see below)
+    by_tag = {},          -- tag -> roster of the records with that tag
+    by_session = {},      -- session id -> roster of its records
     seq = 0,
     prefix = random_prefix(),
     sessions = {},        -- id -> { id, openedAt }
@@ -212,22 +214,142 @@ function M:run_until(pred, timeout_ms)
   return true
 end
 
+-- ---- rosters and indexes ---------------------------------------------------------
+
+-- A roster is a list of records in creation order (by rec.seq). Removed
+-- records stay in it as holes (callers skip rec.removed) until they are
+-- many: removing one costs O(1) amortized.
+
+-- Add rec to a roster. A record usually comes last (it is new); a tag a
+-- plugin adds to an older record puts it in its place instead.
+local function roster_add(list, rec)
+  local n = #list
+  if n == 0 or list[n].seq < rec.seq then
+    list[n + 1] = rec
+    return
+  end
+  local lo, hi = 1, n -- first position whose record is newer than rec
+  while lo < hi do
+    local mid = (lo + hi) // 2
+    if list[mid].seq < rec.seq then lo = mid + 1 else hi = mid end
+  end
+  table.insert(list, lo, rec)
+end
+
+-- Count one more removed record in a roster; squeeze the holes out once
+-- they are over a quarter of it, or all of it. Returns true when the
+-- roster is then empty.
+local function roster_forget(list)
+  local holes = (list.holes or 0) + 1
+  list.holes = holes
+  if holes < #list and (holes <= 64 or holes <= #list // 4) then return false end
+  local n = 0
+  for i = 1, #list do
+    local rec = list[i]
+    if not rec.removed then
+      n = n + 1
+      list[n] = rec
+    end
+  end
+  for i = #list, n + 1, -1 do list[i] = nil end
+  list.holes = 0
+  return n == 0
+end
+
+-- index: key -> roster (by_tag, by_session).
+local function index_add(index, key, rec)
+  local list = index[key]
+  if not list then
+    list = {}
+    index[key] = list
+  end
+  roster_add(list, rec)
+end
+
+-- A record of `key` was removed: a roster of holes only is dropped, so
+-- the tags and sessions of the past do not pile up.
+local function index_forget(index, key)
+  if roster_forget(index[key]) then index[key] = nil end
+end
+
+local function index(self, rec)
+  for _, tag in ipairs(rec.tags) do index_add(self.by_tag, tag, rec) end
+  index_add(self.by_session, rec.sessionId, rec)
+end
+
+local function unindex(self, rec)
+  for _, tag in ipairs(rec.tags) do index_forget(self.by_tag, tag) end
+  index_forget(self.by_session, rec.sessionId)
+end
+
+local NONE = {} -- the roster of a key no record has (never added to)
+
+-- The records of several rosters, each once, in creation order: a merge
+-- that looks at the head of every roster for each record it takes.
+local function merged(lists)
+  local out, at = {}, {}
+  for i = 1, #lists do at[i] = 1 end
+  while true do
+    local oldest
+    for i, list in ipairs(lists) do
+      local rec = list[at[i]]
+      if rec and (not oldest or rec.seq < oldest.seq) then oldest = rec end
+    end
+    if not oldest then return out end
+    out[#out + 1] = oldest
+    for i, list in ipairs(lists) do
+      if list[at[i]] == oldest then at[i] = at[i] + 1 end
+    end
+  end
+end
+
+-- The records with any of `tags`, in creation order, when merging their
+-- rosters costs less than a scan of all records; else nil.
+local function any_tag(self, tags)
+  local lists, n = {}, 0
+  for _, tag in ipairs(tags) do
+    local list = self.by_tag[tag]
+    if list then
+      lists[#lists + 1] = list
+      n = n + #list
+    end
+  end
+  if n * #lists > 2 * #self.order then return nil end
+  return #lists == 1 and lists[1] or merged(lists)
+end
+
+-- The shortest roster that holds every record selector s (see
+-- filter.selector) can match: that of its session, of one of its
+-- allTags, of its tags, else all the records.
+local function candidates(self, s)
+  local best = self.order
+  local function narrow(list)
+    list = list or NONE
+    if #list < #best then best = list end
+  end
+  if s.sessionId then narrow(self.by_session[s.sessionId]) end
+  for _, tag in ipairs(s.allTags or NONE) do narrow(self.by_tag[tag]) end
+  if s.tags then narrow(any_tag(self, s.tags) or self.order) end
+  return best
+end
+
 -- ---- records -------------------------------------------------------------------
 
--- ISO time of rec[field], formatted once.
-local function cached_iso(rec, field)
-  local ms = rec[field]
+-- ISO time of rec[ms_key], formatted once per value (kept under iso_key;
+-- both keys are constants: no string is built per call).
+local function cached_iso(rec, ms_key, iso_key)
+  local ms = rec[ms_key]
   if not ms then return nil end
   local c = rec.iso_cache
   if not c then
     c = {}
     rec.iso_cache = c
   end
-  if c[field] ~= ms then
-    c[field] = ms
-    c[field .. "Iso"] = iso(ms)
+  if c[ms_key] ~= ms then
+    c[ms_key] = ms
+    c[iso_key] = iso(ms)
   end
-  return c[field .. "Iso"]
+  return c[iso_key]
 end
 
 -- The last line of output, recomputed only when output was added.
@@ -239,37 +361,125 @@ local function last_line(rec, head)
   return rec.ll
 end
 
--- The record as tools and plugins see it. now: wall_ms(), taken once
--- by callers that make many.
-local function public_record(self, rec, now)
-  local job = rec.job
+-- A copy of a list, as a JSON array: callers own what they are given.
+-- (A non-empty list encodes as an array without the marker; lists of
+-- one item, the most common, need no call to copy.)
+local function array_copy(list)
+  local n = #list
+  if n == 1 then return { list[1] } end
+  if n == 0 then return json.array() end
+  return { table.unpack(list, 1, n) }
+end
+
+local function notes_copy(notes)
+  if not notes then return nil end
+  local out = {}
+  for k, v in pairs(notes) do out[k] = v end
+  return out
+end
+
+local function output_done(rec)
+  return not rec.job or rec.job:info().eof
+end
+
+-- A settled record's public form is kept as a list: its values in the
+-- order of KEPT, then a table of the rest (fields most records lack), if
+-- any. Copying from a list is quicker than from a table of names.
+local KEPT = { "id", "name", "status", "pid", "sessionId", "global", "tags", "stdin", "command", "argv",
+               "startedAt", "endedAt", "durationMs", "exitCode", "outputBytes", "droppedBytes", "lastLine" }
+local REST = #KEPT + 1
+local KEPT_INDEX = {}
+for i, k in ipairs(KEPT) do KEPT_INDEX[k] = i end
+
+-- The kept form of rec's public record r, sharing no table with r. Its
+-- lists are the record's own: they are never changed in place (tags are
+-- replaced, argv is fixed), and copy_public copies them.
+local function keep_public(rec, r)
+  local kept, rest = {}, nil
+  for i, k in ipairs(KEPT) do kept[i] = r[k] end
+  for k, v in pairs(r) do
+    if not KEPT_INDEX[k] then
+      rest = rest or {}
+      rest[k] = v
+    end
+  end
+  kept[KEPT_INDEX.tags] = rec.tags
+  kept[KEPT_INDEX.argv] = r.argv and rec.argv
+  if rest then rest.notes = notes_copy(rest.notes) end
+  kept[REST] = rest
+  return kept
+end
+
+-- A new public record from a kept one: a fresh table, lists and notes
+-- copied too, so the caller may change it freely. p[i] holds KEPT[i].
+local function copy_public(p)
+  local r = {
+    id = p[1], name = p[2], status = p[3], pid = p[4], sessionId = p[5], global = p[6],
+    tags = array_copy(p[7]), stdin = p[8], command = p[9], argv = p[10] and array_copy(p[10]),
+    startedAt = p[11], endedAt = p[12], durationMs = p[13], exitCode = p[14],
+    outputBytes = p[15], droppedBytes = p[16],
+  }
+  if p[17] then r.lastLine = p[17] end
+  local rest = p[REST]
+  if rest then
+    for k, v in pairs(rest) do r[k] = v end
+    r.notes = notes_copy(rest.notes)
+  end
+  return r
+end
+
+-- The record as tools and plugins see it, built from its fields. now:
+-- wall_ms(), taken once by callers that make many.
+local function build_public(rec, now)
+  local job, started, command = rec.job, rec.startedMs, rec.command
+  local tail, head = 0, 0
+  if job then tail, head = job:offsets() end
+  -- the fields most records have, in one constructor of 16 (a table of
+  -- 16 slots: the rest, rarer, may grow it)
   local r = {
     id = rec.id, name = rec.name, status = rec.status, pid = rec.pid,
-    sessionId = rec.sessionId, global = rec.global, tags = json.array(table.move(rec.tags, 1, #rec.tags, 1, {})),
-    cwd = rec.cwd, startedAt = cached_iso(rec, "startedMs"), endedAt = cached_iso(rec, "endedMs"),
-    exitCode = rec.exitCode, signal = rec.signal, error = rec.error,
-    stdin = rec.stdin, restarts = rec.restarts > 0 and rec.restarts or nil,
+    sessionId = rec.sessionId, global = rec.global, tags = array_copy(rec.tags), stdin = rec.stdin,
+    command = command, argv = not command and array_copy(rec.argv) or nil,
+    startedAt = cached_iso(rec, "startedMs", "startedAt"), endedAt = cached_iso(rec, "endedMs", "endedAt"),
+    durationMs = started and math.floor((rec.endedMs or now or wall_ms()) - started) or nil,
+    exitCode = rec.exitCode, outputBytes = rec.base + head, droppedBytes = rec.base + tail,
   }
-  if rec.command then r.command = rec.command else r.argv = json.array(table.move(rec.argv, 1, #rec.argv, 1, {})) end
-  if rec.startedMs then r.durationMs = math.floor((rec.endedMs or now or wall_ms()) - rec.startedMs) end
+  if job then r.lastLine = last_line(rec, head) end
+  if rec.cwd then r.cwd = rec.cwd end
+  if rec.signal then r.signal = rec.signal end
+  if rec.error then r.error = rec.error end
+  if rec.restarts > 0 then r.restarts = rec.restarts end
   if rec.readyPattern then r.ready = rec.ready end
-  if rec.stop then
-    r.stopReason = rec.stop.reason
+  local stop = rec.stop
+  if stop then
+    r.stopReason = stop.reason
     if not FINAL[rec.status] then r.stopping = true end
   end
-  if rec.notes then
-    local notes = {}
-    for k, v in pairs(rec.notes) do notes[k] = v end
-    r.notes = notes
-  end
-  if job then
-    local tail, head = job:offsets()
-    r.outputBytes = rec.base + head
-    r.droppedBytes = rec.base + tail
-    r.lastLine = last_line(rec, head)
-  else
-    r.outputBytes, r.droppedBytes = rec.base, rec.base
-  end
+  if rec.notes then r.notes = notes_copy(rec.notes) end
+  return r
+end
+
+-- Whether a record's public form can no longer change by itself: it has
+-- ended and all its output is in. What else changes it (notes, tags, a
+-- stop, a restart) calls unsettle().
+local function settled(rec)
+  return rec.finished and FINAL[rec.status] and output_done(rec)
+end
+
+-- The record changed: its cached public form is stale.
+local function unsettle(rec)
+  rec.pub = nil
+end
+
+-- The record as tools and plugins see it. A settled record's public form
+-- is built once and kept (rec.pub); callers get copies of it, which they
+-- may change freely (a list of thousands of records costs half as much).
+local function public_record(self, rec, now)
+  local pub = rec.pub
+  -- (pub[3], its status: a change of state that forgot unsettle() is seen)
+  if pub and pub[3] == rec.status then return copy_public(pub) end
+  local r = build_public(rec, now)
+  if settled(rec) then rec.pub = keep_public(rec, r) end
   return r
 end
 
@@ -282,12 +492,24 @@ function M:get(id)
   return self.jobs[id]
 end
 
-function M:each(pred)
+-- The records for which pred(rec) holds, in creation order. `within`: a
+-- roster to look in (default: all the records).
+function M:each(pred, within)
   local out = {}
-  for _, rec in ipairs(self.order) do
+  for _, rec in ipairs(within or self.order) do
     if not rec.removed and pred(rec) then out[#out + 1] = rec end
   end
   return out
+end
+
+-- The records selector s (see filter.selector) matches, in creation
+-- order; the indexes limit the records looked at.
+function M:select(s)
+  if s.processId then
+    local rec = self.jobs[s.processId]
+    return rec and s.match(rec) and { rec } or {}
+  end
+  return self:each(s.match, candidates(self, s))
 end
 
 function M:public(rec)
@@ -317,25 +539,13 @@ function M:stats()
   return { jobs = jobs, running = self.running, sessions = sessions }
 end
 
-local function compact(self)
-  local n = 0
-  for i = 1, #self.order do
-    local rec = self.order[i]
-    if not rec.removed then
-      n = n + 1
-      self.order[n] = rec
-    end
-  end
-  for i = #self.order, n + 1, -1 do self.order[i] = nil end
-  self.holes = 0
-end
-
 -- Let go of a record's core job: its ring, and anything left of its group.
 local function drop_job(self, rec)
   if not rec.job then return end
   self.by_job[rec.job] = nil
   rec.job:close()
   rec.job = nil
+  unsettle(rec) -- its output counts are now rec.base
 end
 
 -- Forget a finished record: free its ring, end anything left of its group.
@@ -345,8 +555,8 @@ function M:remove(rec)
   if rec.finished then self.nfinished = self.nfinished - 1 end
   self.jobs[rec.id] = nil
   drop_job(self, rec)
-  self.holes = (self.holes or 0) + 1
-  if self.holes > 64 and self.holes > #self.order // 4 then compact(self) end
+  roster_forget(self.order)
+  unindex(self, rec)
 end
 
 -- Retention: keep at most maxFinished finished records, none older than
@@ -439,10 +649,6 @@ end
 local function gone(rec)
   local job = rec.job
   return not job or (not job:alive() and job:members() == 0 and cgroup_empty(job))
-end
-
-local function output_done(rec)
-  return not rec.job or rec.job:info().eof
 end
 
 -- All of the job's output is in (its pipes reached EOF).
@@ -651,7 +857,7 @@ function M:create(args, ctx)
   if not self.sessions[sid] then self:session_open(sid) end
   self.seq = self.seq + 1
   local rec = {
-    id = ("%s-%d"):format(self.prefix, self.seq),
+    id = ("%s-%d"):format(self.prefix, self.seq), seq = self.seq,
     name = args.name or default_name(args),
     command = args.command, argv = args.argv,
     cwd = args.cwd, env = args.env, clear_env = args.inheritEnv == false,
@@ -666,7 +872,8 @@ function M:create(args, ctx)
   rec.lname = rec.name:lower() -- for name filters
   if ready_re then rec.ready = false end
   self.jobs[rec.id] = rec
-  self.order[#self.order + 1] = rec
+  roster_add(self.order, rec)
+  index(self, rec)
   local ok, lerr = self:launch(rec)
   if not ok then
     lerr.processId = rec.id
@@ -699,6 +906,7 @@ function M:respawn(rec)
     drop_job(self, rec)
   end
   rec.stop = nil
+  unsettle(rec)
   if rec.finished then
     rec.finished = false
     self.nfinished = self.nfinished - 1
@@ -818,6 +1026,7 @@ function M:stop(recs, opts)
     else
       targets[#targets + 1] = rec
       if not rec.stop then rec.stop = { reason = reason, escaped = {}, escaped_order = {} } end
+      unsettle(rec)
     end
   end
   note_escaped(targets)
@@ -1020,6 +1229,7 @@ function M:plugin_api()
     if not rec then return false end
     rec.notes = rec.notes or {}
     rec.notes[key] = value
+    unsettle(rec)
     return true
   end
   function api.add_tags(id, list)
@@ -1029,7 +1239,11 @@ function M:plugin_api()
     for _, t in ipairs(list) do merged[#merged + 1] = t end
     local norm, err = tags.normalize(merged, engine.tag_policy)
     if not norm then return nil, err end
+    for _, tag in ipairs(norm) do
+      if not rec.tagset[tag] then index_add(engine.by_tag, tag, rec) end
+    end
     rec.tags, rec.tagset = norm, tags.set(norm)
+    unsettle(rec)
     return true
   end
   -- the last lines of output (default 10), at most max_bytes (default 64 KiB)

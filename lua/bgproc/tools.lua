@@ -148,11 +148,12 @@ local list = {
     limit = { type = "integer", minimum = 1, maximum = 100000, description = "Return at most this many (the newest)." },
   },
   handler = function(engine, args)
-    local pred, err = filter.compile(args, engine.tag_policy)
-    if not pred then return errors.fail("invalid_argument", "%s", err) end
-    local recs = engine:each(pred)
-    local first = args.limit and math.max(1, #recs - args.limit + 1) or 1
-    local out = engine:publics(table.move(recs, first, #recs, 1, {}))
+    local sel, err = filter.selector(args, engine.tag_policy)
+    if not sel then return errors.fail("invalid_argument", "%s", err) end
+    local recs = engine:select(sel)
+    local newest = recs
+    if args.limit and #recs > args.limit then newest = table.move(recs, #recs - args.limit + 1, #recs, 1, {}) end
+    local out = engine:publics(newest)
     return { processes = out, count = #out, total = #recs }
   end,
   text = function(r)
@@ -305,10 +306,10 @@ local kill = {
       return errors.fail("invalid_argument", "'signal': unknown signal %s (expected a name like TERM or a number 1-64)",
         tostring(sig))
     end
-    local pred, err = filter.compile(sel, engine.tag_policy)
-    if not pred then return errors.fail("invalid_argument", "%s", err) end
+    local s, err = filter.selector(sel, engine.tag_policy)
+    if not s then return errors.fail("invalid_argument", "%s", err) end
     local recs
-    if one then recs = pred(one) and { one } or {} else recs = engine:each(pred) end
+    if one then recs = s.match(one) and { one } or {} else recs = engine:select(s) end
     local stopped, finished, errs, escaped = engine:stop(recs, { signal = sig, graceMs = args.graceMs, reason = "kill" })
     return { killed = stopped, alreadyFinished = finished, errors = errs, signal = core.signame(num),
              escaped = escaped }
