@@ -5,6 +5,8 @@
 -- "pipe" or a pty) are watched: with stdin /dev/null a prompt sees EOF.
 --
 --   config: stall = { silentMs = 5000, checkMs = 1000 }
+local text = require "bgproc.text"
+
 local opts = { silentMs = 5000, checkMs = 1000 }
 
 local PROMPTS = {
@@ -25,7 +27,8 @@ local function check(api)
   for _, r in ipairs(api.jobs(function(job) return job.status == "running" and job.stdin ~= "null" end)) do
     local silent = api.silent_ms(r.id) or 0
     local out = api.output(r.id, 1, 4096) -- a prompt is short; a progress bar may not be
-    local last = out:match("([^\n]*)\n?$") or ""
+    local lines = text.lines(out) -- linear; a "$"-anchored match is not on long lines
+    local last = lines[#lines] or ""
     if silent >= opts.silentMs and last:find("%S") and looks_like_prompt(last) then
       if flagged[r.id] ~= last then
         flagged[r.id] = last
