@@ -456,6 +456,9 @@ local function build_parser()
   logs:flag("--raw", "Keep ANSI colour codes and carriage returns.")
 
   local kill = p:command("kill", "Stop processes and everything they started.")
+    :epilog("The whole process group gets the signal; what is alive after the grace gets KILL. "
+      .. "Processes that left the group (setsid) are listed as escaped: killed through the job's "
+      .. "cgroup v2 leaf where the machine gives one (`bgproc daemon status` says), else left running.")
   kill:argument("id", "Process id."):args("?")
   kill:option("--tag", "With any of these tags (repeatable)."):count("*"):init({})
   kill:option("--session", "Of this session.")
