@@ -156,7 +156,9 @@ describe("the seed driver", function()
     assert(ok, out)
     local r = cjson.decode(out:match("([^\n]*)\n?$"))
     -- the seed's defect 1: killTasks signals `sh -c`, its `sleep` lives on
-    assert.equal(5, r.extra.survivors)
+    -- (a kill that lands before sh has forked its sleep kills the job, so
+    -- under load not every one of the 5 survives)
+    assert.is_true(r.extra.survivors >= 1 and r.extra.survivors <= 5, "survivors " .. tostring(r.extra.survivors))
     assert.equal(5, r.extra.n)
     assert.is_true(r.extra.grown_kib >= 0)
     assert.same({}, marked(mark))
