@@ -35,14 +35,18 @@ function helpers.read_file(path)
   return s
 end
 
--- /proc/<pid>/stat fields we care about, or nil when the pid is gone.
+-- /proc/<pid>/stat fields we care about, or nil when the pid is gone:
+-- state, ppid, pgrp, sid, comm, start (clock ticks after boot: tells a
+-- reused pid apart) and cpu (user + system ticks).
 function helpers.stat(pid)
   local s = helpers.read_file(("/proc/%d/stat"):format(pid))
-  local rest = s and s:match("%) (.*)$") -- nil if it died while we read
+  local comm, rest = (s or ""):match("^%d+ %((.*)%) (.*)$") -- nil if it died while we read
   if not rest then return nil end
-  local state, ppid, pgrp, sid = rest:match("^(%S) (%-?%d+) (%-?%d+) (%-?%d+)")
-  return { state = state, ppid = tonumber(ppid), pgrp = tonumber(pgrp),
-           sid = tonumber(sid) }
+  local f = {}
+  for w in rest:gmatch("%S+") do f[#f + 1] = w end
+  -- rest starts at field 3 (state): utime, stime are 14, 15; starttime 22
+  return { state = f[1], ppid = tonumber(f[2]), pgrp = tonumber(f[3]), sid = tonumber(f[4]),
+           comm = comm, start = f[20], cpu = tonumber(f[12]) + tonumber(f[13]) }
 end
 
 -- Running (not a zombie, not gone).

@@ -20,13 +20,7 @@ local read_file = h.read_file
 
 local function since_ms(t0) return (uv.hrtime() - t0) / 1e6 end
 
--- CPU time (user + system) of a process, in clock ticks.
-local function cpu_ticks(pid)
-  local rest = assert(read_file("/proc/" .. pid .. "/stat")):match("%) (.*)$")
-  local f = {}
-  for x in rest:gmatch("%S+") do f[#f + 1] = x end
-  return tonumber(f[12]) + tonumber(f[13]) -- utime, stime (fields 14, 15)
-end
+local function cpu_ticks(pid) return assert(h.stat(pid)).cpu end
 
 local marked = h.marked -- processes carrying BGPROC_SPEC_MARK=token
 

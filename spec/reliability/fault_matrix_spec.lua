@@ -63,16 +63,7 @@ end
 
 local read_file = h.read_file
 
--- state, ppid, start time (clock ticks since boot) and comm of pid, or nil.
-local function proc_stat(pid)
-  local s = read_file("/proc/" .. pid .. "/stat")
-  local comm, rest = (s or ""):match("^%d+ %((.*)%) (.*)$")
-  if not rest then return nil end
-  local fields = {}
-  for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
-  -- rest starts at field 3 (state); starttime is field 22
-  return { state = fields[1], ppid = tonumber(fields[2]), start = fields[20], comm = comm }
-end
+local proc_stat = h.stat -- state, ppid, comm, start (tells a reused pid apart)
 
 -- Live processes carrying our token: { pid, mark, kind, stat } each.
 local function marked()
