@@ -8,12 +8,23 @@ function common.median(xs)
   return xs[(#xs + 1) // 2]
 end
 
--- A KiB field of /proc/self/status: "VmRSS" now, "VmHWM" at its peak.
-function common.status_kib(field)
-  for line in io.lines("/proc/self/status") do
+-- A KiB field of /proc/<pid>/status (this process when pid is nil):
+-- "VmRSS" now, "VmHWM" at its peak. nil when the process is gone.
+function common.status_kib(field, pid)
+  local f = io.open(pid and ("/proc/%d/status"):format(pid) or "/proc/self/status")
+  if not f then return nil end
+  for line in f:lines() do
     local v = line:match("^" .. field .. ":%s+(%d+)")
-    if v then return tonumber(v) end
+    if v then f:close() return tonumber(v) end
   end
+  f:close()
+end
+
+-- Write `data` to the file at `path` (created or truncated).
+function common.write_file(path, data)
+  local f = assert(io.open(path, "w"))
+  f:write(data)
+  f:close()
 end
 
 -- Drive `loop` until `job` has exited and its pipes are drained.

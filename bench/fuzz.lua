@@ -32,6 +32,7 @@ package.cpath = ROOT .. "/lua/?.so;" .. package.cpath
 local cjson = require "cjson"
 local core = require "bgproc.core"
 local corpus = require "fuzz_corpus"
+local common = require "common"
 
 local BIN = ROOT .. "/bin/bgproc"
 local NULL = cjson.null
@@ -75,20 +76,6 @@ end
 local function now_ms() return uv.hrtime() / 1e6 end
 
 local function count(t, k) t[k] = (t[k] or 0) + 1 end
-
-local function status_kib(pid, field)
-  local f = io.open(("/proc/%d/status"):format(pid))
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return tonumber(s:match(field .. ":%s+(%d+)"))
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "w"))
-  f:write(data)
-  f:close()
-end
 
 -- Run the loop until pred() or timeout_ms (bgproc's own blocking pump).
 local pump = require("bgproc.client").pump
@@ -150,7 +137,7 @@ local function new_run(target, o)
   for _, sub in ipairs { "home", "run", "tmp", "work", "state", "config" } do
     assert(uv.fs_mkdir(dir .. "/" .. sub, tonumber("700", 8)))
   end
-  write_file(dir .. "/config.lua", "return { plugins = {}, graceMs = 500, progressMs = 200 }\n")
+  common.write_file(dir .. "/config.lua", "return { plugins = {}, graceMs = 500, progressMs = 200 }\n")
   local env = {
     PATH = os.getenv("PATH") or "/usr/bin:/bin", LANG = "C.UTF-8",
     HOME = dir .. "/home", XDG_RUNTIME_DIR = dir .. "/run", TMPDIR = dir .. "/tmp",
@@ -521,7 +508,7 @@ function Run:fuzz()
     if self:dead() then break end
     if o.verbose and n % 10000 == 0 then
       io.stderr:write(("  %s: %d lines, %d answers, server RSS %s KiB\n"):format(self.target, n, st.answers,
-        tostring(status_kib(self.server.pid, "VmRSS"))))
+        tostring(common.status_kib("VmRSS", self.server.pid))))
     end
   end
   st.unsafe_replaced = gen.unsafe
@@ -563,11 +550,11 @@ function Run:finish()
   if not st.final_call_ok then
     self:fail("the final listBackgroundProcesses failed: " .. (m and cjson.encode(m) or "no answer"))
   end
-  st.rss_after_kib = status_kib(self.server.pid, "VmRSS")
-  st.rss_peak_kib = status_kib(self.server.pid, "VmHWM")
+  st.rss_after_kib = common.status_kib("VmRSS", self.server.pid)
+  st.rss_peak_kib = common.status_kib("VmHWM", self.server.pid)
   if self.mcp then
-    st.daemon_rss_after_kib = status_kib(self.daemon.pid, "VmRSS")
-    st.daemon_rss_peak_kib = status_kib(self.daemon.pid, "VmHWM")
+    st.daemon_rss_after_kib = common.status_kib("VmRSS", self.daemon.pid)
+    st.daemon_rss_peak_kib = common.status_kib("VmHWM", self.daemon.pid)
   end
   local dead = self:dead()
   if dead then
@@ -659,7 +646,7 @@ local function run_target(target, o)
   self.stats.seconds = 0
   local ok, err = pcall(self.setup, self)
   if ok then
-    self.stats.rss_before_kib = status_kib(self.server.pid, "VmRSS")
+    self.stats.rss_before_kib = common.status_kib("VmRSS", self.server.pid)
     local t0 = now_ms()
     ok, err = pcall(self.fuzz, self)
     self.stats.seconds = (now_ms() - t0) / 1000

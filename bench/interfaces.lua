@@ -17,9 +17,7 @@ local function private_env()
   os.remove(dir)
   assert(uv.fs_mkdir(dir, tonumber("700", 8)))
   local cfgpath = dir .. "/config.lua"
-  local f = assert(io.open(cfgpath, "w"))
-  f:write("return { plugins = {}, maxRunning = 2000 }\n")
-  f:close()
+  common.write_file(cfgpath, "return { plugins = {}, maxRunning = 2000 }\n")
   local env = {
     BGPROC_SOCKET = dir .. "/d.sock", BGPROC_CONFIG = cfgpath, XDG_STATE_HOME = dir .. "/state",
     LUA_PATH_5_4 = package.path, LUA_CPATH_5_4 = package.cpath,
