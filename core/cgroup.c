@@ -103,8 +103,7 @@ static void kill_pid(pid_t pid, void *ud) {
  * <dirfd>/<name>. */
 static void each_child(int dirfd, const char *name,
                        void (*fn)(int, const char *, int), int depth) {
-  int fd = name ? openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                : openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = openat(dirfd, name ? name : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;
   char buf[4096] __attribute__((aligned(8)));
   long n;
@@ -182,7 +181,11 @@ static void remove_tree(int dirfd, const char *name, int depth) {
   unlinkat(dirfd, name, AT_REMOVEDIR);
 }
 
-void bg_cgroup_remove_children(int dirfd) {
+void bg_cgroup_clear(int dirfd) {
+  if (bg_cgroup_populated(dirfd, NULL) != 0) { /* populated, or unknown */
+    bg_cgroup_kill(dirfd, NULL);
+    bg_cgroup_wait_empty(dirfd, NULL, 1000);
+  }
   each_child(dirfd, NULL, remove_tree, 0);
 }
 
@@ -211,10 +214,6 @@ long bg_cgroup_pids(int dirfd, const char *name, pid_t *out, size_t cap) {
 }
 
 /* ---- finding our cgroup (host side: stdio and malloc are fine) -------- */
-
-static void say(char *why, size_t cap, const char *fmt, const char *arg) {
-  snprintf(why, cap, fmt, arg ? arg : "");
-}
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo. */
 static void unescape(char *s) {
@@ -284,29 +283,34 @@ static int find_mount(const char *cg, char *dir, size_t cap) {
   return found;
 }
 
-static int named(const char *s, size_t len, const char *prefix, int parts);
-
-/* Directories of hosts that died without a guardian to clean up (one
- * started with guardian = false): empty ones of pids that no longer exist
- * are removed. A populated leaf stays (rmdir refuses). */
-static void remove_stale(int basefd) {
-  int fd = openat(basefd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  char buf[4096] __attribute__((aligned(8)));
-  long n;
-  while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
-    for (long off = 0; off < n;) {
-      struct bg_dirent64 *d = (struct bg_dirent64 *)(buf + off);
-      off += d->d_reclen;
-      if (d->d_type != DT_DIR || !named(d->d_name, strlen(d->d_name), "bgproc-", 2))
-        continue;
-      long pid = strtol(d->d_name + 7, NULL, 10);
-      if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-        continue;
-      remove_tree(basefd, d->d_name, 0);
+/* "<prefix><digits>" with an optional "-<digits>" after (bgproc-1-0). */
+static int named(const char *s, const char *prefix, int parts) {
+  size_t len = strlen(s), pl = strlen(prefix);
+  if (len <= pl || strncmp(s, prefix, pl) != 0) return 0;
+  int seen = 0, digits = 0;
+  for (size_t i = pl; i < len; i++) {
+    if (s[i] >= '0' && s[i] <= '9') {
+      digits = 1;
+    } else if (s[i] == '-' && digits && seen + 1 < parts) {
+      seen++;
+      digits = 0;
+    } else {
+      return 0;
     }
   }
-  close(fd);
+  return digits && seen + 1 == parts;
+}
+
+/* Directory `name` of a host that died without a guardian to clean up
+ * (one started with guardian = false): removed when empty and its pid no
+ * longer exists. A populated leaf stays (rmdir refuses). */
+static void remove_if_stale(int dirfd, const char *name, int depth) {
+  (void)depth;
+  if (!named(name, "bgproc-", 2)) return;
+  long pid = strtol(name + 7, NULL, 10);
+  if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+    return;
+  remove_tree(dirfd, name, 0);
 }
 
 int bg_cgroup_open_loop_dir(char *path, size_t path_cap, char *why,
@@ -314,19 +318,19 @@ int bg_cgroup_open_loop_dir(char *path, size_t path_cap, char *why,
   static unsigned seq; /* loops of this process */
   char cg[1024], base[1024];
   if (own_cgroup(cg, sizeof cg) < 0) {
-    say(why, why_cap, "no cgroup v2 entry in /proc/self/cgroup%s", NULL);
+    snprintf(why, why_cap, "no cgroup v2 entry in /proc/self/cgroup");
     return -1;
   }
   if (find_mount(cg, base, sizeof base) < 0) {
-    say(why, why_cap, "no cgroup2 mount holds our cgroup %s", cg);
+    snprintf(why, why_cap, "no cgroup2 mount holds our cgroup %s", cg);
     return -1;
   }
   int basefd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (basefd < 0) {
-    say(why, why_cap, "cannot open %s", base);
+    snprintf(why, why_cap, "cannot open %s", base);
     return -1;
   }
-  remove_stale(basefd);
+  each_child(basefd, NULL, remove_if_stale, 0);
   char name[64];
   int made = -1, err = 0;
   for (int tries = 0; tries < 100 && made < 0; tries++) {
@@ -364,33 +368,15 @@ int bg_cgroup_open_loop_dir(char *path, size_t path_cap, char *why,
   return bg_fd_above_stdio(fd);
 }
 
-/* "<prefix><digits>" with an optional "-<digits>" after (bgproc-1-0). */
-static int named(const char *s, size_t len, const char *prefix, int parts) {
-  size_t pl = strlen(prefix);
-  if (len <= pl || strncmp(s, prefix, pl) != 0) return 0;
-  int seen = 0, digits = 0;
-  for (size_t i = pl; i < len; i++) {
-    if (s[i] >= '0' && s[i] <= '9') {
-      digits = 1;
-    } else if (s[i] == '-' && digits && seen + 1 < parts) {
-      seen++;
-      digits = 0;
-    } else {
-      return 0;
-    }
-  }
-  return digits && seen + 1 == parts;
-}
-
 int bg_cgroup_leave_job(void) {
   char cg[1024], dir[1024];
   if (own_cgroup(cg, sizeof cg) < 0 || find_mount(cg, dir, sizeof dir) < 0)
     return 0;
   char *leaf = strrchr(dir, '/');
-  if (leaf == NULL || !named(leaf + 1, strlen(leaf + 1), "job-", 1)) return 0;
+  if (leaf == NULL || !named(leaf + 1, "job-", 1)) return 0;
   *leaf = '\0';
   char *loop = strrchr(dir, '/');
-  if (loop == NULL || !named(loop + 1, strlen(loop + 1), "bgproc-", 2)) return 0;
+  if (loop == NULL || !named(loop + 1, "bgproc-", 2)) return 0;
   *loop = '\0';
   size_t len = strlen(dir);
   if (len + sizeof "/cgroup.procs" > sizeof dir) return 0;

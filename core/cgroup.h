@@ -45,13 +45,13 @@ int bg_cgroup_populated(int dirfd, const char *name);
 /* Wait up to ms for <dirfd>/<name> to empty; 1 once empty. */
 int bg_cgroup_wait_empty(int dirfd, const char *name, long ms);
 
-/* Remove every empty child directory of dirfd. */
-void bg_cgroup_remove_children(int dirfd);
+/* Kill everything in dirfd and below (waiting up to a second for it to
+ * empty), then remove its (empty) child directories. */
+void bg_cgroup_clear(int dirfd);
 
 /*
- * Up to `cap` pids listed in <dirfd>/<name>/cgroup.procs (and, one level
- * down, in its children's). Returns how many were stored, or -1 with
- * errno.
+ * Up to `cap` pids listed in <dirfd>/<name>/cgroup.procs (that leaf only,
+ * not its children). Returns how many were stored, or -1 with errno.
  */
 long bg_cgroup_pids(int dirfd, const char *name, pid_t *out, size_t cap);
 

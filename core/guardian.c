@@ -116,9 +116,7 @@ static void guardian_end_cgroup(const char *dir) {
   if (dir == NULL) return;
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;
-  bg_cgroup_kill(fd, NULL);
-  bg_cgroup_wait_empty(fd, NULL, 1000);
-  bg_cgroup_remove_children(fd);
+  bg_cgroup_clear(fd);
   close(fd);
   rmdir(dir);
 }

@@ -232,10 +232,6 @@ static void put_value(lua_State *L, ctx *c, int idx, int depth) {
   }
 }
 
-/* utf8(s) -> s itself when it is valid UTF-8, else a copy with each
- * invalid byte replaced by U+FFFD, as encode does to strings. Output
- * text is cleaned with it: the same bytes in C cost their size once,
- * where the Lua loop held a table entry per bad byte. */
 /* Length of the valid UTF-8 (ASCII included) at the start of s. */
 static size_t valid_prefix(const unsigned char *s, size_t n) {
   size_t i = 0;
@@ -247,6 +243,10 @@ static size_t valid_prefix(const unsigned char *s, size_t n) {
   return i;
 }
 
+/* utf8(s) -> s itself when it is valid UTF-8, else a copy with each
+ * invalid byte replaced by U+FFFD, as encode does to strings. Output
+ * text is cleaned with it: the same bytes in C cost their size once,
+ * where the Lua loop held a table entry per bad byte. */
 static int utf8_valid(lua_State *L) {
   size_t n;
   const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);

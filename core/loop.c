@@ -269,11 +269,7 @@ static const char *env_path(char *const *envp) {
 /* Kill whatever is left in the loop's cgroup directory, remove it. */
 static void drop_loop_cgroup(bg_loop *lp) {
   if (lp->cg_fd < 0) return;
-  if (bg_cgroup_populated(lp->cg_fd, NULL) > 0) {
-    bg_cgroup_kill(lp->cg_fd, NULL);
-    bg_cgroup_wait_empty(lp->cg_fd, NULL, 1000);
-  }
-  bg_cgroup_remove_children(lp->cg_fd);
+  bg_cgroup_clear(lp->cg_fd);
   bg_close_fd(&lp->cg_fd);
   rmdir(lp->cg_path);
   lp->guard.cgroup_dir = NULL;
