@@ -634,6 +634,17 @@ function M:scan_rest(scanner)
   return line
 end
 
+-- The first new line of a scanner that regex re matches ({ line, cursor }),
+-- or nil. at_end: the output is complete, so the partial last line
+-- counts too.
+function M:scan_match(scanner, re, at_end)
+  local lines = self:scan(scanner)
+  if at_end then lines[#lines + 1] = self:scan_rest(scanner) end
+  for _, l in ipairs(lines) do
+    if re:test(l.line) then return l end
+  end
+end
+
 local finalize_stopped -- forward: the stop protocol's
 
 -- Nothing of the job is left in its cgroup (true without one): no
@@ -673,15 +684,11 @@ local function drop_timeout(rec)
   end
 end
 
-local function check_ready(self, rec)
+-- at_end: the job has ended, so a last line without "\n" counts too.
+local function check_ready(self, rec, at_end)
   if not rec.ready_re or rec.ready then return end
-  for _, l in ipairs(self:scan(rec.ready_scan)) do
-    if rec.ready_re:test(l.line) then
-      rec.ready = true
-      rec.readyLine = l.line
-      return
-    end
-  end
+  local l = self:scan_match(rec.ready_scan, rec.ready_re, at_end)
+  if l then rec.ready, rec.readyLine = true, l.line end
 end
 
 local function feed_plugins(self, rec)
@@ -703,14 +710,7 @@ function M:finish(rec)
   drop_timeout(rec)
   if rec.job then self.running = self.running - 1 end -- launched, so counted
   rec.endedMs = rec.endedMs or wall_ms()
-  if rec.ready_re and not rec.ready and rec.job then
-    -- the last line may have had no newline
-    check_ready(self, rec)
-    local last = self:scan_rest(rec.ready_scan)
-    if last and rec.ready_re:test(last.line) then
-      rec.ready, rec.readyLine = true, last.line
-    end
-  end
+  if rec.job then check_ready(self, rec, true) end
   if self.plugins:has("on_exit") then self.plugins:call("on_exit", public_record(self, rec)) end
   if rec.job and output_done(rec) then rec.job:shrink() end
   local max_n = self.cfg.retention.maxFinished

@@ -294,10 +294,8 @@ local kill = {
       return errors.fail("invalid_argument",
         "no selector: give 'processId', 'sessionId', 'status' or 'tags', or 'all': true to stop every job")
     end
-    local one -- the record, when one id is given: no need to scan them all
     if sel.processId then
-      local err
-      one, err = lookup(engine, args)
+      local one, err = lookup(engine, args)
       if not one then return nil, err end
     end
     local sig = args.signal or "TERM"
@@ -308,8 +306,7 @@ local kill = {
     end
     local s, err = filter.selector(sel, engine.tag_policy)
     if not s then return errors.fail("invalid_argument", "%s", err) end
-    local recs
-    if one then recs = s.match(one) and { one } or {} else recs = engine:select(s) end
+    local recs = engine:select(s) -- (one id: a lookup, no scan)
     local stopped, finished, errs, escaped = engine:stop(recs, { signal = sig, graceMs = args.graceMs, reason = "kill" })
     return { killed = stopped, alreadyFinished = finished, errors = errs, signal = core.signame(num),
              escaped = escaped }
@@ -361,16 +358,9 @@ local wait = {
     local scanner = re and { rec = rec, cursor = args.since or 0, partial = "" }
     local hit
     local function match_output()
-      for _, l in ipairs(engine:scan(scanner)) do
-        local ok = re:test(l.line)
-        if ok then hit = l return true end
-      end
-      if complete(engine, rec) then
-        local last = engine:scan_rest(scanner)
-        if last and re:test(last.line) then hit = last end
-        return true -- nothing more will come
-      end
-      return false
+      local done = complete(engine, rec) -- then nothing more will come
+      hit = engine:scan_match(scanner, re, done)
+      return hit ~= nil or done
     end
     local conditions = {
       exit = function() return engine:final(rec) end,
