@@ -128,6 +128,27 @@ function helpers.vm_kib(field, pid)
   end
 end
 
+-- How much this process's peak RSS rose over fn(), in KiB. The kernel
+-- keeps the peak (VmHWM, reset through clear_refs), so nothing is sampled
+-- while fn runs: sampling allocates, and under ASan every freed buffer
+-- stays resident in its quarantine, which made the measure grow itself.
+-- Where the peak cannot be reset, it falls back to sampling through
+-- on_sample() (pass it to the pump) and reports the sampled peak.
+function helpers.peak_growth_kib(fn)
+  collectgarbage()
+  collectgarbage()
+  local f = io.open("/proc/self/clear_refs", "w")
+  local reset = f and f:write("5") and f:close()
+  local before = helpers.vm_kib("VmRSS")
+  local peak = before
+  local function on_sample()
+    if not reset then peak = math.max(peak, helpers.vm_kib("VmRSS")) end
+  end
+  fn(on_sample)
+  if reset then peak = helpers.vm_kib("VmHWM") end
+  return peak - before
+end
+
 function helpers.zombies_of(pid)
   local out = {}
   for _, c in ipairs(helpers.children(pid)) do
