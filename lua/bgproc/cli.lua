@@ -58,10 +58,19 @@ local function term_columns()
   return w
 end
 
+-- "cancelled: session ended (shell 4321 exited)"; a running job's status.
+local function status_text(r)
+  if not r.endReason or r.endReason == r.status or r.status == "completed" and r.exitCode == 0
+      and not r.stopReason then
+    return r.status
+  end
+  return r.status .. ": " .. r.endReason
+end
+
 local function print_table(procs)
   local rows = { { "ID", "NAME", "STATUS", "PID", "AGE", "TAGS", "LAST LINE" } }
   for _, p in ipairs(procs) do
-    rows[#rows + 1] = { p.id, clip(p.name, 30), p.status, p.pid and ("%d"):format(p.pid) or "-",
+    rows[#rows + 1] = { p.id, clip(p.name, 30), clip(status_text(p), 48), p.pid and ("%d"):format(p.pid) or "-",
                         age(p.startedAt), table.concat(p.tags or {}, ","), p.lastLine or "" }
   end
   local widths = {}
@@ -74,7 +83,7 @@ local function print_table(procs)
     local used = 0
     for i = 1, 6 do
       local cell = row[i] .. (" "):rep(widths[i] - width(row[i]))
-      if i == 3 and r > 1 then cell = paint(COLORS[row[3]], cell) end
+      if i == 3 and r > 1 then cell = paint(COLORS[row[3]:match("^%a+")], cell) end
       parts[i] = cell
       used = used + widths[i] + 2
     end
@@ -87,7 +96,7 @@ end
 
 local function print_record(r)
   local lines = {
-    { "id", r.id }, { "name", r.name }, { "status", paint(COLORS[r.status], r.status) },
+    { "id", r.id }, { "name", r.name }, { "status", paint(COLORS[r.status], status_text(r)) },
     { "pid", r.pid }, { "command", r.command or (r.argv and table.concat(r.argv, " ")) },
     { "cwd", r.cwd }, { "session", r.sessionId .. (r.global and " (global)" or "") },
     { "tags", #r.tags > 0 and table.concat(r.tags, ", ") or nil },
@@ -121,62 +130,16 @@ local function connect(args)
   return require("bgproc.client").connect { socket = args.socket }
 end
 
-local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true,
-                 fish = true, busybox = true }
-
--- argv of a process, from /proc, or nil.
-local function cmdline(pid)
-  local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  local argv = {}
-  for w in s:gmatch("([^%z]*)%z") do argv[#argv + 1] = w end
-  return argv
-end
-
-local function parent_of(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return tonumber(s:match("%) %S+ (%d+)"))
-end
-
--- The calling shell: the parent, skipping `sh -c '...'`-style wrappers
--- (a script's, or an agent's tool running each command in a fresh shell)
--- so that jobs live as long as the interactive shell or program that
--- started them, not as long as a one-off wrapper.
-function cli.calling_shell(parent)
-  local pid = parent
-  for _ = 1, 32 do
-    local argv = cmdline(pid)
-    local name = argv and argv[1] and (argv[1]:match("([^/]+)$") or ""):gsub("^%-", "")
-    local wrapper = false
-    if argv and SHELLS[name] then
-      for i = 2, #argv do
-        if argv[i]:find("^%-%a*c%a*$") then wrapper = true break end
-        if not argv[i]:find("^%-") then break end
-      end
-    end
-    if not wrapper then return pid end
-    local ppid = parent_of(pid)
-    if not ppid or ppid <= 1 then return parent end
-    pid = ppid
-  end
-  return parent
-end
-
--- The session of CLI jobs: the calling shell's, ending when it exits, or
--- the one BGPROC_SESSION names.
+-- The session of CLI jobs: the owner's (see owner.lua: a terminal's
+-- shell, an agent), ending when it exits, or the one BGPROC_SESSION names.
 local function open_session(c)
   local named = os.getenv("BGPROC_SESSION")
   local params
   if named and named ~= "" then
     params = { sessionId = named, bind = "none" }
   else
-    local shell = cli.calling_shell(math.tointeger(uv.os_getppid()))
-    params = { sessionId = "shell-" .. shell, bind = "pid", pid = shell }
+    local who = require("bgproc.owner").find(math.tointeger(uv.os_getppid()))
+    params = { sessionId = "shell-" .. who.pid, bind = "pid", pid = who.pid, owner = who.description }
   end
   local res, err = c:call("session/open", params, 10000)
   if not res then return nil, err.message end
@@ -222,6 +185,7 @@ function commands.start(a, c)
     name = a.name, tags = #a.tag > 0 and a.tag or nil, global = a.global or nil,
     cwd = a.cwd, env = env, pty = a.pty or nil, stdin = a.stdin and "pipe" or nil,
     timeoutMs = a.timeout, readyPattern = a.ready, outputBytes = a.output_bytes,
+    notifyPattern = a.notify,
   }
   if #words == 1 then args.command = words[1] else args.argv = words end
   -- the job gets this shell's directory and environment (and --env), not the daemon's
@@ -430,6 +394,7 @@ local function build_parser()
   start:flag("--stdin", "Keep stdin open as a pipe (see `bgproc send`).")
   start:option("--timeout", "Stop it after MS milliseconds.", nil, integer("--timeout")):argname("<ms>")
   start:option("--ready", "Regex: the first matching line marks it ready."):argname("<re>")
+  start:option("--notify", "Regex: a matching line is told to the session's owner (an agent's notices)."):argname("<re>")
   start:option("--output-bytes", "Output kept in memory.", nil, integer("--output-bytes")):argname("<n>")
   start:argument("command", "The command: words become an argv; one quoted string runs in a shell."):args("+")
 
@@ -484,6 +449,14 @@ local function build_parser()
   d:flag("--quiet-if-running", "With run: exit 0 quietly if a daemon already runs.")
   d:flag("--verbose", "With run: also log to stderr.")
 
+  local hook = p:command("hook", "Run as an agent's hook (Claude Code: see the README).")
+    :epilog("bgproc hook claude SessionEnd ends the jobs of that Claude Code session; UserPromptSubmit and "
+      .. "PostToolUse print hook JSON whose additionalContext tells the model what ended or became ready "
+      .. "since its last turn. The hook's JSON comes on stdin. Never fails the hook: exits 0.")
+  hook:argument("agent", "The agent."):choices { "claude" }
+  hook:argument("event", "The hook event: SessionEnd, UserPromptSubmit or PostToolUse.")
+    :choices { "SessionEnd", "UserPromptSubmit", "PostToolUse" }
+
   local m = p:command("mcp", "Serve the tools over MCP on stdin/stdout.")
   m:flag("--standalone", "Run an engine in this process instead of using the daemon.")
 
@@ -536,6 +509,16 @@ function cli.main(argv)
     return EXIT_OK
   end
   if a.cmd == "daemon" then return daemon_command(a) end
+  if a.cmd == "hook" then
+    local stdin_text = isatty(0) and "" or io.stdin:read("a")
+    local ok, printed = pcall(require("bgproc.hooks").claude, a.event, stdin_text,
+      math.tointeger(uv.os_getppid()), function()
+        return require("bgproc.client").connect { socket = a.socket, autostart = false }
+      end)
+    if ok and printed ~= "" then out(printed, "\n") end
+    if not ok then io.stderr:write("bgproc hook: ", tostring(printed), "\n") end
+    return EXIT_OK
+  end
   if a.cmd == "mcp" then
     return require("bgproc.mcp").run { standalone = a.standalone, socket = a.socket }
   end

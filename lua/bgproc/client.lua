@@ -33,21 +33,28 @@ local function absolute(paths)
   end))
 end
 
--- Start `bgproc daemon run` detached (its own session). Module paths and
--- the socket go on its command line, not in its environment: jobs inherit
--- the daemon's environment, which must hold nothing of bgproc's own.
--- Started from a bgproc job (a CLI run by an agent's job), it first leaves
--- that job's cgroup: it serves every session, and must not die with the
--- job that happened to start it. Returns true or nil, err.
+-- Start `bgproc daemon run`, owned by nobody: a shell in a session of its
+-- own starts it in the background and exits at once, so the daemon is
+-- re-parented away from us (to init, or the nearest subreaper) and no
+-- client's tree kill (by parent pids, process group or session) reaches
+-- it or the global jobs. Its stdout and stderr go to its log. Module paths
+-- and the socket go on its command line, not in its environment: jobs
+-- inherit the daemon's environment, which must hold nothing of bgproc's
+-- own. Started from a bgproc job (a CLI run by an agent's job), it first
+-- leaves that job's cgroup: it serves every session, and must not die
+-- with the job that happened to start it. Returns true or nil, err.
 function client.spawn_daemon(socket)
   local code = ("package.path = %q; package.cpath = %q; require('bgproc.core').leave_job_cgroup(); "
     .. "os.exit(require('bgproc.cli').main({ '--socket', %q, 'daemon', 'run', '--quiet-if-running' }))")
     :format(absolute(package.path), absolute(package.cpath), socket)
-  local handle, err = uv.spawn(uv.exepath(), {
-    args = { "-e", code }, detached = true, cwd = "/",
-  }, function() end)
+  local log = paths.log()
+  if not paths.ensure_dir(paths.dir(log)) then log = "/dev/null" end
+  local handle, err
+  handle, err = uv.spawn("/bin/sh", {
+    args = { "-c", '"$0" -e "$1" </dev/null >>"$2" 2>&1 &', uv.exepath(), code, log },
+    detached = true, cwd = "/",
+  }, function() handle:close() end)
   if not handle then return nil, err end
-  handle:unref()
   return true
 end
 

@@ -10,12 +10,17 @@ local uv = require "luv"
 local bgproc = require "bgproc"
 local json = require "bgproc.json"
 local manager = require "bgproc.manager"
+local notices = require "bgproc.notices"
 local paths = require "bgproc.paths"
+local tools = require "bgproc.tools"
 local rpc = require "bgproc.rpc"
 
 local daemon = {}
 
 daemon.ACCEPT_RETRY_MS = 200 -- out of fds: how often to try accept() again
+daemon.NOTICE_BATCH_MS = 50   -- events this close together go out as one notice
+daemon.NOTICE_EVERY_MS = 1000 -- at most one notice a second per session and client
+daemon.JOURNAL_MAX = 100      -- untaken events kept per session (events/take)
 
 -- nil, or the INVALID_PARAMS error for a bad sessionId param
 local function bad_session_id(sid)
@@ -96,6 +101,8 @@ function daemon.run(opts)
   local started = uv.now()
   local clients, nconn = {}, 0
   local bound = {}     -- sessionId -> { pidfd, poll }
+  local owners = {}    -- sessionId -> who owns it, in words ("shell 4321"), for end reasons
+  local journal = {}   -- sessionId -> events not yet taken (events/take)
   local stopping = false
   local handles = {}
 
@@ -108,10 +115,15 @@ function daemon.run(opts)
     b.pidfd:close()
   end
 
-  local function end_session(sid, why)
+  local function forget_session(sid)
     unbind(sid)
+    owners[sid], journal[sid] = nil, nil
+  end
+
+  local function end_session(sid, why)
+    forget_session(sid)
     log("info", ("session %s ended (%s)"):format(sid, why))
-    engine:session_close_async(sid)
+    engine:session_close_async(sid, nil, why)
   end
 
   local function bind_pid(sid, pid)
@@ -120,9 +132,48 @@ function daemon.run(opts)
     if not pidfd then return nil, perr, ename end -- refused; an existing session stays
     local poll = uv.new_poll(pidfd:fd())
     bound[sid] = { pidfd = pidfd, poll = poll }
-    poll:start("r", function() end_session(sid, "process " .. pid .. " exited") end)
+    poll:start("r", function() end_session(sid, (owners[sid] or ("process " .. pid)) .. " exited") end)
     return true
   end
+
+  -- ---- notices: pushed to the connections that asked (session/open
+  -- notify), kept for events/take (hooks that ask at each turn)
+
+  local function send_notices(c, sid)
+    local box = c.outbox[sid]
+    c.outbox[sid] = nil
+    if not box or #box.events == 0 or c.conn.closed then return end
+    c.notified[sid] = uv.now()
+    c.conn:notify("notifications/jobs", { sessionId = sid, events = box.events, text = notices.text(box.events) })
+  end
+
+  local function queue_notice(c, sid, ev)
+    local box = c.outbox[sid]
+    if box then box.events[#box.events + 1] = ev return end
+    box = { events = { ev }, timer = uv.new_timer() }
+    c.outbox[sid] = box
+    local since = uv.now() - (c.notified[sid] or -math.huge)
+    local delay = math.max(daemon.NOTICE_BATCH_MS, daemon.NOTICE_EVERY_MS - since)
+    box.timer:start(delay, 0, function()
+      box.timer:close()
+      if c.outbox[sid] == box then send_notices(c, sid) end
+    end)
+  end
+
+  local function on_event(ev)
+    if not notices.wanted(ev) then return end
+    local sid = ev.sessionId
+    if engine.sessions[sid] then
+      local list = journal[sid] or {}
+      journal[sid] = list
+      list[#list + 1] = ev
+      if #list > daemon.JOURNAL_MAX then table.remove(list, 1) end
+    end
+    for c in pairs(clients) do
+      if c.notify[sid] then queue_notice(c, sid, ev) end
+    end
+  end
+  engine:on_event(on_event)
 
   local stop, stop_accepting -- forward
 
@@ -152,12 +203,19 @@ function daemon.run(opts)
     return nil, nil, true -- replied already
   end
 
-  -- session/open { sessionId?, bind = "connection" | "pid" | "none", pid? }
+  -- session/open { sessionId?, bind = "connection" | "pid" | "none", pid?,
+  --                owner?, notify? }
   methods["session/open"] = function(c, params)
     local sid = params.sessionId
     local bind = params.bind or "connection"
     local serr = bad_session_id(sid)
     if serr then return nil, serr end
+    if params.owner ~= nil and (type(params.owner) ~= "string" or #params.owner > 200) then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'owner' must be a string of at most 200 characters")
+    end
+    if params.notify ~= nil and type(params.notify) ~= "boolean" then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'notify' must be a boolean")
+    end
     if bind ~= "connection" and bind ~= "pid" and bind ~= "none" then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'bind' must be \"connection\", \"pid\" or \"none\"")
     end
@@ -166,6 +224,7 @@ function daemon.run(opts)
       return nil, rpc.error(rpc.INVALID_PARAMS, "'pid' must be a process id (a positive integer) with bind = \"pid\"")
     end
     sid = sid or ("conn-%d-%d"):format(uv.os_getpid(), c.n)
+    if params.owner and not owners[sid] then owners[sid] = params.owner end
     if bind == "pid" then
       local okb, perr, ename = bind_pid(sid, pid)
       local why = ("'pid': cannot watch process %d: %s"):format(pid, tostring(perr))
@@ -178,22 +237,47 @@ function daemon.run(opts)
     engine:session_open(sid)
     c.session = sid
     if bind == "connection" then c.owned[sid] = true end
+    if params.notify then c.notify[sid] = true end
     return { sessionId = sid, bind = bind }
   end
 
+  -- session/close { sessionId?, reason? }: reason says why, in the records
+  -- ("OpenCode chat deleted")
   methods["session/close"] = function(c, params, id)
     local sid = params.sessionId or c.session
     if type(sid) ~= "string" then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a string")
     end
-    c.owned[sid] = nil
+    local why = params.reason
+    if why ~= nil and (type(why) ~= "string" or #why > 200) then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'reason' must be a string of at most 200 characters")
+    end
+    c.owned[sid], c.notify[sid] = nil, nil
     if c.session == sid then c.session = nil end -- a later job gets a new session
-    unbind(sid)
+    forget_session(sid)
     engine:session_close_async(sid, function(stopped, finished, errs, escaped)
       c.conn:reply(id, { sessionId = sid, killed = stopped, alreadyFinished = finished, errors = errs,
                          escaped = escaped })
-    end)
+    end, why or "closed by a client")
     return nil, nil, true
+  end
+
+  -- events/take { sessionIds }: the notices of these sessions not taken
+  -- yet, and their text; taking them empties the list.
+  methods["events/take"] = function(_, params)
+    local sids = params.sessionIds
+    if type(sids) ~= "table" or #sids == 0 or #sids > 64 then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionIds' must be a list of 1 to 64 session ids")
+    end
+    local events = json.array()
+    for i = 1, #sids do
+      local serr = bad_session_id(sids[i])
+      if serr then return nil, serr end
+      for _, ev in ipairs(journal[sids[i]] or {}) do events[#events + 1] = ev end
+      journal[sids[i]] = nil
+    end
+    table.sort(events, function(a, b) return a.at < b.at end)
+    return { events = events, text = notices.text(events) }
   end
 
   methods["tools/list"] = function()
@@ -224,10 +308,13 @@ function daemon.run(opts)
       end
     end
     local key = rpc.id_key(id)
+    local as_text = params.text == true -- the answer with its text, for clients that show text
     local task = engine:call_async(name, args, ctx, function(res, err)
       c.calls[key] = nil
       if id == nil then return end
-      if res then
+      if res and as_text then
+        c.conn:reply(id, { text = tools.summary(name, res), result = res })
+      elseif res then
         c.conn:reply(id, res)
       else
         c.conn:fail(id, rpc.TOOL_ERROR, err.message, { code = err.code, processId = err.processId })
@@ -263,7 +350,7 @@ function daemon.run(opts)
       return
     end
     nconn = nconn + 1
-    local c = { n = nconn, calls = {}, owned = {} }
+    local c = { n = nconn, calls = {}, owned = {}, notify = {}, outbox = {}, notified = {} }
     c.conn = rpc.conn {
       input = pipe, log = log,
       on_message = function(conn, msg) rpc.dispatch(conn, msg, methods, c) end,
@@ -271,7 +358,11 @@ function daemon.run(opts)
         clients[c] = nil
         if why ~= "eof" and not stopping then log("info", ("client %d gone: %s"):format(c.n, why)) end
         for _, task in pairs(c.calls) do task:cancel() end
-        for sid in pairs(c.owned) do end_session(sid, "connection closed (" .. tostring(why) .. ")") end
+        for _, box in pairs(c.outbox) do if not box.timer:is_closing() then box.timer:close() end end
+        for sid in pairs(c.owned) do
+          end_session(sid, (owners[sid] and (owners[sid] .. " disconnected") or "connection closed")
+            .. " (" .. tostring(why) .. ")")
+        end
       end,
     }
     clients[c] = true
@@ -285,7 +376,7 @@ function daemon.run(opts)
     stop_accepting()
     for c in pairs(clients) do c.conn:close("daemon stopping") end
     for sid in pairs(bound) do unbind(sid) end
-    engine:shutdown()
+    engine:shutdown(why)
     os.remove(socket)
     for _, h in ipairs(handles) do if not h:is_closing() then h:close() end end
     lock:close()

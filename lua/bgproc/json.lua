@@ -159,6 +159,7 @@ json.lua_encode = lua_encode
 json.ARRAY_KEYS = {
   tags = true, argv = true, processes = true, killed = true, alreadyFinished = true,
   errors = true, tools = true, content = true, allTags = true, escaped = true,
+  processIds = true, done = true, pending = true, events = true,
 }
 
 -- After decoding: integral numbers become integers, and empty tables under

@@ -100,6 +100,7 @@ function manager.new(opts)
     done_q = { first = 1, last = 0 }, -- finished records, oldest first
     closed = false,
     log_fn = opts.log,
+    listeners = {},       -- on_event functions (see "notices")
   }, M)
   self.tag_policy = setmetatable(cfg.tags or {}, { __index = tags.policy })
   self.sched = sched.new(function(msg) self:log("error", msg) end)
@@ -455,6 +456,8 @@ local function build_public(rec, now)
     r.stopReason = stop.reason
     if not FINAL[rec.status] then r.stopping = true end
   end
+  if FINAL[rec.status] then r.endReason = manager.end_reason(rec) end
+  if rec.notifyPattern then r.notifyPattern = rec.notifyPattern end
   if rec.notes then r.notes = notes_copy(rec.notes) end
   return r
 end
@@ -672,6 +675,100 @@ function M:final(rec)
   return FINAL[rec.status] == true
 end
 
+-- ---- why a job ended ------------------------------------------------------------
+
+local STOPPED_BY = {
+  kill = function() return "killed by killProcesses" end,
+  session = function(stop) return "session ended" .. (stop.detail and (" (" .. stop.detail .. ")") or "") end,
+  timeout = function(_, rec) return ("timeout after %d ms"):format(rec.timeoutMs or 0) end,
+  shutdown = function(stop) return "daemon stopped" .. (stop.detail and (" (" .. stop.detail .. ")") or "") end,
+}
+
+-- One line saying why a finished job ended, for people and agents:
+-- "exited with code 3", "killed by killProcesses", "session ended (shell
+-- 4321 exited)", "timeout after 5000 ms". A stop given a detail uses it.
+function manager.end_reason(rec)
+  local stop = rec.stop
+  local stopped = stop and (stop.text or (STOPPED_BY[stop.reason] or tostring)(stop, rec))
+  if rec.status == "cancelled" or (rec.status == "failed" and stopped and stop.reason == "timeout") then
+    return stopped or "cancelled"
+  end
+  local exited = rec.error or (rec.exitCode and ("exited with code %d"):format(rec.exitCode)) or rec.status
+  if stopped then return exited .. "; what it left running was stopped: " .. stopped end
+  return exited
+end
+
+-- ---- notices --------------------------------------------------------------------
+-- Owners are told when a job ends, becomes ready, or prints a line
+-- matching its notifyPattern: listeners get one event table each.
+
+-- Add a listener fn(event); returns a function that removes it.
+function M:on_event(fn)
+  self.listeners[#self.listeners + 1] = fn
+  return function()
+    for i, f in ipairs(self.listeners) do
+      if f == fn then table.remove(self.listeners, i) return end
+    end
+  end
+end
+
+local NOTICE_LINES = 5 -- the last lines an "ended" event carries
+
+local function emit(self, rec, kind, fields)
+  if #self.listeners == 0 then return end
+  local ev = { event = kind, processId = rec.id, name = rec.name, sessionId = rec.sessionId,
+               global = rec.global, status = rec.status, at = iso() }
+  for k, v in pairs(fields or {}) do ev[k] = v end
+  for _, fn in ipairs(self.listeners) do
+    local ok, err = pcall(fn, ev)
+    if not ok then self:log("error", "event listener: " .. tostring(err)) end
+  end
+end
+
+local function emit_ended(self, rec)
+  if rec.ended_told then return end
+  rec.ended_told = true
+  local stop = rec.stop
+  local last = rec.job and text.clean((rec.job:tail(NOTICE_LINES, "both", 4096)), true) or ""
+  emit(self, rec, "ended", { exitCode = rec.exitCode, signal = rec.signal, stopReason = stop and stop.reason,
+    endReason = manager.end_reason(rec), stoppedBy = stop and stop.by, lastLines = last })
+end
+
+-- The "ended" event waits for the output to be complete (its last lines),
+-- or NOTICE_WAIT_MS at most when something the job left holds its pipes.
+local NOTICE_WAIT_MS = 200
+
+local function tell_ended(self, rec)
+  if #self.listeners == 0 or rec.ended_told then return end
+  if output_done(rec) then return emit_ended(self, rec) end
+  if not rec.ended_timer then
+    rec.ended_timer = self.sched:after(NOTICE_WAIT_MS, function()
+      rec.ended_timer = nil
+      emit_ended(self, rec)
+    end)
+  end
+end
+
+local NOTIFY_EVERY_MS = 1000 -- a notifyPattern tells at most once a second per job
+
+local function check_notify(self, rec, at_end)
+  if not rec.notify_re then return end
+  local lines = self:scan(rec.notify_scan)
+  if at_end then lines[#lines + 1] = self:scan_rest(rec.notify_scan) end
+  local now = self.sched.now()
+  for _, l in ipairs(lines) do
+    if rec.notify_re:test(l.line) then
+      if now >= (rec.notify_next or 0) then
+        emit(self, rec, "matched", { line = l.line, pattern = rec.notifyPattern, cursor = l.cursor,
+                                      skipped = rec.notify_skipped })
+        rec.notify_next, rec.notify_skipped = now + NOTIFY_EVERY_MS, nil
+      else
+        rec.notify_skipped = (rec.notify_skipped or 0) + 1
+      end
+    end
+  end
+end
+
 -- ---- events ---------------------------------------------------------------------
 
 -- A job's timeout bounds its whole group: the timer stays while anything
@@ -688,7 +785,10 @@ end
 local function check_ready(self, rec, at_end)
   if not rec.ready_re or rec.ready then return end
   local l = self:scan_match(rec.ready_scan, rec.ready_re, at_end)
-  if l then rec.ready, rec.readyLine = true, l.line end
+  if l then
+    rec.ready, rec.readyLine = true, l.line
+    emit(self, rec, "ready", { line = l.line })
+  end
 end
 
 local function feed_plugins(self, rec)
@@ -710,7 +810,11 @@ function M:finish(rec)
   drop_timeout(rec)
   if rec.job then self.running = self.running - 1 end -- launched, so counted
   rec.endedMs = rec.endedMs or wall_ms()
-  if rec.job then check_ready(self, rec, true) end
+  if rec.job then
+    check_ready(self, rec, true)
+    if output_done(rec) then check_notify(self, rec, true) end
+  end
+  tell_ended(self, rec)
   if self.plugins:has("on_exit") then self.plugins:call("on_exit", public_record(self, rec)) end
   if rec.job and output_done(rec) then rec.job:shrink() end
   local max_n = self.cfg.retention.maxFinished
@@ -751,10 +855,19 @@ function M:handle(events)
     if rec then
       if ev.output then
         check_ready(self, rec)
+        check_notify(self, rec)
         feed_plugins(self, rec)
       end
       if ev.exit then on_exit(self, rec) end
-      if ev.eof and rec.finished and rec.job then rec.job:shrink() end
+      if ev.eof and rec.finished and rec.job then
+        check_notify(self, rec, true)
+        if rec.ended_timer then
+          rec.ended_timer:cancel()
+          rec.ended_timer = nil
+          emit_ended(self, rec)
+        end
+        rec.job:shrink()
+      end
       if rec.finished then drop_timeout(rec) end
     end
   end
@@ -806,6 +919,8 @@ function M:launch(rec)
   self.running = self.running + 1
   self.by_job[job] = rec
   if rec.ready_re then rec.ready_scan = { rec = rec, cursor = rec.base, partial = "" } end
+  if rec.notify_re then rec.notify_scan = { rec = rec, cursor = rec.base, partial = "" } end
+  rec.ended_told = nil
   rec.fed = rec.base
   if rec.timeout_timer then rec.timeout_timer:cancel() end -- a previous run's
   rec.timeout_timer = nil
@@ -845,10 +960,14 @@ function M:create(args, ctx)
     return errors.fail("invalid_argument", "'outputBytes' must be <= %d (maxRingBytes), got %d",
       self.cfg.maxRingBytes, ring)
   end
-  local ready_re
+  local ready_re, notify_re
   if args.readyPattern then
     ready_re, err = tools.regex("readyPattern", args.readyPattern)
     if not ready_re then return nil, err end
+  end
+  if args.notifyPattern then
+    notify_re, err = tools.regex("notifyPattern", args.notifyPattern)
+    if not notify_re then return nil, err end
   end
   if self.running >= self.cfg.maxRunning then
     return errors.fail("limit", "%d jobs are running, the most allowed (maxRunning)", self.running)
@@ -867,6 +986,7 @@ function M:create(args, ctx)
     pty = args.pty == true, ring = ring,
     timeoutMs = args.timeoutMs,
     readyPattern = args.readyPattern, ready_re = ready_re,
+    notifyPattern = args.notifyPattern, notify_re = notify_re,
     status = "pending", base = 0, restarts = 0,
   }
   rec.lname = rec.name:lower() -- for name filters
@@ -1009,7 +1129,8 @@ end
 -- Inside a task: signal each record's group (TERM by default), wait
 -- graceMs, KILL what is left, and wait until every group is confirmed
 -- empty. opts: signal, graceMs, reason ("kill", "timeout", "session",
--- "shutdown"). Returns lists of ids: stopped, already finished, and
+-- "shutdown"), detail (who or what: "shell 4321 exited"), by (the
+-- session that asked, if any). Returns lists of ids: stopped, already finished, and
 -- { processId, message } errors, and the processes that had left the
 -- stopped jobs' groups (see escaped_report). Stopped jobs are never
 -- restarted.
@@ -1025,7 +1146,9 @@ function M:stop(recs, opts)
       finished[#finished + 1] = rec.id
     else
       targets[#targets + 1] = rec
-      if not rec.stop then rec.stop = { reason = reason, escaped = {}, escaped_order = {} } end
+      if not rec.stop then
+        rec.stop = { reason = reason, detail = opts.detail, by = opts.by, escaped = {}, escaped_order = {} }
+      end
       unsettle(rec)
     end
   end
@@ -1075,8 +1198,9 @@ function M:session_open(id)
 end
 
 -- Inside a task: end a session: its non-global jobs are stopped, except
--- those a plugin's on_session_end keeps. Returns what stop() returns.
-function M:session_end(id)
+-- those a plugin's on_session_end keeps. detail says why the session
+-- ended ("shell 4321 exited"). Returns what stop() returns.
+function M:session_end(id, detail)
   local s = self.sessions[id]
   self.sessions[id] = nil
   local recs = self:each(function(r)
@@ -1092,7 +1216,7 @@ function M:session_end(id)
   end
   local doomed = {}
   for _, r in ipairs(recs) do if not keep[r.id] then doomed[#doomed + 1] = r end end
-  return self:stop(doomed, { reason = "session" })
+  return self:stop(doomed, { reason = "session", detail = detail })
 end
 
 -- Drive the engine until the task is done or the manager closes
@@ -1109,23 +1233,24 @@ function M:sync(fn, ...)
   return task:result()
 end
 
-function M:session_close(id)
-  return self:sync(function() return self:session_end(id) end)
+function M:session_close(id, detail)
+  return self:sync(function() return self:session_end(id, detail) end)
 end
 
-function M:session_close_async(id, cb)
-  local task = self.sched:task(function() return self:session_end(id) end)
+function M:session_close_async(id, cb, detail)
+  local task = self.sched:task(function() return self:session_end(id, detail) end)
   if cb then task:on_done(function(t) cb(t:result()) end) end
   self:after_activity()
   return task
 end
 
 -- End every job, reap all, close the core. Blocks until none is left.
-function M:shutdown()
+-- detail: why ("SIGTERM", "asked by a client"), for the records.
+function M:shutdown(detail)
   if self.closed or self.closing then return end
   self.closing = true
   local recs = self:each(function(r) return not FINAL[r.status] or not gone(r) end)
-  self:sync(function() return self:stop(recs, { reason = "shutdown" }) end)
+  self:sync(function() return self:stop(recs, { reason = "shutdown", detail = detail }) end)
   self.plugins:call("on_shutdown")
   self.retention_timer:cancel()
   self.closed = true

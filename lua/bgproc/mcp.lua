@@ -8,6 +8,7 @@
 local uv = require "luv"
 local bgproc = require "bgproc"
 local json = require "bgproc.json"
+local notices = require "bgproc.notices"
 local rpc = require "bgproc.rpc"
 local tools = require "bgproc.tools"
 
@@ -22,6 +23,12 @@ local INSTRUCTIONS = "bgproc runs commands in the background and keeps their out
   .. "read output with getBackgroundProcess (use the returned cursor as `since` to follow), and "
   .. "stop jobs with killProcesses, which ends the whole process tree. Jobs of this session end "
   .. "when the session ends unless started with global: true."
+
+-- MCP's log levels (RFC 5424), lowest first.
+local LEVELS = {}
+for i, l in ipairs { "debug", "info", "notice", "warning", "error", "critical", "alert", "emergency" } do
+  LEVELS[l] = i
+end
 
 local function log(level, msg)
   io.stderr:write(("bgproc mcp: %s: %s\n"):format(level, msg))
@@ -73,7 +80,12 @@ end
 local function standalone_backend(sid)
   local engine = bgproc.new { log = log }
   engine:session_open(sid)
+  local listener
+  engine:on_event(function(ev)
+    if listener and ev.sessionId == sid and notices.wanted(ev) then listener { ev } end
+  end)
   return {
+    listen = function(fn) listener = fn end,
     tools = function(cb) cb(engine:tools()) end,
     call = function(name, args, progress, cb)
       local task = engine:call_async(name, args, { sessionId = sid, progress = progress }, cb)
@@ -87,11 +99,22 @@ end
 -- (and the same session) is made, without blocking the loop.
 local function daemon_backend(sid, socket)
   local client = require "bgproc.client"
+  local owner = require "bgproc.owner"
   local conn
   local waiting -- callbacks queued while reconnecting
+  local listener
+  local agent = owner.agent_of(math.tointeger(uv.os_getppid()))
+  local open_params = { sessionId = sid, bind = "connection", notify = true,
+                        owner = "MCP client " .. owner.describe(agent) }
+  local function listen_on(cc)
+    cc.on_notification = function(method, params)
+      if method == "notifications/jobs" and listener and type(params.events) == "table" then listener(params.events) end
+    end
+  end
   local c, err = client.connect { socket = socket }
   if not c then return nil, err end
-  local res, oerr = c:call("session/open", { sessionId = sid, bind = "connection" }, 5000)
+  listen_on(c)
+  local res, oerr = c:call("session/open", open_params, 5000)
   if not res then
     c:close()
     return nil, oerr.message
@@ -111,7 +134,8 @@ local function daemon_backend(sid, socket)
         for _, q in ipairs(queued) do q(nil, cerr) end
         return
       end
-      nc:request("session/open", { sessionId = sid, bind = "connection" }, function(_, serr)
+      listen_on(nc)
+      nc:request("session/open", open_params, function(_, serr)
         if serr then log("warn", "session/open: " .. tostring(serr.message)) end
         conn = nc
         for _, q in ipairs(queued) do q(nc) end
@@ -120,6 +144,7 @@ local function daemon_backend(sid, socket)
   end
 
   return {
+    listen = function(fn) listener = fn end,
     tools = function(cb)
       with_conn(function(cc, e)
         if not cc then return cb(nil, { code = "unavailable", message = tostring(e) }) end
@@ -196,13 +221,36 @@ function mcp.run(opts)
     for _, v in ipairs(mcp.VERSIONS) do if v == want then version = v end end
     return {
       protocolVersion = version,
-      capabilities = { tools = { listChanged = false } },
+      capabilities = { tools = { listChanged = false }, logging = {} },
       serverInfo = { name = "bgproc", title = "bgproc background processes", version = bgproc.version },
       instructions = INSTRUCTIONS,
     }
   end
 
   function handlers.ping() return {} end
+
+  -- logging/setLevel: from then on, the ends (and readiness, notifyPattern
+  -- lines) of this session's jobs come as notifications/message at or
+  -- above that level.
+  local log_level
+  handlers["logging/setLevel"] = function(_, params)
+    local rank = LEVELS[params.level]
+    if not rank then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'level' must be one of debug, info, notice, warning, error, "
+        .. "critical, alert, emergency")
+    end
+    log_level = rank
+    return {}
+  end
+  backend.listen(function(events)
+    if not log_level then return end
+    for _, ev in ipairs(events) do
+      local level = notices.level(ev)
+      if LEVELS[level] >= log_level then
+        conn:notify("notifications/message", { level = level, logger = "bgproc", data = notices.line(ev) })
+      end
+    end
+  end)
 
   handlers["tools/list"] = function(_, _, id)
     backend.tools(function(defs, terr)

@@ -112,6 +112,9 @@ local create = {
                     description = "Output kept in memory (a ring: the newest bytes win). Default 1 MiB." },
     readyPattern = { type = "string", minLength = 1, maxLength = 1000,
                      description = "Regular expression; the first output line matching it marks the job ready." },
+    notifyPattern = { type = "string", minLength = 1, maxLength = 1000,
+                      description = "Regular expression; an output line matching it is told to the session's "
+                        .. "owner as a notice (at most one a second), like the job's end and readiness." },
   },
   handler = function(engine, args, ctx)
     local nul = nul_field(args, "")
@@ -287,7 +290,7 @@ local kill = {
     signal = { type = { "string", "integer" }, description = "Signal name (TERM, INT, HUP, KILL, ...) or number." },
     graceMs = { type = "integer", minimum = 0, maximum = 600000 },
   },
-  handler = function(engine, args)
+  handler = function(engine, args, ctx)
     local sel = { processId = args.processId or args.taskId, sessionId = args.sessionId,
                   status = args.status, tags = args.tags }
     if filter.empty(sel) and args.all ~= true then
@@ -307,7 +310,8 @@ local kill = {
     local s, err = filter.selector(sel, engine.tag_policy)
     if not s then return errors.fail("invalid_argument", "%s", err) end
     local recs = engine:select(s) -- (one id: a lookup, no scan)
-    local stopped, finished, errs, escaped = engine:stop(recs, { signal = sig, graceMs = args.graceMs, reason = "kill" })
+    local stopped, finished, errs, escaped = engine:stop(recs, { signal = sig, graceMs = args.graceMs, reason = "kill",
+                                                                  by = ctx.sessionId })
     return { killed = stopped, alreadyFinished = finished, errors = errs, signal = core.signame(num),
              escaped = escaped }
   end,
@@ -324,15 +328,76 @@ local kill = {
 
 -- ---- waitForBackgroundProcess -------------------------------------------------------
 
+-- What one job's wait watches for, by `until`: returns a condition
+-- (true when met or when nothing more can come) and a function that fills
+-- the job's answer record with what was matched.
+local function wait_condition(engine, rec, mode, re, since)
+  if mode == "output" then
+    local scanner = { rec = rec, cursor = since or 0, partial = "" }
+    local hit
+    return function()
+      if hit then return true end
+      local done = complete(engine, rec) -- then nothing more will come
+      hit = engine:scan_match(scanner, re, done)
+      return hit ~= nil or done
+    end, function(r)
+      r.matched = hit ~= nil
+      r.line = hit and hit.line
+      -- not past a line still being written: resuming there must see it whole
+      r.cursor = hit and hit.cursor or (scanner.cursor - #scanner.partial)
+    end
+  elseif mode == "ready" then
+    return function() return rec.ready or engine:final(rec) end, function(r)
+      r.matched = rec.ready == true
+      r.line = rec.readyLine
+    end
+  end
+  return function() return engine:final(rec) end, function() end
+end
+
+-- The jobs a wait is on: one (processId), or a selection (processIds,
+-- tags). Returns the records and whether it is a selection, or nil, err.
+local function wait_targets(engine, args)
+  if not args.processIds and not args.tags then
+    local rec, err = lookup(engine, args)
+    if not rec then return nil, err end
+    return { rec }, false
+  end
+  if args.processId or args.taskId then
+    return errors.fail("invalid_argument", "give 'processId' or a selection ('processIds', 'tags'), not both")
+  end
+  local recs, seen = {}, {}
+  for _, id in ipairs(args.processIds or {}) do
+    local rec = engine:get(id)
+    if not rec then return errors.fail("not_found", "'processIds': no process '%s'", id) end
+    if not seen[rec] then recs[#recs + 1], seen[rec] = rec, true end
+  end
+  if args.tags then
+    local sel, err = filter.selector({ tags = args.tags }, engine.tag_policy)
+    if not sel then return errors.fail("invalid_argument", "%s", err) end
+    for _, rec in ipairs(engine:select(sel)) do
+      if not seen[rec] then recs[#recs + 1], seen[rec] = rec, true end
+    end
+  end
+  if #recs == 0 then return errors.fail("not_found", "'tags': no process has any of these tags") end
+  return recs, true
+end
+
 local wait = {
   name = "waitForBackgroundProcess",
   waits = true,
   description = "Wait until a background process exits (until: \"exit\", the default), prints a "
     .. "line matching `pattern` (until: \"output\"), or matches its readyPattern (until: \"ready\"). "
     .. "Use it instead of sleeping, e.g. until the server prints \"ready on port 3000\". Returns "
-    .. "timedOut: true if timeoutMs (default 30000) passes first.",
+    .. "timedOut: true if timeoutMs (default 30000) passes first. Several jobs: `processIds` and/or "
+    .. "`tags` with mode \"all\" (default: until every one is done) or \"any\" (until the first).",
   inputSchema = object {
     processId = ID, taskId = TASK_ID,
+    processIds = { type = "array", minItems = 1, maxItems = 1000, items = ID,
+                   description = "Wait on several jobs (see mode)." },
+    tags = copy(STRINGS, { description = "Wait on the jobs with any of these tags (see mode)." }),
+    mode = { type = "string", enum = { "all", "any" },
+             description = "With several jobs: \"all\" (default) or \"any\" must meet `until`." },
     ["until"] = { type = "string", enum = { "exit", "output", "ready" } },
     pattern = { type = "string", minLength = 1, maxLength = 1000, description = "Regular expression for until = \"output\"." },
     since = { type = "integer", minimum = 0, maximum = 1 << 53,
@@ -340,33 +405,41 @@ local wait = {
     timeoutMs = { type = "integer", minimum = 0, maximum = 3600 * 1000 },
   },
   handler = function(engine, args, ctx)
-    local rec, err = lookup(engine, args)
-    if not rec then return nil, err end
+    local recs, several = wait_targets(engine, args)
+    if not recs then return nil, several end
     local mode = args["until"] or "exit"
     local timeout = args.timeoutMs or 30000
-    local re
+    local re, err
     if mode == "output" then
       if not args.pattern then return errors.fail("invalid_argument", "until = \"output\" needs 'pattern'") end
       re, err = tools.regex("pattern", args.pattern)
       if not re then return nil, err end
     elseif args.pattern then
       return errors.fail("invalid_argument", "'pattern' is only for until = \"output\"")
-    elseif mode == "ready" and not rec.ready_re then
-      return errors.fail("invalid_argument", "'until': \"ready\" needs a job started with readyPattern; %s has none",
-        rec.id)
+    elseif mode == "ready" then
+      for _, rec in ipairs(recs) do
+        if not rec.ready_re then
+          return errors.fail("invalid_argument",
+            "'until': \"ready\" needs a job started with readyPattern; %s has none", rec.id)
+        end
+      end
     end
-    local scanner = re and { rec = rec, cursor = args.since or 0, partial = "" }
-    local hit
-    local function match_output()
-      local done = complete(engine, rec) -- then nothing more will come
-      hit = engine:scan_match(scanner, re, done)
-      return hit ~= nil or done
+    if args.mode and not several then
+      return errors.fail("invalid_argument", "'mode' is for several jobs ('processIds' or 'tags')")
     end
-    local conditions = {
-      exit = function() return engine:final(rec) end,
-      ready = function() return rec.ready or engine:final(rec) end,
-      output = match_output,
-    }
+    local conds, fills = {}, {}
+    for i, rec in ipairs(recs) do conds[i], fills[i] = wait_condition(engine, rec, mode, re, args.since) end
+    local any = args.mode == "any"
+    local function met()
+      local n = 0
+      for _, cond in ipairs(conds) do
+        if cond() then
+          n = n + 1
+          if any then return true end
+        end
+      end
+      return n == #conds
+    end
     local progress
     if ctx and ctx.progress then
       local started = engine.sched.now()
@@ -374,24 +447,41 @@ local wait = {
         pcall(ctx.progress, math.floor(engine.sched.now() - started), timeout)
       end)
     end
-    local ok, why = engine.sched:await(conditions[mode], timeout)
+    local ok, why = engine.sched:await(met, timeout)
     if progress then progress:cancel() end
     if why == "cancelled" then return errors.fail("cancelled", "the wait was cancelled") end
     if not ok and why ~= "timeout" then return errors.fail("internal", "the wait failed: %s", tostring(why)) end
-    local r = engine:public(rec)
-    r.timedOut = not ok
-    if mode == "output" then
-      r.matched = hit ~= nil
-      r.line = hit and hit.line
-      -- not past a line still being written: resuming there must see it whole
-      r.cursor = hit and hit.cursor or (scanner.cursor - #scanner.partial)
-    elseif mode == "ready" then
-      r.matched = rec.ready == true
-      r.line = rec.readyLine
+    local answers = {}
+    for i, rec in ipairs(recs) do
+      local r = engine:public(rec)
+      r.done = conds[i]()
+      fills[i](r)
+      answers[i] = r
     end
-    return r
+    if not several then
+      local r = answers[1]
+      r.done = nil
+      r.timedOut = not ok
+      return r
+    end
+    local done, pending = json.array(), json.array()
+    for _, r in ipairs(answers) do
+      local list = r.done and done or pending
+      list[#list + 1] = r.id
+    end
+    return { processes = answers, done = done, pending = pending, mode = any and "any" or "all",
+             timedOut = not ok }
   end,
   text = function(r)
+    if r.processes then
+      local lines = { ("%s of %d done (mode %s)%s"):format(#r.done, #r.processes, r.mode,
+        r.timedOut and ", timed out" or "") }
+      for _, p in ipairs(r.processes) do
+        lines[#lines + 1] = ("%s %s %s%s"):format(p.id, p.status, p.done and "done" or "waiting",
+          p.line and (": " .. p.line) or "")
+      end
+      return table.concat(lines, "\n")
+    end
     if r.timedOut then return ("%s: still %s after the timeout"):format(r.id, r.status) end
     if r.matched ~= nil then
       return r.matched and ("%s matched: %s"):format(r.id, r.line or "")

@@ -450,7 +450,7 @@ describe("bgproc CLI with a daemon", function()
       assert.equal(0, code)
       assert.matches("id%s+" .. r.id:gsub("%-", "%%-") .. "\n", so)
       assert.matches("name%s+" .. name:gsub("%-", "%%-") .. "\n", so)
-      assert.matches("status%s+failed\n", so)
+      assert.matches("status%s+failed: exited with code 3\n", so)
       assert.matches("pid%s+" .. r.pid .. "\n", so)
       assert.matches("exit code%s+3\n", so)
       assert.matches("tags%s+demo\n", so)
@@ -805,10 +805,13 @@ describe("bgproc CLI with a daemon", function()
       return r.processes[1]
     end
 
-    it("ends a job with the shell that started it; a --global one keeps running", function()
+    it("ends a job with the process that ran the script starting it; a --global one keeps running", function()
       local bound, glob = uniq("bound-"), uniq("glob-")
       local loop = core.new()
-      local job = assert(loop:spawn { argv = { "sh", h.fixture("cli_session.sh"), BIN, bound, glob }, env = d.env })
+      -- a script is not an owner (it would end the job as it exits): the
+      -- process that ran it is, here `timeout` as an agent would be
+      local job = assert(loop:spawn { argv = { "timeout", "60", "sh", h.fixture("cli_session.sh"), BIN, bound, glob },
+                                      env = d.env })
       local shpid = job:pid()
       local out = h.finish(loop, job, 15000)
       local code = job:exit()

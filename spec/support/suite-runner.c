@@ -109,6 +109,10 @@ int main(int argc, char **argv) {
   if (child_pid == 0) {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    /* A session of its own, with no controlling terminal: the CLI's owner
+       rules (a terminal's jobs belong to its shell) then see the same
+       tree whether the suite runs in a terminal or in CI. */
+    if (setsid() < 0) perror("suite-runner: setsid");
     execvp(argv[argi], argv + argi);
     perror("suite-runner: exec");
     _exit(127);

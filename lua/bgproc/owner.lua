@@ -1,0 +1,109 @@
+-- Who owns a job started from this process (the CLI, a hook, `bgproc
+-- mcp`): the process whose end should end the job, read from /proc.
+--
+--   a terminal     the terminal's session leader, its interactive shell:
+--                  a script, a subshell, `time ( ... )`, make or npm run
+--                  in that terminal all count as the terminal;
+--   an agent       the agent process, not the one-off shell its tool runs
+--                  each command in (`bash -c ...`): known by the marker
+--                  its tool sets in the environment (Claude Code's
+--                  CLAUDECODE, OpenCode's OPENCODE), or the first process
+--                  up the tree that is not a shell, when there is no
+--                  terminal;
+--   BGPROC_OWNER_PID  names the owner outright (other hosts, tests).
+local owner = {}
+
+local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true,
+                 fish = true, busybox = true, ash = true, yash = true }
+
+-- Environment variables agents set in their shell tool's environment.
+owner.AGENT_MARKERS = { "CLAUDECODE", "OPENCODE" }
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- { ppid, session, tty, comm } of a process, or nil.
+function owner.stat(pid)
+  local s = read("/proc/" .. pid .. "/stat")
+  if not s then return nil end
+  local comm, rest = s:match("^%d+ %((.*)%) (.*)$")
+  if not rest then return nil end
+  local f = {}
+  for w in rest:gmatch("%S+") do f[#f + 1] = w end
+  -- rest: state ppid pgrp session tty_nr ...
+  return { ppid = tonumber(f[2]), session = tonumber(f[4]), tty = tonumber(f[5]), comm = comm }
+end
+
+local function argv_of(pid)
+  local s = read("/proc/" .. pid .. "/cmdline")
+  if not s then return nil end
+  local argv = {}
+  for w in s:gmatch("([^%z]*)%z") do argv[#argv + 1] = w end
+  return argv
+end
+
+-- "wrapper" (sh -c ...), "script" (sh file), "interactive" (a shell with
+-- options only), or nil when pid is not a shell.
+function owner.shell_kind(pid)
+  local argv = argv_of(pid)
+  local name = argv and argv[1] and (argv[1]:match("([^/]+)$") or ""):gsub("^%-", "")
+  if not name or not SHELLS[name] then return nil end
+  for i = 2, #argv do
+    if argv[i]:find("^%-%a*c%a*$") then return "wrapper" end
+    if not argv[i]:find("^[-+]") then return "script" end
+  end
+  return "interactive"
+end
+
+-- The first process from pid up the tree that is not a shell (the agent
+-- whose tool ran the shells), or the topmost shell below init.
+function owner.agent_of(pid)
+  local last = pid
+  for _ = 1, 64 do
+    if not owner.shell_kind(pid) then return pid end
+    local st = owner.stat(pid)
+    if not st or not st.ppid or st.ppid <= 1 then return last end
+    last, pid = pid, st.ppid
+  end
+  return last
+end
+
+-- A process in words: "shell 4321", "claude 777".
+function owner.describe(pid)
+  local st = owner.stat(pid)
+  local shell = owner.shell_kind(pid)
+  return ("%s %d"):format(shell and "shell" or (st and st.comm or "process"), pid)
+end
+local describe = owner.describe
+
+-- The owner of what this process starts: { pid, kind ("named",
+-- "terminal", "agent"), description ("shell 4321", "claude 777") }.
+-- parent: this process's parent pid. getenv: os.getenv or a stand-in.
+function owner.find(parent, getenv)
+  getenv = getenv or os.getenv
+  local named = math.tointeger(tonumber(getenv("BGPROC_OWNER_PID") or ""))
+  if named and named > 1 and owner.stat(named) then
+    return { pid = named, kind = "named", description = describe(named) }
+  end
+  for _, var in ipairs(owner.AGENT_MARKERS) do
+    local v = getenv(var)
+    if v and v ~= "" then
+      local pid = owner.agent_of(parent)
+      return { pid = pid, kind = "agent", description = describe(pid) }
+    end
+  end
+  local me = owner.stat("self")
+  local leader = me and me.tty ~= 0 and me.session
+  if leader and leader > 1 and owner.stat(leader) and owner.shell_kind(leader) ~= "wrapper" then
+    return { pid = leader, kind = "terminal", description = describe(leader) }
+  end
+  local pid = owner.agent_of(parent)
+  return { pid = pid, kind = "agent", description = describe(pid) }
+end
+
+return owner

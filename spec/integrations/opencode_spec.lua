@@ -1,0 +1,290 @@
+-- The OpenCode plugin (integrations/opencode) in a real `opencode run`
+-- (opencode-ai from npm, through tools/ensure-opencode.sh), driven by a
+-- scripted OpenAI-compatible server (spec/support/opencode/mock-openai.mjs)
+-- instead of a model: no LLM, no mock of OpenCode. One run does the whole
+-- script; the tests then read what OpenCode printed (--format json), what
+-- the mock was sent, the plugin's trace and the daemon's records.
+local h = require "helpers"
+local core = require "bgproc.core"
+local cjson = require "cjson"
+
+local ROOT = h.root
+
+-- An ISO 8601 UTC time ("2026-01-02T03:04:05.678Z") in ms since the epoch.
+local function iso_ms(s)
+  local y, mo, d, hh, mi, ss, ms = s:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)%.?(%d*)Z$")
+  assert(y, "not an ISO time: " .. tostring(s))
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  -- days from 1970-01-01 (H. Hinnant's days_from_civil)
+  y = mo <= 2 and y - 1 or y
+  local era = (y >= 0 and y or y - 399) // 400
+  local yoe = y - era * 400
+  local doy = (153 * (mo + (mo > 2 and -3 or 9)) + 2) // 5 + d - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  local days = era * 146097 + doe - 719468
+  local frac = ms ~= "" and tonumber((ms .. "00"):sub(1, 3)) or 0
+  return ((days * 24 + tonumber(hh)) * 60 + tonumber(mi)) * 60000 + tonumber(ss) * 1000 + frac
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "w"))
+  f:write(s)
+  f:close()
+end
+
+local function json_lines(s)
+  local out = {}
+  for line in (s or ""):gmatch("[^\n]+") do
+    local ok, v = pcall(cjson.decode, line)
+    if ok and type(v) == "table" then out[#out + 1] = v end
+  end
+  return out
+end
+
+describe("OpenCode plugin (integrations/opencode) in opencode run", function()
+  local skip, d, dir, cache
+  local run = {} -- what the one opencode run left: out, err, code, events, requests, trace, jobs
+
+  lazy_setup(function()
+    local ok, out = h.sh(ROOT .. "/tools/ensure-opencode.sh")
+    if not ok then
+      skip = "npm could not install opencode-ai: " .. out:sub(-300)
+      return
+    end
+    cache = out:match("([^\n]+)\n?$")
+    d = h.private_daemon()
+    dir = d.dir
+    -- the daemon first, with the spec's env (the plugin finds it running)
+    local _, code = d.run { "daemon", "start" }
+    assert.equal(0, code)
+
+    local proj, xdg, plugins = dir .. "/proj", dir .. "/xdg", dir .. "/plugins"
+    local oc_config = xdg .. "/config/opencode"
+    assert(h.sh(table.concat({
+      ("mkdir -p %s %s/home %s/data %s/state %s/cache %s %s/opencode-bgproc"):format(proj, dir, xdg, xdg, xdg, oc_config, plugins),
+      -- the plugin as an installed package would be: its files, and
+      -- @opencode-ai/plugin (zod) in a node_modules above them
+      ("cp -r %s/integrations/opencode/. %s/opencode-bgproc/"):format(ROOT, plugins),
+      ("ln -s %s/node_modules %s/node_modules"):format(cache, plugins),
+      -- OpenCode installs @opencode-ai/plugin into its config folder unless
+      -- it is there already (package.json, package-lock.json, node_modules)
+      ("ln -s %s/node_modules %s/package.json %s/package-lock.json %s/"):format(cache, cache, cache, oc_config),
+    }, " && ")))
+
+    run.trace_path = dir .. "/trace.jsonl"
+    run.notice_contains = "e2e-notice"
+    local script = {
+      { tool = { name = "createBackgroundProcess", arguments = { command = "sleep 300", name = "e2e-session" } } },
+      { tool = { name = "createBackgroundProcess", arguments = { command = "sleep 300", name = "e2e-global", global = true } } },
+      { tool = { name = "createBackgroundProcess", arguments = { command = "echo hi; exit 3", name = "e2e-notice" } } },
+      { tool = { name = "createBackgroundProcess", arguments = { command = "true", timeoutMs = "soon" } } },
+      { tool = { name = "createBackgroundProcess", arguments = { name = "no-command" } } },
+      { tool = { name = "bash", arguments = {
+        command = "ps -o pid=,ppid=,pgid=,sid= -p $$; env | grep -E '^(OPENCODE|AGENT|BGPROC_SESSION)' | sort",
+        description = "probe the shell" } } },
+      -- the next answer waits (at most 5 s) for the notice of e2e-notice's
+      -- end to be posted, so the request after it shows it to the model
+      { awaitFile = run.trace_path, contains = '"kind":"notice"', timeoutMs = 5000,
+        tool = { name = "listBackgroundProcesses", arguments = {} } },
+      { text = "all done" },
+    }
+    write(dir .. "/script.json", cjson.encode(script))
+
+    local loop = core.new()
+    local env = {}
+    for k, v in pairs(d.env) do env[k] = v end
+    local mock = assert(loop:spawn { argv = { "node", ROOT .. "/spec/support/opencode/mock-openai.mjs",
+                                              dir .. "/script.json", dir .. "/mock.jsonl" },
+                                     env = env, stdin = "pipe" })
+    local port
+    assert(h.pump(loop, function()
+      port = (mock:read(0, nil, "stdout") or ""):match('"port":(%d+)')
+      return port or not mock:alive()
+    end, 10000), "the mock server did not start")
+    assert(port, "the mock server failed: " .. tostring((mock:read(0))))
+
+    write(proj .. "/opencode.json", cjson.encode {
+      autoupdate = false,
+      share = "disabled",
+      model = "mock/mock-model",
+      small_model = "mock/mock-model",
+      enabled_providers = { "mock" },
+      provider = { mock = {
+        npm = "@ai-sdk/openai-compatible",
+        name = "Mock",
+        options = { baseURL = ("http://127.0.0.1:%s/v1"):format(port), apiKey = "mock" },
+        models = { ["mock-model"] = { name = "Mock model", tool_call = true,
+                                      limit = { context = 100000, output = 4096 } } },
+      } },
+      plugin = { "file://" .. plugins .. "/opencode-bgproc/index.js" },
+      permission = { bash = "allow", edit = "deny", webfetch = "deny" },
+    })
+
+    env.HOME = dir .. "/home"
+    env.XDG_CONFIG_HOME = xdg .. "/config"
+    env.XDG_DATA_HOME = xdg .. "/data"
+    env.XDG_STATE_HOME = xdg .. "/state"
+    env.XDG_CACHE_HOME = xdg .. "/cache"
+    env.OPENCODE_DISABLE_MODELS_FETCH = "1" -- no models.dev
+    env.OPENCODE_DISABLE_AUTOUPDATE = "1"
+    env.OPENCODE_DISABLE_SHARE = "1"
+    env.OPENCODE_DISABLE_LSP_DOWNLOAD = "1"
+    env.OPENCODE_DISABLE_CLAUDE_CODE = "1"
+    env.OPENCODE_DISABLE_DEFAULT_PLUGINS = "1"
+    env.BGPROC_BIN = ROOT .. "/bin/bgproc"
+    env.BGPROC_OPENCODE_TRACE = run.trace_path
+    local oc = assert(loop:spawn { argv = { cache .. "/node_modules/.bin/opencode", "run", "--print-logs",
+                                            "--format", "json", "start the jobs" },
+                                   cwd = proj, env = env })
+    local finished = h.pump(loop, function()
+      local info = oc:info()
+      return info.state ~= "running" and info.eof
+    end, 90000)
+    run.finished_at = h.now_ms()
+    run.out = (oc:read(0, nil, "stdout"))
+    run.err = (oc:read(0, nil, "stderr"))
+    run.code = finished and oc:exit() or "timed out"
+    mock:close_stdin() -- the mock exits when its stdin closes
+    h.pump(loop, function() return not mock:alive() end, 5000)
+    loop:close()
+
+    run.events = json_lines(run.out)
+    run.requests = json_lines(h.read_file(dir .. "/mock.jsonl"))
+    run.trace = json_lines(h.read_file(run.trace_path))
+    for _, e in ipairs(run.events) do
+      if type(e.sessionID) == "string" then run.session = e.sessionID break end
+    end
+    run.tools = {}
+    for _, e in ipairs(run.events) do
+      if e.type == "tool_use" then run.tools[#run.tools + 1] = e.part end
+    end
+    run.jobs = {}
+    local out = d.run { "--json", "list" }
+    for _, j in ipairs(cjson.decode(out).processes) do run.jobs[j.name] = j end
+  end)
+
+  lazy_teardown(function()
+    if not d then return end
+    if run.jobs and run.jobs["e2e-global"] then d.run { "kill", run.jobs["e2e-global"].id } end
+    d.stop()
+  end)
+
+  local function check_run()
+    if skip then return false end
+    assert.equal(0, run.code, "opencode run failed:\n" .. tostring(run.err):sub(-3000) .. tostring(run.out):sub(-2000))
+    return true
+  end
+
+  local function tool_uses(name)
+    local out = {}
+    for _, p in ipairs(run.tools) do
+      if p.tool == name then out[#out + 1] = p end
+    end
+    return out
+  end
+
+  it("runs the script to its end with the plugin's tools, their schemas from the daemon", function()
+    if not check_run() then return pending(skip) end
+    local load = run.trace[1]
+    assert.equal("load", load.kind)
+    assert.equal("zod", load.mode)
+    assert.is_truthy(run.session and run.session:match("^ses_"), "no session id in: " .. run.out:sub(1, 500))
+    local last = run.events[#run.events]
+    local text
+    for _, e in ipairs(run.events) do
+      if e.type == "text" then text = e.part.text end
+    end
+    assert.equal("all done", text, "last event: " .. cjson.encode(last))
+    -- the model saw the six tools, with the daemon's descriptions
+    local agent
+    for _, r in ipairs(run.requests) do
+      if r.agent then agent = r break end
+    end
+    for _, name in ipairs { "createBackgroundProcess", "listBackgroundProcesses", "getBackgroundProcess",
+                            "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput" } do
+      assert.is_truthy(agent.toolSchemas[name], name .. " not offered to the model")
+    end
+    local create = agent.toolSchemas.createBackgroundProcess
+    assert.equal("Shell command, run with /bin/sh -c.", create.properties.command.description)
+    assert.equal("integer", create.properties.timeoutMs.type)
+  end)
+
+  it("starts a job of the chat's session (its ses_ id) in the project directory", function()
+    if not check_run() then return pending(skip) end
+    local created = tool_uses("createBackgroundProcess")[1]
+    assert.equal("completed", created.state.status, cjson.encode(created.state))
+    local job = run.jobs["e2e-session"]
+    assert.is_truthy(job, "no job e2e-session")
+    assert.equal(run.session, job.sessionId)
+    assert.equal(dir .. "/proj", job.cwd)
+    assert.is_truthy(created.state.output:find(job.id, 1, true), "the model was not told the id: " .. created.state.output)
+  end)
+
+  it("ends the chat's session jobs when opencode exits; global ones keep running", function()
+    if not check_run() then return pending(skip) end
+    local job, global = run.jobs["e2e-session"], run.jobs["e2e-global"]
+    assert.equal("cancelled", job.status)
+    assert.equal("session", job.stopReason)
+    assert.is_truthy(job.endReason:find("OpenCode exited", 1, true), job.endReason)
+    assert.is_true(h.wait_until(function() return not h.alive(job.pid) end, 5000), "the session job's process lives")
+    assert.equal("running", global.status)
+    assert.equal(run.session, global.sessionId)
+    assert.is_true(h.alive(global.pid))
+  end)
+
+  it("posts a job's end to the chat within a second, and the model sees it", function()
+    if not check_run() then return pending(skip) end
+    local job = run.jobs["e2e-notice"]
+    assert.equal("failed", job.status)
+    local notice
+    for _, t in ipairs(run.trace) do
+      if t.kind == "notice" and t.text:find(job.id, 1, true) then notice = t break end
+    end
+    assert.is_truthy(notice, "no notice of " .. job.id .. " in the trace: " .. cjson.encode(run.trace))
+    assert.equal(run.session, notice.sessionId)
+    assert.is_true(notice.ok, tostring(notice.error))
+    assert.is_truthy(notice.text:find(run.notice_contains, 1, true))
+    local late = notice.at - iso_ms(job.endedAt)
+    assert.is_true(late <= 1000, ("notice posted %d ms after the job's end"):format(late))
+    -- a later request of the agent carries it as a user message
+    local seen
+    for _, r in ipairs(run.requests) do
+      for _, m in ipairs(r.messages or {}) do
+        local parts = type(m.content) == "table" and m.content or { { text = m.content } }
+        for _, p in ipairs(parts) do
+          if m.role == "user" and type(p.text) == "string" and p.text:find(notice.text, 1, true) then seen = true end
+        end
+      end
+    end
+    assert.is_true(seen, "no request to the model carried the notice")
+  end)
+
+  it("turns a bad argument into a tool error naming the field, and goes on", function()
+    if not check_run() then return pending(skip) end
+    local creates = tool_uses("createBackgroundProcess")
+    local soon, nocmd = creates[4], creates[5]
+    assert.equal("error", soon.state.status)
+    assert.is_truthy(soon.state.error:find("timeoutMs", 1, true), soon.state.error)
+    assert.equal("error", nocmd.state.status)
+    assert.is_truthy(nocmd.state.error:find("command", 1, true), nocmd.state.error)
+    assert.is_nil(run.jobs["no-command"])
+    -- and later calls still worked
+    local list = tool_uses("listBackgroundProcesses")[1]
+    assert.equal("completed", list.state.status)
+    assert.is_truthy(list.state.output:find("e2e-global", 1, true), list.state.output)
+  end)
+
+  it("gives the bash tool BGPROC_SESSION (shell.env) in a shell of its own", function()
+    if not check_run() then return pending(skip) end
+    local bash = tool_uses("bash")[1]
+    assert.equal("completed", bash.state.status, cjson.encode(bash.state))
+    local out = bash.state.output
+    assert.is_truthy(out:find("BGPROC_SESSION=" .. run.session, 1, true), out)
+    assert.is_truthy(out:find("OPENCODE=1", 1, true), out)
+    -- pid ppid pgid sid: the shell leads a session of its own (setsid)
+    local pid, _, pgid, sid = out:match("^%s*(%d+)%s+(%d+)%s+(%d+)%s+(%d+)")
+    assert.is_truthy(pid, out)
+    assert.equal(pid, pgid)
+    assert.equal(pid, sid)
+  end)
+end)
