@@ -1197,6 +1197,12 @@ function M:session_open(id)
   return s
 end
 
+-- Whether a session is open, or has records.
+function M:session_known(id)
+  local roster = self.by_session[id]
+  return self.sessions[id] ~= nil or (roster ~= nil and #roster > 0)
+end
+
 -- Inside a task: end a session: its non-global jobs are stopped, except
 -- those a plugin's on_session_end keeps. detail says why the session
 -- ended ("shell 4321 exited"). Returns what stop() returns.

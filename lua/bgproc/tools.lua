@@ -301,6 +301,9 @@ local kill = {
       local one, err = lookup(engine, args)
       if not one then return nil, err end
     end
+    if sel.sessionId and not engine:session_known(sel.sessionId) then
+      return errors.fail("not_found", "'sessionId': no session '%s'", sel.sessionId)
+    end
     local sig = args.signal or "TERM"
     local ok, num = pcall(core.signum, sig)
     if not ok or num == 0 then

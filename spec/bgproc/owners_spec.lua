@@ -275,3 +275,21 @@ describe("owners", function()
     assert.matches("failed: exited with code 3", out)
   end)
 end)
+
+describe("unknown sessions", function()
+  local m
+  before_each(function() m = h.manager() end)
+  after_each(h.cleanup)
+
+  it("list an empty list, kill not_found naming the session", function()
+    h.ok(m, "createBackgroundProcess", { command = "sleep 300" }, { sessionId = "known" })
+    local r = h.ok(m, "listBackgroundProcesses", { sessionId = "ses_unknown" })
+    assert.equal(0, r.count)
+    local err = h.fails(m, "not_found", "killProcesses", { sessionId = "ses_unknown" })
+    assert.equal("'sessionId': no session 'ses_unknown'", err)
+    assert.equal(1, #h.ok(m, "killProcesses", { sessionId = "known" }).killed)
+    -- a session that has ended but has records is known: nothing to kill
+    m:session_close("known")
+    assert.equal(0, #h.ok(m, "killProcesses", { sessionId = "known" }).killed)
+  end)
+end)
