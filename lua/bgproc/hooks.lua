@@ -23,14 +23,16 @@ end
 -- nil. Returns what to print (may be "").
 function hooks.claude(event, stdin_text, parent, connect)
   local hook = input(stdin_text)
-  local agent = owner.agent_of(parent)
+  local agent = owner.find(parent).pid
   local sid = "shell-" .. agent
   local c = connect()
   if not c then return "" end
   local printed = ""
   if event == "SessionEnd" then
     local why = type(hook.reason) == "string" and hook.reason ~= "" and (" (" .. hook.reason:sub(1, 80) .. ")") or ""
-    c:call("session/close", { sessionId = sid, reason = "Claude Code session ended" .. why }, 60000)
+    -- Claude Code gives SessionEnd hooks little time: the stop goes on in
+    -- the daemon whether or not we wait for its answer
+    c:call("session/close", { sessionId = sid, reason = "Claude Code session ended" .. why }, 1000)
   else
     local res = c:call("events/take", { sessionIds = { sid } }, 5000)
     if res and res.text and res.text ~= "" then

@@ -10,14 +10,17 @@
 --                  CLAUDECODE, OpenCode's OPENCODE), or the first process
 --                  up the tree that is not a shell, when there is no
 --                  terminal;
---   BGPROC_OWNER_PID  names the owner outright (other hosts, tests).
+--   BGPROC_OWNER_PID  names the owner outright (other hosts, tests), as
+--                  Claude Code's CLAUDE_PID does.
 local owner = {}
 
 local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true,
                  fish = true, busybox = true, ash = true, yash = true }
 
--- Environment variables agents set in their shell tool's environment.
+-- Environment variables agents set in their shell tool's environment: a
+-- marker, or the agent's pid itself (Claude Code's CLAUDE_PID).
 owner.AGENT_MARKERS = { "CLAUDECODE", "OPENCODE" }
+owner.AGENT_PIDS = { "BGPROC_OWNER_PID", "CLAUDE_PID" }
 
 local function read(path)
   local f = io.open(path, "rb")
@@ -86,9 +89,11 @@ local describe = owner.describe
 -- parent: this process's parent pid. getenv: os.getenv or a stand-in.
 function owner.find(parent, getenv)
   getenv = getenv or os.getenv
-  local named = math.tointeger(tonumber(getenv("BGPROC_OWNER_PID") or ""))
-  if named and named > 1 and owner.stat(named) then
-    return { pid = named, kind = "named", description = describe(named) }
+  for _, var in ipairs(owner.AGENT_PIDS) do
+    local named = math.tointeger(tonumber(getenv(var) or ""))
+    if named and named > 1 and owner.stat(named) then
+      return { pid = named, kind = "named", description = describe(named) }
+    end
   end
   for _, var in ipairs(owner.AGENT_MARKERS) do
     local v = getenv(var)
