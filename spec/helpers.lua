@@ -315,6 +315,13 @@ function helpers.private_daemon(config_lua)
   return d
 end
 
+-- Write text to a file (replacing it).
+function helpers.write_file(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
 -- Fixture path.
 function helpers.fixture(name)
   return root .. "/spec/fixtures/" .. name

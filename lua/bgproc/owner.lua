@@ -11,7 +11,7 @@
 --                  up the tree that is not a shell, when there is no
 --                  terminal;
 --   BGPROC_OWNER_PID  names the owner outright (other hosts, tests), as
---                  Claude Code's CLAUDE_PID does.
+--                  Claude Code's CLAUDE_PID and OpenCode's OPENCODE_PID do.
 local owner = {}
 
 local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true,
@@ -20,7 +20,7 @@ local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mk
 -- Environment variables agents set in their shell tool's environment: a
 -- marker, or the agent's pid itself (Claude Code's CLAUDE_PID).
 owner.AGENT_MARKERS = { "CLAUDECODE", "OPENCODE" }
-owner.AGENT_PIDS = { "BGPROC_OWNER_PID", "CLAUDE_PID" }
+owner.AGENT_PIDS = { "BGPROC_OWNER_PID", "CLAUDE_PID", "OPENCODE_PID" }
 
 local function read(path)
   local f = io.open(path, "rb")

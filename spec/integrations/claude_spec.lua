@@ -17,11 +17,7 @@ local SUPPORT = h.root .. "/spec/support/claude/"
 
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = h.write_file
 
 local function ints(v)
   if type(v) == "number" then return math.tointeger(v) or v end

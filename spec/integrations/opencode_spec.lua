@@ -48,7 +48,8 @@ describe("OpenCode plugin (integrations/opencode) in opencode run", function()
   lazy_setup(function()
     local ok, out = h.sh(ROOT .. "/tools/ensure-opencode.sh")
     if not ok then
-      skip = "npm could not install opencode-ai: " .. out:sub(-300)
+      skip = "npm could not install opencode-ai (tools/ensure-opencode.sh): "
+        .. (out:match("npm error code [^\n]*") or out:match("[^\n]*error[^\n]*") or out:sub(-200))
       return
     end
     cache = out:match("([^\n]+)\n?$")
@@ -120,6 +121,7 @@ describe("OpenCode plugin (integrations/opencode) in opencode run", function()
       permission = { bash = "allow", edit = "deny", webfetch = "deny" },
     })
 
+    env.PWD = proj -- opencode takes its directory from PWD
     env.HOME = dir .. "/home"
     env.XDG_CONFIG_HOME = xdg .. "/config"
     env.XDG_DATA_HOME = xdg .. "/data"
@@ -139,7 +141,7 @@ describe("OpenCode plugin (integrations/opencode) in opencode run", function()
     local finished = h.pump(loop, function()
       local info = oc:info()
       return info.state ~= "running" and info.eof
-    end, 90000)
+    end, 60000)
     run.finished_at = h.now_ms()
     run.out = (oc:read(0, nil, "stdout"))
     run.err = (oc:read(0, nil, "stderr"))
@@ -286,5 +288,63 @@ describe("OpenCode plugin (integrations/opencode) in opencode run", function()
     assert.is_truthy(pid, out)
     assert.equal(pid, pgid)
     assert.equal(pid, sid)
+  end)
+end)
+
+-- The plugin outside OpenCode (spec/support/opencode/resilience.mjs fakes
+-- OpenCode's client): no bgproc, a daemon restart, a refusing socket.
+describe("OpenCode plugin without OpenCode", function()
+  local d
+  before_each(function() d = h.private_daemon() end)
+  after_each(function() d.stop() end)
+
+  local function case(name, extra)
+    local loop = core.new()
+    local env = {}
+    for k, v in pairs(d.env) do env[k] = v end
+    env.BGPROC_BIN = ROOT .. "/bin/bgproc"
+    for k, v in pairs(extra or {}) do env[k] = v end
+    local job = assert(loop:spawn { argv = { "node", ROOT .. "/spec/support/opencode/resilience.mjs",
+                                             ROOT .. "/integrations/opencode/index.js", name }, env = env })
+    h.finish(loop, job, 30000)
+    local out, err = (job:read(0, nil, "stdout")), (job:read(0, nil, "stderr"))
+    local code = job:exit()
+    loop:close()
+    assert.equal(0, code, "node failed: " .. err .. out)
+    return cjson.decode(out:match("([^\n]+)\n?$"))
+  end
+
+  it("loads without bgproc and fails each call with a clear error, at once", function()
+    local r = case("missing", { BGPROC_BIN = d.dir .. "/no-such-bgproc" })
+    assert.equal(6, #r.tools)
+    assert.is_false(r.call.ok)
+    assert.is_true(r.call.isError)
+    assert.is_truthy(r.call.error:find("no-such-bgproc", 1, true), r.call.error)
+    assert.is_true(r.call.ms < 5000)
+    assert.is_nil(r.unhandled)
+  end)
+
+  it("reconnects after a daemon restart, opens its sessions again and keeps the notices", function()
+    local r = case("restart")
+    assert.is_true(r.create.ok, r.create.error)
+    assert.is_true(r.after.ok, r.after.error)
+    assert.is_truthy(r.list.value:find("after", 1, true), r.list.value)
+    assert.equal(1, #r.notices, cjson.encode(r.notices))
+    assert.equal("ses_root", r.notices[1].id) -- a subagent's chat maps to its root chat
+    assert.is_nil(r.unhandled)
+    local jobs = cjson.decode((d.run { "--json", "list" })).processes
+    assert.equal(2, #jobs)
+    for _, j in ipairs(jobs) do
+      assert.equal("ses_root", j.sessionId)
+      assert.is_false(h.alive(j.pid))
+    end
+  end)
+
+  it("turns a refusal (-32001) into an error naming it", function()
+    local r = case("refused", { BGPROC_SOCKET = d.dir .. "/other-user.sock" })
+    assert.is_false(r.call.ok)
+    assert.is_truthy(r.call.error:find("refused", 1, true), r.call.error)
+    assert.is_truthy(r.call.error:find("permission denied", 1, true), r.call.error)
+    assert.is_nil(r.unhandled)
   end)
 end)

@@ -118,6 +118,11 @@ export class BgprocClient {
     sock.on("error", () => {}); // "close" follows
     sock.on("close", () => this._onClose(sock));
     this.sock = sock;
+    // a new connection after a lost one: the daemon (maybe a new one) must
+    // know this client's sessions again, bound to this connection
+    for (const params of this.sessions.values()) {
+      await this._request(sock, "session/open", params, {});
+    }
   }
 
   _onLine(sock, line) {
@@ -173,6 +178,10 @@ export class BgprocClient {
     await this.connect();
     const sock = this.sock;
     if (!sock) throw new ConnectionLost("bgproc: not connected");
+    return this._request(sock, method, params, opts);
+  }
+
+  _request(sock, method, params, opts) {
     const id = this.nextId++;
     const timeoutMs = opts.timeoutMs ?? this.opts.requestTimeoutMs;
     return new Promise((resolve, reject) => {
@@ -215,20 +224,12 @@ export class BgprocClient {
     } catch (e) {
       if (!(e instanceof ConnectionLost) || this.closed) throw e;
       this.log("info", "bgproc: connection lost; reconnecting");
-      await this.reopen();
       try {
         return await this.request(method, params, opts);
       } catch (e2) {
         if (e2 instanceof ConnectionLost) throw new Error(`${e2.message} (again after a reconnect)`);
         throw e2;
       }
-    }
-  }
-
-  async reopen() {
-    await this.connect();
-    for (const params of this.sessions.values()) {
-      await this.request("session/open", params);
     }
   }
 
