@@ -1,5 +1,5 @@
 # bgproc: make (build), make test, make demo, make asan, make valgrind,
-# make bench, make bench-report, make fuzz, make install (via luarocks).
+# make bench, make bench-report, make bench-plugin, make fuzz, make install (via luarocks).
 #
 # `make test` and `make demo` first install any missing Debian packages
 # (tools/ensure-deps.sh; apt-get, only what is missing).
@@ -40,7 +40,7 @@ DEPS_VALGRIND := valgrind
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH_5_4 := $(CURDIR)/lua/?.so;;
 
-.PHONY: all deps deps-test test test-core asan valgrind demo bench bench-report fuzz clean \
+.PHONY: all deps deps-test test test-core asan valgrind demo bench bench-report bench-plugin fuzz clean \
         rock-check
 
 all: $(CORE_SO) $(REGEX_SO) $(JSONENC_SO) $(RUNNER) $(HOST)
@@ -133,6 +133,10 @@ bench-report: deps all
 	@mkdir -p build
 	$(LUA) bench/run.lua --json --luv --seed > build/bench-report.jsonl
 	$(LUA) bench/report.lua build/bench-report.jsonl bench/README.md
+
+# The OpenCode plugin's cost over a direct daemon call, and notice latency.
+bench-plugin: deps all
+	node bench/plugin.mjs
 
 # 100,000 fuzzed JSON-RPC lines at bgproc mcp (through the daemon and
 # standalone) and at the daemon (a 2,000-line run is in make test).
