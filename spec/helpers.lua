@@ -315,6 +315,31 @@ function helpers.private_daemon(config_lua)
   return d
 end
 
+-- A copy of env with extra's entries added (false removes one).
+function helpers.env_with(env, extra)
+  local out = {}
+  for k, v in pairs(env) do out[k] = v end
+  for k, v in pairs(extra or {}) do out[k] = v or nil end
+  return out
+end
+
+-- Run a node script to its end (it must exit 0) and decode the JSON object
+-- on its last line of stdout.
+function helpers.node_json(argv, env, timeout_ms)
+  local cjson = require "cjson"
+  local core = require "bgproc.core"
+  local loop = core.new()
+  local full = { "node" }
+  for _, a in ipairs(argv) do full[#full + 1] = a end
+  local job = assert(loop:spawn { argv = full, env = env })
+  helpers.finish(loop, job, timeout_ms or 60000)
+  local out, err = (job:read(0, nil, "stdout")), (job:read(0, nil, "stderr"))
+  local code = job:exit()
+  loop:close()
+  assert(code == 0, "node failed: " .. err .. out)
+  return cjson.decode(out:match("([^\n]+)\n?$"))
+end
+
 -- Write text to a file (replacing it).
 function helpers.write_file(path, text)
   local f = assert(io.open(path, "w"))

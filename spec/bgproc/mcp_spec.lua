@@ -329,19 +329,9 @@ describe("bgproc mcp", function()
     end)
 
     local function run_sdk(args)
-      local loop = core.new()
-      local env = {}
-      for k, v in pairs(d.env) do env[k] = v end
-      env.BGPROC_SDK_DIR = sdk_dir
-      local argv = { "node", h.root .. "/spec/support/mcp-e2e.mjs", h.root .. "/bin/bgproc" }
+      local argv = { h.root .. "/spec/support/mcp-e2e.mjs", h.root .. "/bin/bgproc" }
       for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-      local job = assert(loop:spawn { argv = argv, env = env })
-      h.finish(loop, job, 60000)
-      local out, err = (job:read(0, nil, "stdout")), (job:read(0, nil, "stderr"))
-      local code = job:exit()
-      loop:close()
-      assert.equal(0, code, "node failed: " .. err .. out)
-      return cjson.decode(out:match("([^\n]+)\n?$"))
+      return h.node_json(argv, h.env_with(d.env, { BGPROC_SDK_DIR = sdk_dir }), 60000)
     end
 
     it("initializes, lists the tools and calls every tool", function()

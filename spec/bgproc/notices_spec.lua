@@ -188,8 +188,7 @@ describe("notices", function()
   it("bgproc hook claude: PostToolUse tells what ended, SessionEnd ends the session's jobs, bad input is harmless", function()
     local d = new_daemon()
     local loop = core.new()
-    local env = {}
-    for k, v in pairs(d.env) do env[k] = v end
+    local env = h.env_with(d.env)
     env.PATH = h.root .. "/bin:" .. os.getenv("PATH")
     env.CLAUDECODE = "1"
     -- the "agent": a non-shell process whose hooks and tool run in sh -c

@@ -110,8 +110,7 @@ end
 -- (the core spawns each job with setsid): `timeout` is its root, a
 -- non-shell process as an agent is, and the owner of what it starts.
 local function cli_client(d, loop, script)
-  local env = {}
-  for k, v in pairs(d.env) do env[k] = v end
+  local env = h.env_with(d.env)
   env.PATH = h.root .. "/bin:" .. os.getenv("PATH")
   env.HOME = os.getenv("HOME")
   return assert(loop:spawn { argv = { "timeout", "600", "sh", "-c", script }, env = env })
@@ -159,8 +158,7 @@ describe("the daemon is owned by nobody", function()
     it("started by bgproc mcp, survives the MCP client's tree kill by " .. how, function()
       local d = new_daemon()
       local loop = new_loop()
-      local env = {}
-      for k, v in pairs(d.env) do env[k] = v end
+      local env = h.env_with(d.env)
       local mcp = assert(loop:spawn { argv = { "timeout", "600", h.lua, d.bin, "mcp" }, env = env, stdin = "pipe" })
       local root = mcp:pid()
       local function call(id, args)
@@ -202,8 +200,7 @@ describe("owners", function()
     local f = assert(io.open(script, "w"))
     f:write("bgproc start --name from-script -- sleep 300\n")
     f:close()
-    local env = {}
-    for k, v in pairs(d.env) do env[k] = v end
+    local env = h.env_with(d.env)
     env.PATH = h.root .. "/bin:" .. os.getenv("PATH")
     env.PS1 = "$ "
     -- a real terminal: bash on a pty, the session leader with it as its
@@ -237,8 +234,7 @@ describe("owners", function()
 
   it("an agent's shell tool binds the job to the agent (CLAUDECODE), not to the tool's bash -c", function()
     local loop = new_loop()
-    local env = {}
-    for k, v in pairs(d.env) do env[k] = v end
+    local env = h.env_with(d.env)
     env.PATH = h.root .. "/bin:" .. os.getenv("PATH")
     env.CLAUDECODE = "1"
     -- the "agent": timeout, running one tool call in bash -c, then living on

@@ -26,11 +26,7 @@ local function iso_ms(s)
   return ((days * 24 + tonumber(hh)) * 60 + tonumber(mi)) * 60000 + tonumber(ss) * 1000 + frac
 end
 
-local function write(path, s)
-  local f = assert(io.open(path, "w"))
-  f:write(s)
-  f:close()
-end
+local write = h.write_file
 
 local function json_lines(s)
   local out = {}
@@ -299,19 +295,9 @@ describe("OpenCode plugin without OpenCode", function()
   after_each(function() d.stop() end)
 
   local function case(name, extra)
-    local loop = core.new()
-    local env = {}
-    for k, v in pairs(d.env) do env[k] = v end
-    env.BGPROC_BIN = ROOT .. "/bin/bgproc"
-    for k, v in pairs(extra or {}) do env[k] = v end
-    local job = assert(loop:spawn { argv = { "node", ROOT .. "/spec/support/opencode/resilience.mjs",
-                                             ROOT .. "/integrations/opencode/index.js", name }, env = env })
-    h.finish(loop, job, 30000)
-    local out, err = (job:read(0, nil, "stdout")), (job:read(0, nil, "stderr"))
-    local code = job:exit()
-    loop:close()
-    assert.equal(0, code, "node failed: " .. err .. out)
-    return cjson.decode(out:match("([^\n]+)\n?$"))
+    local env = h.env_with(h.env_with(d.env, { BGPROC_BIN = ROOT .. "/bin/bgproc" }), extra)
+    return h.node_json({ ROOT .. "/spec/support/opencode/resilience.mjs", ROOT .. "/integrations/opencode/index.js",
+                         name }, env, 30000)
   end
 
   it("loads without bgproc and fails each call with a clear error, at once", function()
