@@ -29,6 +29,12 @@ local function bad_session_id(sid)
   end
 end
 
+-- v as a process id (a positive integer, not a string), or nil.
+local function as_pid(v)
+  local n = type(v) == "number" and math.tointeger(v)
+  return n and n >= 1 and n <= 0x3fffffff and n or nil
+end
+
 -- Opened only once the lock is held: a daemon that loses the race must
 -- not rotate the winner's log.
 local function open_log(path)
@@ -102,6 +108,7 @@ function daemon.run(opts)
   local clients, nconn = {}, 0
   local bound = {}     -- sessionId -> { pidfd, poll }
   local owners = {}    -- sessionId -> who owns it, in words ("shell 4321"), for end reasons
+  local owner_pids = {} -- sessionId -> the owner's pid (events/take by owner)
   local journal = {}   -- sessionId -> events not yet taken (events/take)
   local stopping = false
   local handles = {}
@@ -117,7 +124,7 @@ function daemon.run(opts)
 
   local function forget_session(sid)
     unbind(sid)
-    owners[sid], journal[sid] = nil, nil
+    owners[sid], owner_pids[sid], journal[sid] = nil, nil, nil
   end
 
   local function end_session(sid, why)
@@ -204,7 +211,7 @@ function daemon.run(opts)
   end
 
   -- session/open { sessionId?, bind = "connection" | "pid" | "none", pid?,
-  --                owner?, notify? }
+  --                owner?, ownerPid?, notify? }
   methods["session/open"] = function(c, params)
     local sid = params.sessionId
     local bind = params.bind or "connection"
@@ -216,15 +223,20 @@ function daemon.run(opts)
     if params.notify ~= nil and type(params.notify) ~= "boolean" then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'notify' must be a boolean")
     end
+    local owner_pid = as_pid(params.ownerPid)
+    if params.ownerPid ~= nil and not owner_pid then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'ownerPid' must be a process id (a positive integer)")
+    end
     if bind ~= "connection" and bind ~= "pid" and bind ~= "none" then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'bind' must be \"connection\", \"pid\" or \"none\"")
     end
-    local pid = math.tointeger(params.pid)
-    if bind == "pid" and not (pid and pid >= 1 and pid <= 0x3fffffff) then
+    local pid = as_pid(params.pid)
+    if bind == "pid" and not pid then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'pid' must be a process id (a positive integer) with bind = \"pid\"")
     end
     sid = sid or ("conn-%d-%d"):format(uv.os_getpid(), c.n)
     if params.owner and not owners[sid] then owners[sid] = params.owner end
+    owner_pids[sid] = owner_pids[sid] or owner_pid or (bind == "pid" and pid) or nil
     if bind == "pid" then
       local okb, perr, ename = bind_pid(sid, pid)
       local why = ("'pid': cannot watch process %d: %s"):format(pid, tostring(perr))
@@ -262,19 +274,34 @@ function daemon.run(opts)
     return nil, nil, true
   end
 
-  -- events/take { sessionIds }: the notices of these sessions not taken
-  -- yet, and their text; taking them empties the list.
+  -- events/take { sessionIds?, ownerPid? }: the notices not taken yet of
+  -- these sessions and of every session whose owner is that process (an
+  -- agent's shell-tool jobs and its MCP server's), and their text; taking
+  -- them empties the lists.
   methods["events/take"] = function(_, params)
-    local sids = params.sessionIds
-    if type(sids) ~= "table" or #sids == 0 or #sids > 64 then
+    local sids, pid = params.sessionIds, as_pid(params.ownerPid)
+    if sids ~= nil and (type(sids) ~= "table" or #sids == 0 or #sids > 64) then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionIds' must be a list of 1 to 64 session ids")
     end
-    local events = json.array()
-    for i = 1, #sids do
+    if params.ownerPid ~= nil and not pid then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'ownerPid' must be a process id (a positive integer)")
+    end
+    if sids == nil and params.ownerPid == nil then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "give 'sessionIds' or 'ownerPid'")
+    end
+    local wanted = {}
+    for i = 1, sids and #sids or 0 do
       local serr = bad_session_id(sids[i])
       if serr then return nil, serr end
-      for _, ev in ipairs(journal[sids[i]] or {}) do events[#events + 1] = ev end
-      journal[sids[i]] = nil
+      wanted[sids[i]] = true
+    end
+    for sid, p in pairs(owner_pids) do
+      if p == pid then wanted[sid] = true end
+    end
+    local events = json.array()
+    for sid in pairs(wanted) do
+      for _, ev in ipairs(journal[sid] or {}) do events[#events + 1] = ev end
+      journal[sid] = nil
     end
     table.sort(events, function(a, b) return a.at < b.at end)
     return { events = events, text = notices.text(events) }

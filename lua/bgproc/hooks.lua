@@ -34,7 +34,8 @@ function hooks.claude(event, stdin_text, parent, connect)
     -- the daemon whether or not we wait for its answer
     c:call("session/close", { sessionId = sid, reason = "Claude Code session ended" .. why }, 1000)
   else
-    local res = c:call("events/take", { sessionIds = { sid } }, 5000)
+    -- the Bash tool's jobs, and those of the agent's MCP server (bgproc mcp)
+    local res = c:call("events/take", { sessionIds = { sid }, ownerPid = agent }, 5000)
     if res and res.text and res.text ~= "" then
       printed = json.encode { hookSpecificOutput = { hookEventName = event, additionalContext = res.text } }
     end

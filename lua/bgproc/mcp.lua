@@ -104,7 +104,7 @@ local function daemon_backend(sid, socket)
   local waiting -- callbacks queued while reconnecting
   local listener
   local agent = owner.agent_of(math.tointeger(uv.os_getppid()))
-  local open_params = { sessionId = sid, bind = "connection", notify = true,
+  local open_params = { sessionId = sid, bind = "connection", notify = true, ownerPid = agent,
                         owner = "MCP client " .. owner.describe(agent) }
   local function listen_on(cc)
     cc.on_notification = function(method, params)

@@ -170,6 +170,33 @@ describe("notices", function()
     c:close()
   end)
 
+  it("events/take by owner pid takes the events of every session that process owns (its MCP server's too)", function()
+    local d = new_daemon()
+    local c = connect(d)
+    call(c, "session/open", { sessionId = "mcp-1", bind = "none", ownerPid = 4242 })
+    call(c, "session/open", { sessionId = "mcp-2", bind = "none", ownerPid = 4343 })
+    local mine = create(c, "mcp-1", { command = "exit 5" })
+    local other = create(c, "mcp-2", { command = "exit 6" })
+    call(c, "tools/call", { name = "waitForBackgroundProcess", arguments = { processIds = { mine.id, other.id } } })
+    local taken
+    assert(h.wait_until(function()
+      taken = call(c, "events/take", { ownerPid = 4242 })
+      return #taken.events > 0
+    end, 3000, 20), "nothing to take")
+    assert.equal(1, #taken.events)
+    assert.equal(mine.id, taken.events[1].processId)
+    for _, bad in ipairs { { ownerPid = "4242" }, { ownerPid = -1 }, {}, { sessionIds = {} } } do
+      local _, err = c:call("events/take", bad, 5000)
+      assert.equal(-32602, err.code, cjson.encode(bad))
+    end
+    local _, err = c:call("session/open", { sessionId = "x", ownerPid = "12" }, 5000)
+    assert.equal(-32602, err.code)
+    assert.matches("'ownerPid'", err.message)
+    _, err = c:call("session/open", { sessionId = "x", bind = "pid", pid = "12" }, 5000)
+    assert.equal(-32602, err.code)
+    c:close()
+  end)
+
   it("tools/call with text: true answers the text the model reads and the result", function()
     local d = new_daemon()
     local c = connect(d)
