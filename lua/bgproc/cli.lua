@@ -274,12 +274,40 @@ function commands.kill(a, c)
   return #r.errors > 0 and EXIT_FAIL or EXIT_OK
 end
 
+function checks.wait(a)
+  if #a.id == 0 and #a.tag == 0 then return "wait: give an ID (or several), or --tag" end
+  if a.any and #a.id < 2 and #a.tag == 0 then return "wait: --any is for several jobs (IDs or --tag)" end
+end
+
+-- Several jobs: one line each, exit 0 when the wait was met (each job, or
+-- one with --any, completed or matched), 1 when not, 124 on timeout.
+local function wait_several(a, r)
+  if a.json then out(json.encode(r), "\n") else out(summary("waitForBackgroundProcess", r), "\n") end
+  if r.timedOut then return EXIT_TIMEOUT end
+  local good = 0
+  for _, p in ipairs(r.processes) do
+    local ok = p.done and (p.matched == true or (p.matched == nil and p.status == "completed"))
+    if ok then good = good + 1 end
+  end
+  if a.any then return good > 0 and EXIT_OK or EXIT_FAIL end
+  return good == #r.processes and EXIT_OK or EXIT_FAIL
+end
+
 function commands.wait(a, c)
-  local args = { processId = a.id, timeoutMs = a.timeout }
+  local several = #a.id > 1 or #a.tag > 0
+  local args = { timeoutMs = a.timeout }
+  if several then
+    args.processIds = #a.id > 0 and a.id or nil
+    args.tags = #a.tag > 0 and a.tag or nil
+    args.mode = a.any and "any" or nil
+  else
+    args.processId = a.id[1]
+  end
   if a["for"] then args["until"], args.pattern = "output", a["for"]
   elseif a.ready then args["until"] = "ready" end
   local r, code = tool(c, "waitForBackgroundProcess", args)
   if not r then return code end
+  if several then return wait_several(a, r) end
   if a.json then out(json.encode(r), "\n")
   elseif r.timedOut then out(("%s: still %s after %d ms\n"):format(r.id, r.status, a.timeout))
   elseif r.matched then out(r.line, "\n") -- just the line, for scripts
@@ -432,8 +460,12 @@ local function build_parser()
   kill:option("--signal", "Signal to send first (default TERM).")
   kill:option("--grace", "Milliseconds before KILL (default 3000).", nil, integer("--grace")):argname("<ms>")
 
-  local wait = p:command("wait", "Wait for a process to exit, print a line, or become ready.")
-  wait:argument("id", "Process id.")
+  local wait = p:command("wait", "Wait for a process (or several) to exit, print a line, or become ready.")
+    :epilog("Several IDs, or --tag, wait for every one of them (--any: the first). Exit 0 when met "
+      .. "(each job completed or matched), 1 when a job ended otherwise, 124 on timeout.")
+  wait:argument("id", "Process id (several: wait for all, or --any)."):args("*")
+  wait:option("--tag", "Also the jobs with any of these tags (repeatable)."):count("*"):init({})
+  wait:flag("--any", "With several jobs: until the first one is done.")
   wait:mutex(wait:option("--for", "Regex: wait for a matching output line."):argname("<re>"),
              wait:flag("--ready", "Wait for its --ready pattern."))
   wait:option("--timeout", "Give up after MS milliseconds (exit code 124).", "30000", integer("--timeout")):argname("<ms>")

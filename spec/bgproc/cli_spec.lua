@@ -694,6 +694,27 @@ describe("bgproc CLI with a daemon", function()
       assert.equal(bad.id .. " failed (exit 3)\n", so2)
     end)
 
+    it("waits for several jobs (IDs, --tag), all of them or --any", function()
+      local tag = uniq("several")
+      local quick = start(d, { "--tag", tag, "--", "true" })
+      local slow = start(d, { "--tag", tag, "--", "sleep", "1000" })
+      local _, code, so = d.run { "wait", "--tag", tag, "--any" }
+      assert.equal(0, code, so)
+      assert.matches("^1 of 2 done %(mode any%)", so)
+      local _, code2 = d.run { "wait", quick.id, slow.id, "--timeout", "100" }
+      assert.equal(124, code2)
+      ok_run(d, { "kill", slow.id })
+      local _, code3, so3 = d.run { "wait", quick.id, slow.id }
+      assert.equal(1, code3) -- one was killed: not all completed
+      assert.matches("^2 of 2 done %(mode all%)", so3)
+      local _, code4, _, se = d.run { "wait" }
+      assert.equal(2, code4)
+      assert.matches("give an ID", se)
+      local _, code5, _, se5 = d.run { "wait", quick.id, "--any" }
+      assert.equal(2, code5)
+      assert.matches("%-%-any is for several jobs", se5)
+    end)
+
     it("exits 1 for a killed job", function()
       local r = start(d, { "--", "sleep", "1000" })
       ok_run(d, { "kill", r.id })

@@ -1,0 +1,298 @@
+-- `bgproc mcp` as OpenCode's local MCP server in a real `opencode run`
+-- (opencode-ai from npm, through tools/ensure-opencode.sh), driven by the
+-- scripted OpenAI-compatible server of opencode_spec.lua
+-- (spec/support/opencode/mock-openai.mjs); no native plugin.
+--
+-- The bug this guards against: OpenCode ends its MCP server's whole
+-- process tree when it exits. The daemon `bgproc mcp` starts on demand
+-- used to be a descendant of `bgproc mcp`, so it, and the global jobs
+-- with it, died with OpenCode. So no daemon runs before opencode: `bgproc
+-- mcp` must start it. While the model's last answer is held back, the
+-- spec reads the process tree (the daemon must be no descendant of
+-- opencode); after opencode exits (and the spec's loop has killed what
+-- was left of opencode's process group and cgroup), the same daemon must
+-- answer, the global job run, and the session job be cancelled.
+local h = require "helpers"
+local core = require "bgproc.core"
+local cjson = require "cjson"
+
+local ROOT = h.root
+
+local function json_lines(s)
+  local out = {}
+  for line in (s or ""):gmatch("[^\n]+") do
+    local ok, v = pcall(cjson.decode, line)
+    if ok and type(v) == "table" then out[#out + 1] = v end
+  end
+  return out
+end
+
+local function cmdline(pid)
+  return ((h.read_file("/proc/" .. pid .. "/cmdline") or ""):gsub("%z", " "):gsub(" $", ""))
+end
+
+-- pid and its ancestors up to init: { {pid=, comm=, cmd=}, ... }
+local function ancestry(pid)
+  local chain = {}
+  for _ = 1, 128 do
+    local st = h.stat(pid)
+    if not st then break end
+    chain[#chain + 1] = { pid = pid, comm = st.comm, cmd = cmdline(pid) }
+    if st.ppid == 0 then break end
+    pid = st.ppid
+  end
+  return chain
+end
+
+-- Live descendants of pid (by ppid links): { [pid] = cmdline }
+local function descendants(pid)
+  local out, queue = {}, { pid }
+  while #queue > 0 do
+    local p = table.remove(queue)
+    for _, c in ipairs(h.children(p)) do
+      if not out[c.pid] and c.state ~= "Z" then
+        out[c.pid] = cmdline(c.pid)
+        queue[#queue + 1] = c.pid
+      end
+    end
+  end
+  return out
+end
+
+local function chain_text(chain)
+  local out = {}
+  for _, c in ipairs(chain) do out[#out + 1] = ("%d (%s) %s"):format(c.pid, c.comm, c.cmd) end
+  return table.concat(out, "\n  <- ")
+end
+
+describe("bgproc mcp as OpenCode's local MCP server (opencode run)", function()
+  local skip, d, dir, cache
+  local run = {} -- what the run left: code, out, err, requests, seen (the tree mid-run), status, jobs
+
+  -- `bgproc --json daemon status`: never starts a daemon
+  local function status()
+    local _, _, stdout = d.run { "--json", "daemon", "status" }
+    local ok, s = pcall(cjson.decode, stdout or "")
+    return ok and s or { running = false, raw = stdout }
+  end
+
+  lazy_setup(function()
+    local ok, out = h.sh(ROOT .. "/tools/ensure-opencode.sh")
+    if not ok then
+      skip = "npm could not install opencode-ai (tools/ensure-opencode.sh): "
+        .. (out:match("npm error code [^\n]*") or out:match("[^\n]*error[^\n]*") or out:sub(-200))
+      return
+    end
+    cache = out:match("([^\n]+)\n?$")
+    d = h.private_daemon()
+    dir = d.dir
+    -- no daemon yet: `bgproc mcp` is to start it
+    run.before = status()
+
+    local proj, xdg = dir .. "/proj", dir .. "/xdg"
+    local oc_config = xdg .. "/config/opencode"
+    assert(h.sh(table.concat({
+      ("mkdir -p %s %s/home %s/data %s/state %s/cache %s"):format(proj, dir, xdg, xdg, xdg, oc_config),
+      -- OpenCode installs @opencode-ai/plugin into its config folder unless
+      -- it is there already (package.json, package-lock.json, node_modules)
+      ("ln -s %s/node_modules %s/package.json %s/package-lock.json %s/"):format(cache, cache, cache, oc_config),
+    }, " && ")))
+
+    run.go = dir .. "/go" -- the spec writes it once it has read the process tree
+    local script = {
+      { tool = { name = "bgproc_createBackgroundProcess",
+                 arguments = { command = "sleep 300", name = "keep", global = true } } },
+      { tool = { name = "bgproc_createBackgroundProcess",
+                 arguments = { command = "sleep 301", name = "session-job" } } },
+      { awaitFile = run.go, timeoutMs = 60000, text = "all done" },
+    }
+    h.write_file(dir .. "/script.json", cjson.encode(script))
+
+    local loop = core.new()
+    run.cgroup = loop:cgroup() or false
+    local env = {}
+    for k, v in pairs(d.env) do env[k] = v end
+    local mock = assert(loop:spawn { argv = { "node", ROOT .. "/spec/support/opencode/mock-openai.mjs",
+                                              dir .. "/script.json", dir .. "/mock.jsonl" },
+                                     env = env, stdin = "pipe" })
+    local port
+    assert(h.pump(loop, function()
+      port = (mock:read(0, nil, "stdout") or ""):match('"port":(%d+)')
+      return port or not mock:alive()
+    end, 10000), "the mock server did not start")
+    assert(port, "the mock server failed: " .. tostring((mock:read(0))))
+
+    h.write_file(proj .. "/opencode.json", cjson.encode {
+      autoupdate = false,
+      share = "disabled",
+      model = "mock/mock-model",
+      small_model = "mock/mock-model",
+      enabled_providers = { "mock" },
+      provider = { mock = {
+        npm = "@ai-sdk/openai-compatible",
+        name = "Mock",
+        options = { baseURL = ("http://127.0.0.1:%s/v1"):format(port), apiKey = "mock" },
+        models = { ["mock-model"] = { name = "Mock model", tool_call = true,
+                                      limit = { context = 100000, output = 4096 } } },
+      } },
+      -- bgproc as a local MCP server, on the private daemon's socket,
+      -- state and config (OpenCode's own XDG dirs are others)
+      mcp = { bgproc = {
+        type = "local",
+        command = { ROOT .. "/bin/bgproc", "mcp" },
+        enabled = true,
+        environment = {
+          BGPROC_SOCKET = d.env.BGPROC_SOCKET,
+          BGPROC_CONFIG = d.env.BGPROC_CONFIG,
+          XDG_STATE_HOME = d.env.XDG_STATE_HOME,
+          XDG_CONFIG_HOME = d.env.XDG_CONFIG_HOME,
+        },
+      } },
+      permission = { bash = "deny", edit = "deny", webfetch = "deny" },
+    })
+
+    env.PWD = proj -- opencode takes its directory from PWD
+    env.HOME = dir .. "/home"
+    env.XDG_CONFIG_HOME = xdg .. "/config"
+    env.XDG_DATA_HOME = xdg .. "/data"
+    env.XDG_STATE_HOME = xdg .. "/state"
+    env.XDG_CACHE_HOME = xdg .. "/cache"
+    env.OPENCODE_DISABLE_MODELS_FETCH = "1" -- no models.dev
+    env.OPENCODE_DISABLE_AUTOUPDATE = "1"
+    env.OPENCODE_DISABLE_SHARE = "1"
+    env.OPENCODE_DISABLE_LSP_DOWNLOAD = "1"
+    env.OPENCODE_DISABLE_CLAUDE_CODE = "1"
+    env.OPENCODE_DISABLE_DEFAULT_PLUGINS = "1"
+    local oc = assert(loop:spawn { argv = { cache .. "/node_modules/.bin/opencode", "run", "--print-logs",
+                                            "--format", "json", "start the jobs" },
+                                   cwd = proj, env = env })
+    run.oc_pid = oc:pid()
+
+    -- While the last answer waits on run.go: once both jobs run (the
+    -- daemon says so; `daemon status` starts none), read the tree.
+    local function look()
+      local s = status()
+      if not (s.running and (s.jobsRunning or 0) >= 2) then return false end
+      local below = descendants(run.oc_pid)
+      local seen = { daemon = s.pid, chain = ancestry(s.pid), below = below }
+      for pid, cmd in pairs(below) do
+        if cmd:find("bin/bgproc mcp", 1, true) then seen.mcp = pid end
+      end
+      run.seen = seen
+      h.write_file(run.go, "go\n")
+      return true
+    end
+    local looked = false
+    local finished = h.pump(loop, function()
+      local info = oc:info()
+      if info.state ~= "running" and info.eof then return true end
+      if not looked and h.read_file(dir .. "/mock.jsonl") then looked = look() end
+      return false
+    end, 90000)
+    if not looked then h.write_file(run.go, "go\n") end -- never leave the mock waiting
+    run.out = (oc:read(0, nil, "stdout"))
+    run.err = (oc:read(0, nil, "stderr"))
+    run.code = finished and oc:exit() or "timed out"
+    mock:close_stdin() -- the mock exits when its stdin closes
+    h.pump(loop, function() return not mock:alive() end, 5000)
+    -- SIGKILL what is left of opencode's group (and its cgroup leaf, where
+    -- there is one): a host's tree kill, at its widest
+    loop:close()
+
+    run.requests = json_lines(h.read_file(dir .. "/mock.jsonl"))
+    run.events = json_lines(run.out)
+    -- the daemon after opencode: asked before anything could start another
+    run.after = status()
+    run.jobs = {}
+    if run.after.running then
+      -- the session ends when `bgproc mcp`'s connection closes: wait for it
+      h.wait_until(function()
+        local jobs = {}
+        for _, j in ipairs(cjson.decode((d.run { "--json", "ls" })).processes) do jobs[j.name] = j end
+        run.jobs = jobs
+        return jobs["session-job"] == nil or jobs["session-job"].status ~= "running"
+      end, 10000, 100)
+      run.later = status()
+    end
+  end)
+
+  lazy_teardown(function()
+    if not d then return end
+    if run.jobs and run.jobs.keep then d.run { "kill", run.jobs.keep.id } end
+    d.stop() -- daemon stop (never starts one), rm -rf the dir
+  end)
+
+  local function check_run()
+    if skip then return false end
+    assert.equal(0, run.code, "opencode run failed:\n" .. tostring(run.err):sub(-3000) .. tostring(run.out):sub(-2000))
+    return true
+  end
+
+  it("has the model call bgproc's MCP tools (bgproc_*) and ends the script", function()
+    if not check_run() then return pending(skip) end
+    assert.is_false(run.before.running, "a daemon ran before opencode: " .. cjson.encode(run.before))
+    local agent
+    for _, r in ipairs(run.requests) do
+      if r.agent then agent = r break end
+    end
+    assert.is_truthy(agent, "the model was never asked with tools")
+    local offered = {}
+    for _, name in ipairs(agent.tools) do offered[name] = true end
+    assert.is_true(offered.bgproc_createBackgroundProcess, "tools offered: " .. table.concat(agent.tools, ", "))
+    assert.is_true(offered.bgproc_listBackgroundProcesses)
+    local creates, text = 0, nil
+    for _, e in ipairs(run.events) do
+      if e.type == "tool_use" and e.part.tool == "bgproc_createBackgroundProcess" then
+        assert.equal("completed", e.part.state.status, cjson.encode(e.part.state))
+        creates = creates + 1
+      end
+      if e.type == "text" then text = e.part.text end
+    end
+    assert.equal(2, creates)
+    assert.equal("all done", text)
+  end)
+
+  it("`bgproc mcp` starts the daemon outside opencode's process tree", function()
+    if not check_run() then return pending(skip) end
+    local seen = run.seen
+    assert.is_truthy(seen, "the jobs never ran while opencode did")
+    assert.is_truthy(seen.mcp, "no `bgproc mcp` below opencode: " .. cjson.encode(seen.below))
+    assert.is_nil(seen.below[seen.daemon], "the daemon is a descendant of opencode")
+    for _, a in ipairs(seen.chain) do
+      assert.is_true(a.pid ~= run.oc_pid and a.pid ~= seen.mcp and not seen.below[a.pid]
+                     and not a.comm:find("opencode", 1, true) and not a.cmd:find("opencode", 1, true),
+        "the daemon's ancestry reaches opencode:\n  " .. chain_text(seen.chain))
+    end
+    -- its parent is init or a subreaper above the spec (build/suite-runner)
+    assert.is_true(#seen.chain >= 2)
+    local parent = seen.chain[2]
+    assert.is_true(parent.pid == 1 or parent.pid == tonumber(os.getenv("BGPROC_SUITE_RUNNER") or "")
+                   or not parent.cmd:find("opencode", 1, true), chain_text(seen.chain))
+  end)
+
+  it("the daemon and the global job outlive opencode; the session job ends with it", function()
+    if not check_run() then return pending(skip) end
+    local seen = run.seen
+    assert.is_truthy(seen, "the jobs never ran while opencode did")
+    -- OpenCode ended its MCP server
+    assert.is_true(h.wait_until(function() return not h.alive(seen.mcp) end, 5000), "`bgproc mcp` outlived opencode")
+    -- the same daemon answers
+    assert.is_true(run.after.running, "the daemon died with opencode: " .. cjson.encode(run.after))
+    assert.equal(seen.daemon, run.after.pid)
+    assert.equal(seen.daemon, run.later.pid)
+    assert.is_true(h.alive(seen.daemon))
+    -- the global job runs on
+    local keep, job = run.jobs.keep, run.jobs["session-job"]
+    assert.is_truthy(keep, "no job keep: " .. cjson.encode(run.jobs))
+    assert.equal("running", keep.status)
+    assert.is_true(h.alive(keep.pid))
+    assert.equal("sleep 300", cmdline(keep.pid):match("sleep 300") or cmdline(keep.pid))
+    -- the session job was ended with the MCP client's session
+    assert.is_truthy(job, "no job session-job: " .. cjson.encode(run.jobs))
+    assert.equal("cancelled", job.status)
+    assert.equal("session", job.stopReason)
+    assert.equal("session ended (MCP client", job.endReason:sub(1, #"session ended (MCP client"), job.endReason)
+    assert.is_true(h.wait_until(function() return not h.alive(job.pid) end, 5000), "the session job's process lives")
+    assert.equal(keep.sessionId, job.sessionId)
+  end)
+end)
