@@ -38,12 +38,12 @@ end
 
 say("1. Start a dev server and a build in the background (the daemon starts on demand)")
 bgproc([[start --name web --ready 'listening on' -- sh -c 'echo compiling...; sleep 0.3; echo "listening on :8080"; while sleep 0.2; do echo "GET / 200"; done']])
-bgproc([[start --name build 'for i in 1 2 3; do echo "[$i/3] building"; sleep 0.1; done; echo "warning: unused x" >&2']])
+bgproc([[start --name build --tag build 'for i in 1 2 3; do echo "[$i/3] building"; sleep 0.1; done; echo "warning: unused x" >&2']])
 
 say("2. Wait for readiness instead of sleeping, then look")
 local web = bgproc("--json ls --name web", true):match('"id":"([^"]+)"')
 bgproc("wait " .. web .. " --ready --timeout 5000")
-bgproc("wait $(" .. env .. "lua5.4 " .. root .. "/bin/bgproc --json ls --name build | sed 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/')")
+bgproc("wait --tag build")
 bgproc("ls")
 
 say("3. Read output: the last lines, only stderr, or only what matches")
@@ -61,7 +61,16 @@ print(("  (process group %d has %d processes)"):format(pid, members(pid)))
 say("5. A failed start is an error at once, not a job that looks alive")
 bgproc("start -- no-such-tool --flag")
 
-say("6. The same tools for AI agents: `bgproc mcp` speaks MCP on stdin/stdout")
+say("6. Every end says why, and the owner hears of it without polling (here a Claude Code hook)")
+bgproc([[start --name tests --tag test 'echo "FAIL parser.test (3 failures)"; exit 1']])
+bgproc("wait --tag test", true)
+bgproc("ls")
+io.write("$ echo '{}' | bgproc hook claude PostToolUse\n")
+local hook = io.popen("echo '{}' | " .. env .. "lua5.4 " .. root .. "/bin/bgproc hook claude PostToolUse")
+io.write((hook:read("a"):gsub("([^\n]+)", "  %1")))
+hook:close()
+
+say("7. The same tools for AI agents: `bgproc mcp` speaks MCP on stdin/stdout")
 local req = [[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}}
 {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"listBackgroundProcesses","arguments":{}}}
 ]]
@@ -73,7 +82,7 @@ local p = io.popen(env .. "lua5.4 " .. root .. "/bin/bgproc mcp < " .. dir .. "/
 for line in p:lines() do io.write("  ", line:sub(1, 150), line:len() > 150 and "..." or "", "\n") end
 p:close()
 
-say("7. Stopping the daemon ends every job it runs")
+say("8. Stopping the daemon ends every job it runs")
 bgproc("daemon stop")
 os.execute("rm -rf " .. dir)
 say("Done. `make test` runs the test suite; `lua5.4 bench/run.lua` the benchmarks.")

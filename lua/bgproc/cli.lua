@@ -132,15 +132,16 @@ end
 
 -- The session of CLI jobs: the owner's (see owner.lua: a terminal's
 -- shell, an agent), ending when it exits, or the one BGPROC_SESSION names.
-local function open_session(c)
+-- Returns the session/open params.
+local function own_session()
   local named = os.getenv("BGPROC_SESSION")
-  local params
-  if named and named ~= "" then
-    params = { sessionId = named, bind = "none" }
-  else
-    local who = require("bgproc.owner").find(math.tointeger(uv.os_getppid()))
-    params = { sessionId = "shell-" .. who.pid, bind = "pid", pid = who.pid, owner = who.description }
-  end
+  if named and named ~= "" then return { sessionId = named, bind = "none" } end
+  local who = require("bgproc.owner").find(math.tointeger(uv.os_getppid()))
+  return { sessionId = "shell-" .. who.pid, bind = "pid", pid = who.pid, owner = who.description }
+end
+
+local function open_session(c)
+  local params = own_session()
   local res, err = c:call("session/open", params, 10000)
   if not res then return nil, err.message end
   return res.sessionId
@@ -256,11 +257,12 @@ function commands.kill(a, c)
   if not a.id and #a.tag == 0 and not a.session and #a.status == 0 and not a.all then
     return fail("kill: give an ID, --tag, --session, --status or --all", EXIT_USAGE)
   end
+  -- the caller's session asks: its owner is not told of a kill it made
   local r, code = tool(c, "killProcesses", {
     processId = a.id, tags = #a.tag > 0 and a.tag or nil, sessionId = a.session,
     status = #a.status > 0 and a.status or nil, all = a.all or nil,
     signal = a.signal and (tonumber(a.signal) or a.signal), graceMs = a.grace,
-  })
+  }, own_session().sessionId)
   if not r then return code end
   if a.json then out(json.encode(r), "\n") return #r.errors > 0 and EXIT_FAIL or EXIT_OK end
   if #r.killed > 0 then out(("killed %s\n"):format(table.concat(r.killed, " "))) end

@@ -739,7 +739,8 @@ end
 local NOTICE_WAIT_MS = 200
 
 local function tell_ended(self, rec)
-  if #self.listeners == 0 or rec.ended_told then return end
+  -- a job that never started was its caller's error, answered at once
+  if #self.listeners == 0 or rec.ended_told or not rec.job then return end
   if output_done(rec) then return emit_ended(self, rec) end
   if not rec.ended_timer then
     rec.ended_timer = self.sched:after(NOTICE_WAIT_MS, function()

@@ -129,6 +129,9 @@ describe("notices", function()
     call(c, "session/open", { sessionId = "ses_k", bind = "none", notify = true })
     local a = create(c, "ses_k", { command = "sleep 300" })
     local b = create(c, "ses_k", { command = "sleep 301" })
+    local _, spawn_err = c:call("tools/call", { name = "createBackgroundProcess", sessionId = "ses_k",
+                                                arguments = { argv = { "/no/such/program" } } }, 5000)
+    assert.equal("spawn_failed", spawn_err.data.code) -- answered at once: not told again
     local marker = create(c, "ses_k", { command = "exit 0", name = "marker" })
     -- killed by another session: told
     call(c, "tools/call", { name = "killProcesses", arguments = { processId = b.id }, sessionId = "someone-else" })
@@ -138,7 +141,10 @@ describe("notices", function()
       for _, ev in ipairs(events_of(got)) do if ev.processId == b.id or ev.processId == marker.id then n = n + 1 end end
       return n == 2
     end, 5000), cjson.encode(got))
-    for _, ev in ipairs(events_of(got)) do assert.are_not.equal(a.id, ev.processId) end
+    for _, ev in ipairs(events_of(got)) do
+      assert.are_not.equal(a.id, ev.processId)
+      assert.are_not.equal(spawn_err.data.processId, ev.processId)
+    end
     local evb
     for _, ev in ipairs(events_of(got)) do if ev.processId == b.id then evb = ev end end
     assert.equal("killed by killProcesses", evb.endReason)
@@ -222,6 +228,8 @@ describe("notices", function()
     local script = table.concat({
       "bgproc start --name quick -- sh -c 'echo done-marker; exit 3'",
       "bgproc start --name long -- sleep 300",
+      "bgproc start --name killed-here -- sleep 300",
+      "bgproc kill $(bgproc --json ls --name killed-here | sed 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/') >/dev/null",
       "bgproc wait quick >/dev/null",
       "until out=$(echo '{\"session_id\":\"abc\",\"hook_event_name\":\"PostToolUse\"}' | bgproc hook claude PostToolUse)"
         .. " && [ -n \"$out\" ]; do :; done; echo \"$out\"",
@@ -237,6 +245,8 @@ describe("notices", function()
     assert.equal("PostToolUse", hook.hookSpecificOutput.hookEventName)
     assert.matches("%(quick%) ended: failed: exited with code 3", hook.hookSpecificOutput.additionalContext)
     assert.matches("done%-marker", hook.hookSpecificOutput.additionalContext)
+    -- its own kill is not news to the agent
+    assert.is_nil(hook.hookSpecificOutput.additionalContext:find("killed-here", 1, true))
     assert.matches("}\nsecond%-take%-done\n", out) -- nothing new the second time
     assert.matches("bad%-input%-exit=0\n", out)
     assert.matches("end%-exit=0", out)
@@ -244,6 +254,8 @@ describe("notices", function()
     local l = call(c, "tools/call", { name = "listBackgroundProcesses", arguments = { name = "long" } })
     assert.equal("cancelled", l.processes[1].status)
     assert.equal("session ended (Claude Code session ended (exit))", l.processes[1].endReason)
+    local k = call(c, "tools/call", { name = "listBackgroundProcesses", arguments = { name = "killed-here" } })
+    assert.equal("killed by killProcesses", k.processes[1].endReason)
     c:close()
   end)
 

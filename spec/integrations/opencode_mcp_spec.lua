@@ -256,7 +256,8 @@ describe("bgproc mcp as OpenCode's local MCP server (opencode run)", function()
     if not check_run() then return pending(skip) end
     local seen = run.seen
     assert.is_truthy(seen, "the jobs never ran while opencode did")
-    assert.is_truthy(seen.mcp, "no `bgproc mcp` below opencode: " .. cjson.encode(seen.below))
+    local t = {} for p, c in pairs(seen.below) do t[#t + 1] = p .. " " .. c end
+    assert.is_truthy(seen.mcp, "no `bgproc mcp` below opencode:\n" .. table.concat(t, "\n"))
     assert.is_nil(seen.below[seen.daemon], "the daemon is a descendant of opencode")
     for _, a in ipairs(seen.chain) do
       assert.is_true(a.pid ~= run.oc_pid and a.pid ~= seen.mcp and not seen.below[a.pid]
@@ -286,7 +287,7 @@ describe("bgproc mcp as OpenCode's local MCP server (opencode run)", function()
     assert.is_truthy(keep, "no job keep: " .. cjson.encode(run.jobs))
     assert.equal("running", keep.status)
     assert.is_true(h.alive(keep.pid))
-    assert.equal("sleep 300", cmdline(keep.pid):match("sleep 300") or cmdline(keep.pid))
+    assert.equal("sleep 300", cmdline(keep.pid):match("sleep 300") or cmdline(keep.pid) .. cjson.encode(keep) .. cjson.encode(h.stat(keep.pid)))
     -- the session job was ended with the MCP client's session
     assert.is_truthy(job, "no job session-job: " .. cjson.encode(run.jobs))
     assert.equal("cancelled", job.status)
