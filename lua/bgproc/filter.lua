@@ -39,8 +39,10 @@ local function all_of(checks)
 end
 
 -- Compile a selector into { match = predicate(rec) -> boolean, processId,
--- sessionId, tags, allTags } (tags normalized: the keys an engine's
--- indexes can narrow the candidates with), or nil and a message.
+-- sessionId, tags, allTags, narrows } (tags normalized: the keys an
+-- engine's indexes can narrow the candidates with; narrows: some criterion
+-- holds back some job, so `tags: []` or `tags: [""]` select everything and
+-- do not narrow), or nil and a message.
 -- Records carry: id, sessionId, status, tagset, name (and lname, the name
 -- lower-cased, when they have it), global. Tags are
 -- normalized with `policy` (the engine's tag policy; default tags.policy).
@@ -96,7 +98,8 @@ function filter.selector(sel, policy)
     checks[#checks + 1] = function(r) return r.global == want end
   end
   return { match = all_of(checks), processId = sel.processId, sessionId = sel.sessionId,
-           tags = any and #any > 0 and any or nil, allTags = all and #all > 0 and all or nil }
+           tags = any and #any > 0 and any or nil, allTags = all and #all > 0 and all or nil,
+           narrows = #checks > 0 }
 end
 
 -- Compile a selector into predicate(rec) -> boolean, or nil and a message
@@ -105,14 +108,6 @@ function filter.compile(sel, policy)
   local s, err = filter.selector(sel, policy)
   if not s then return nil, err end
   return s.match
-end
-
--- True when the selector has no criterion at all.
-function filter.empty(sel)
-  for _, k in ipairs { "processId", "sessionId", "status", "tags", "allTags", "name" } do
-    if sel[k] ~= nil then return false end
-  end
-  return sel.global == nil
 end
 
 return filter

@@ -293,12 +293,17 @@ local kill = {
   handler = function(engine, args, ctx)
     local sel = { processId = args.processId or args.taskId, sessionId = args.sessionId,
                   status = args.status, tags = args.tags }
-    if filter.empty(sel) and args.all ~= true then
+    local s, err = filter.selector(sel, engine.tag_policy)
+    if not s then return errors.fail("invalid_argument", "%s", err) end
+    -- judged on what the selector does: `tags: []` narrows nothing, and
+    -- must not stop every job (the seed's unknown-id defect)
+    if not s.narrows and args.all ~= true then
       return errors.fail("invalid_argument",
-        "no selector: give 'processId', 'sessionId', 'status' or 'tags', or 'all': true to stop every job")
+        "no selector: give 'processId', 'sessionId', 'status' or 'tags' (non-empty), or 'all': true to stop every job")
     end
     if sel.processId then
-      local one, err = lookup(engine, args)
+      local one
+      one, err = lookup(engine, args)
       if not one then return nil, err end
     end
     if sel.sessionId and not engine:session_known(sel.sessionId) then
@@ -310,8 +315,6 @@ local kill = {
       return errors.fail("invalid_argument", "'signal': unknown signal %s (expected a name like TERM or a number 1-64)",
         tostring(sig))
     end
-    local s, err = filter.selector(sel, engine.tag_policy)
-    if not s then return errors.fail("invalid_argument", "%s", err) end
     local recs = engine:select(s) -- (one id: a lookup, no scan)
     local stopped, finished, errs, escaped = engine:stop(recs, { signal = sig, graceMs = args.graceMs, reason = "kill",
                                                                   by = ctx.sessionId })
@@ -375,9 +378,13 @@ local function wait_targets(engine, args)
     if not rec then return errors.fail("not_found", "'processIds': no process '%s'", id) end
     if not seen[rec] then recs[#recs + 1], seen[rec] = rec, true end
   end
+  if args.since then
+    return errors.fail("invalid_argument", "'since' is a cursor of one job: give it with 'processId' only")
+  end
   if args.tags then
     local sel, err = filter.selector({ tags = args.tags }, engine.tag_policy)
     if not sel then return errors.fail("invalid_argument", "%s", err) end
+    if not sel.narrows then return errors.fail("invalid_argument", "'tags' must name at least one tag") end
     for _, rec in ipairs(engine:select(sel)) do
       if not seen[rec] then recs[#recs + 1], seen[rec] = rec, true end
     end

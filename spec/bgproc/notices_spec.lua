@@ -343,5 +343,10 @@ describe("waitForBackgroundProcess over several jobs", function()
     err = h.fails(m, "invalid_argument", "waitForBackgroundProcess", { processIds = { a.id }, mode = "some" })
     assert.matches("mode", err)
     h.fails(m, "not_found", "waitForBackgroundProcess", { tags = { "none-such" } })
+    -- an empty list selects nothing, not every job
+    assert.matches("'tags' must name at least one tag",
+      h.fails(m, "invalid_argument", "waitForBackgroundProcess", { tags = {}, mode = "any" }))
+    assert.matches("'since'", h.fails(m, "invalid_argument", "waitForBackgroundProcess",
+      { processIds = { a.id }, since = 0 }))
   end)
 end)

@@ -276,6 +276,11 @@ describe("tools", function()
       local b = start({ command = "sleep 100", global = true }, { sessionId = "other" })
       assert.matches("no selector: give 'processId'", h.fails(m, "invalid_argument", "killProcesses", {}))
       assert.matches("no selector", h.fails(m, "invalid_argument", "killProcesses", { all = false }))
+      -- an empty tag list narrows nothing: it must not stop every job (the
+      -- seed's unknown-id defect, by another door)
+      assert.matches("no selector", h.fails(m, "invalid_argument", "killProcesses", { tags = {} }))
+      assert.matches("'tags'", h.fails(m, "invalid_argument", "killProcesses", { tags = { "" } }, { sessionId = "mine" }))
+      assert.equal("running", m:record(b.id).status) -- another session's global job
       assert.equal("running", m:record(a.id).status)
       local k = h.ok(m, "killProcesses", { all = true, signal = "KILL" })
       table.sort(k.killed)
