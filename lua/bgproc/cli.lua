@@ -417,7 +417,7 @@ local function build_parser()
   start:usage("Usage: bgproc start [options] -- COMMAND [ARGS...]\n       bgproc start [options] 'shell command string'")
   start:option("--name", "A descriptive name.")
   start:option("--tag", "A tag (repeatable)."):count("*"):init({})
-  start:flag("--global", "Outlive the calling shell's session.")
+  start:flag("--global", "Outlive the owner's session (the terminal's shell, the agent): until killed.")
   start:option("--cwd", "Working directory (default: the current one).")
   start:option("--env", "NAME=VALUE added to the environment (repeatable)."):count("*"):init({})
   start:flag("--pty", "Run on a pseudo-terminal.")
@@ -487,9 +487,8 @@ local function build_parser()
     :epilog("bgproc hook claude SessionEnd ends the jobs of that Claude Code session; UserPromptSubmit and "
       .. "PostToolUse print hook JSON whose additionalContext tells the model what ended or became ready "
       .. "since its last turn. The hook's JSON comes on stdin. Never fails the hook: exits 0.")
-  hook:argument("agent", "The agent."):choices { "claude" }
-  hook:argument("event", "The hook event: SessionEnd, UserPromptSubmit or PostToolUse.")
-    :choices { "SessionEnd", "UserPromptSubmit", "PostToolUse" }
+  hook:argument("agent", "The agent: claude.")
+  hook:argument("event", "The hook event: SessionEnd, UserPromptSubmit or PostToolUse (others: nothing is done).")
 
   local m = p:command("mcp", "Serve the tools over MCP on stdin/stdout.")
   m:flag("--standalone", "Run an engine in this process instead of using the daemon.")
@@ -544,8 +543,8 @@ function cli.main(argv)
   end
   if a.cmd == "daemon" then return daemon_command(a) end
   if a.cmd == "hook" then
-    local stdin_text = isatty(0) and "" or io.stdin:read("a")
-    local ok, printed = pcall(require("bgproc.hooks").claude, a.event, stdin_text,
+    -- never fails the hook (exit 2 would block the agent's turn)
+    local ok, printed = pcall(require("bgproc.hooks").run, a.agent, a.event,
       math.tointeger(uv.os_getppid()), function()
         return require("bgproc.client").connect { socket = a.socket, autostart = false }
       end)

@@ -29,6 +29,17 @@ local function bad_session_id(sid)
   end
 end
 
+-- A short text param (an owner, a reason): nil, or the text with control
+-- characters made spaces (they would break a line of `ls` or the log); or
+-- nil and the INVALID_PARAMS error.
+local function words(v, field)
+  if v == nil then return nil end
+  if type(v) ~= "string" or #v > 200 then
+    return nil, rpc.error(rpc.INVALID_PARAMS, ("'%s' must be a string of at most 200 characters"):format(field))
+  end
+  return (v:gsub("%c", " "))
+end
+
 -- v as a process id (a positive integer, not a string), or nil.
 local function as_pid(v)
   local n = type(v) == "number" and math.tointeger(v)
@@ -95,6 +106,9 @@ function daemon.run(opts)
   end
 
   local engine = bgproc.new { subreaper = true, log = log }
+  -- the starter's identity is not ours: jobs created without an env of
+  -- their own (the OpenCode plugin's) must not join its session or agent
+  for _, var in ipairs(require("bgproc.owner").CALLER_VARS) do uv.os_unsetenv(var) end
   local listener, berr = core.listen(socket, 128)
   if not listener then
     io.stderr:write(("bgproc daemon: cannot bind %s: %s\n"):format(socket, tostring(berr)))
@@ -217,9 +231,8 @@ function daemon.run(opts)
     local bind = params.bind or "connection"
     local serr = bad_session_id(sid)
     if serr then return nil, serr end
-    if params.owner ~= nil and (type(params.owner) ~= "string" or #params.owner > 200) then
-      return nil, rpc.error(rpc.INVALID_PARAMS, "'owner' must be a string of at most 200 characters")
-    end
+    local owner_words, owerr = words(params.owner, "owner")
+    if owerr then return nil, owerr end
     if params.notify ~= nil and type(params.notify) ~= "boolean" then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'notify' must be a boolean")
     end
@@ -235,8 +248,6 @@ function daemon.run(opts)
       return nil, rpc.error(rpc.INVALID_PARAMS, "'pid' must be a process id (a positive integer) with bind = \"pid\"")
     end
     sid = sid or ("conn-%d-%d"):format(uv.os_getpid(), c.n)
-    if params.owner and not owners[sid] then owners[sid] = params.owner end
-    owner_pids[sid] = owner_pids[sid] or owner_pid or (bind == "pid" and pid) or nil
     if bind == "pid" then
       local okb, perr, ename = bind_pid(sid, pid)
       local why = ("'pid': cannot watch process %d: %s"):format(pid, tostring(perr))
@@ -246,6 +257,9 @@ function daemon.run(opts)
         return nil, rpc.error(rpc.TOOL_ERROR, why, { code = "limit" })
       end
     end
+    owners[sid] = owners[sid] or owner_words
+    owner_pids[sid] = owner_pids[sid] or owner_pid or (bind == "pid" and pid) or nil
+    c.opened[sid] = params -- a session ended under us is opened again the same way
     engine:session_open(sid)
     c.session = sid
     if bind == "connection" then c.owned[sid] = true end
@@ -253,24 +267,57 @@ function daemon.run(opts)
     return { sessionId = sid, bind = bind }
   end
 
-  -- session/close { sessionId?, reason? }: reason says why, in the records
-  -- ("OpenCode chat deleted")
+  -- Notices still queued for a session that has ended go nowhere.
+  local function drop_notices(sid)
+    for cl in pairs(clients) do
+      local box = cl.outbox[sid]
+      cl.outbox[sid] = nil
+      if box and not box.timer:is_closing() then box.timer:close() end
+    end
+  end
+
+  -- session/close { sessionId?, ownerPid?, reason? }: ends that session and
+  -- every session the process ownerPid owns (a Claude Code session's Bash
+  -- tool jobs and its bgproc mcp's); reason says why, in the records
+  -- ("OpenCode chat deleted"). Answers once all their jobs are gone.
   methods["session/close"] = function(c, params, id)
-    local sid = params.sessionId or c.session
-    if type(sid) ~= "string" then
+    local pid = as_pid(params.ownerPid)
+    if params.ownerPid ~= nil and not pid then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'ownerPid' must be a process id (a positive integer)")
+    end
+    local first = params.sessionId or (not pid and c.session) or nil
+    if first ~= nil and type(first) ~= "string" then
       return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a string")
     end
-    local why = params.reason
-    if why ~= nil and (type(why) ~= "string" or #why > 200) then
-      return nil, rpc.error(rpc.INVALID_PARAMS, "'reason' must be a string of at most 200 characters")
+    if first == nil and not pid then
+      return nil, rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a string (this connection has no session)")
     end
-    c.owned[sid], c.notify[sid] = nil, nil
-    if c.session == sid then c.session = nil end -- a later job gets a new session
-    forget_session(sid)
-    engine:session_close_async(sid, function(stopped, finished, errs, escaped)
-      c.conn:reply(id, { sessionId = sid, killed = stopped, alreadyFinished = finished, errors = errs,
-                         escaped = escaped })
-    end, why or "closed by a client")
+    local why, werr = words(params.reason, "reason")
+    if werr then return nil, werr end
+    local sids = { first }
+    for sid, p in pairs(owner_pids) do
+      if p == pid and sid ~= first then sids[#sids + 1] = sid end
+    end
+    local answer = { sessionId = first or sids[1] or json.null, sessionIds = json.array(),
+                     killed = json.array(), alreadyFinished = json.array(), errors = json.array(),
+                     escaped = json.array() }
+    local left = #sids
+    if left == 0 then return answer end
+    for _, sid in ipairs(sids) do
+      c.owned[sid], c.notify[sid] = nil, nil
+      if c.session == sid then c.session = nil end -- a later job gets a new session
+      forget_session(sid)
+      drop_notices(sid)
+      answer.sessionIds[#answer.sessionIds + 1] = sid
+      engine:session_close_async(sid, function(...)
+        local lists = table.pack(...)
+        for i, key in ipairs { "killed", "alreadyFinished", "errors", "escaped" } do
+          for _, v in ipairs(lists[i] or {}) do answer[key][#answer[key] + 1] = v end
+        end
+        left = left - 1
+        if left == 0 then c.conn:reply(id, answer) end
+      end, why or "closed by a client")
+    end
     return nil, nil, true
   end
 
@@ -303,7 +350,7 @@ function daemon.run(opts)
       for _, ev in ipairs(journal[sid] or {}) do events[#events + 1] = ev end
       journal[sid] = nil
     end
-    table.sort(events, function(a, b) return a.at < b.at end)
+    table.sort(events, function(a, b) return a.seq < b.seq end)
     return { events = events, text = notices.text(events) }
   end
 
@@ -322,7 +369,7 @@ function daemon.run(opts)
     if name == "createBackgroundProcess" then
       if sid and not engine.sessions[sid] then
         -- a session nobody opened: it lives as long as this connection
-        methods["session/open"](c, { sessionId = sid })
+        methods["session/open"](c, c.opened[sid] or { sessionId = sid })
       elseif not sid and not c.session then
         methods["session/open"](c, {}) -- jobs need a session: the connection's own
       end
@@ -377,7 +424,7 @@ function daemon.run(opts)
       return
     end
     nconn = nconn + 1
-    local c = { n = nconn, calls = {}, owned = {}, notify = {}, outbox = {}, notified = {} }
+    local c = { n = nconn, calls = {}, owned = {}, notify = {}, outbox = {}, notified = {}, opened = {} }
     c.conn = rpc.conn {
       input = pipe, log = log,
       on_message = function(conn, msg) rpc.dispatch(conn, msg, methods, c) end,

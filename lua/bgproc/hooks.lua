@@ -6,12 +6,35 @@
 -- Claude Code process's ("shell-<pid>", see owner.lua). A hook never
 -- fails its event: any trouble (no daemon, bad input) prints nothing and
 -- exits 0, so Claude Code goes on.
+local uv = require "luv"
 local json = require "bgproc.json"
 local owner = require "bgproc.owner"
 
 local hooks = {}
 
 hooks.CLAUDE_EVENTS = { SessionEnd = true, UserPromptSubmit = true, PostToolUse = true }
+
+hooks.STDIN_MS = 2000 -- the most a hook waits for its input to end
+
+-- Standard input, read to its end or for STDIN_MS at most (a hook's
+-- input is small, and a stdin left open must not hang the agent).
+function hooks.read_stdin()
+  local kind = uv.guess_handle(0)
+  if kind == "tty" then return "" end
+  if kind ~= "pipe" then return io.stdin:read("a") or "" end
+  local pipe, parts, done = uv.new_pipe(false), {}, false
+  pipe:open(0)
+  pipe:read_start(function(err, chunk)
+    if err or not chunk then done = true else parts[#parts + 1] = chunk end
+  end)
+  local timer = uv.new_timer()
+  timer:start(hooks.STDIN_MS, 0, function() done = true end)
+  while not done do uv.run("once") end
+  timer:close()
+  pipe:close()
+  uv.run("nowait")
+  return table.concat(parts)
+end
 
 -- The hook's input (JSON on stdin), or {} when there is none or it is bad.
 local function input(text)
@@ -32,7 +55,8 @@ function hooks.claude(event, stdin_text, parent, connect)
     local why = type(hook.reason) == "string" and hook.reason ~= "" and (" (" .. hook.reason:sub(1, 80) .. ")") or ""
     -- Claude Code gives SessionEnd hooks little time: the stop goes on in
     -- the daemon whether or not we wait for its answer
-    c:call("session/close", { sessionId = sid, reason = "Claude Code session ended" .. why }, 1000)
+    -- the Bash tool's jobs and those of the agent's bgproc mcp
+    c:call("session/close", { sessionId = sid, ownerPid = agent, reason = "Claude Code session ended" .. why }, 1000)
   else
     -- the Bash tool's jobs, and those of the agent's MCP server (bgproc mcp)
     local res = c:call("events/take", { sessionIds = { sid }, ownerPid = agent }, 5000)
@@ -42,6 +66,17 @@ function hooks.claude(event, stdin_text, parent, connect)
   end
   c:close()
   return printed
+end
+
+-- `bgproc hook AGENT EVENT`: what to print. An agent or event we do not
+-- serve does nothing (a note on stderr), so a hook never fails.
+function hooks.run(agent, event, parent, connect)
+  if agent ~= "claude" or not hooks.CLAUDE_EVENTS[event] then
+    io.stderr:write(("bgproc hook: nothing to do for %s %s (agents: claude; events: %s)\n")
+      :format(tostring(agent), tostring(event), "SessionEnd, UserPromptSubmit, PostToolUse"))
+    return ""
+  end
+  return hooks.claude(event, hooks.read_stdin(), parent, connect)
 end
 
 return hooks

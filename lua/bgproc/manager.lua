@@ -716,8 +716,9 @@ local NOTICE_LINES = 5 -- the last lines an "ended" event carries
 
 local function emit(self, rec, kind, fields)
   if #self.listeners == 0 then return end
+  self.event_seq = (self.event_seq or 0) + 1
   local ev = { event = kind, processId = rec.id, name = rec.name, sessionId = rec.sessionId,
-               global = rec.global, status = rec.status, at = iso() }
+               global = rec.global, status = rec.status, at = iso(), seq = self.event_seq }
   for k, v in pairs(fields or {}) do ev[k] = v end
   for _, fn in ipairs(self.listeners) do
     local ok, err = pcall(fn, ev)
@@ -1020,6 +1021,11 @@ function M:respawn(rec)
   end
   if self.running >= self.cfg.maxRunning then
     return errors.fail("limit", "%d jobs are running, the most allowed (maxRunning)", self.running)
+  end
+  if rec.ended_timer then -- a restart within NOTICE_WAIT_MS: tell the last run's end now
+    rec.ended_timer:cancel()
+    rec.ended_timer = nil
+    emit_ended(self, rec)
   end
   if rec.job then
     local _, head = rec.job:offsets()

@@ -22,6 +22,13 @@ local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mk
 owner.AGENT_MARKERS = { "CLAUDECODE", "OPENCODE" }
 owner.AGENT_PIDS = { "BGPROC_OWNER_PID", "CLAUDE_PID", "OPENCODE_PID" }
 
+-- Every variable that says who a caller is: the daemon, serving every
+-- caller, keeps none of its starter's (its jobs inherit its environment).
+owner.CALLER_VARS = { "BGPROC_SESSION", "BGPROC_SOCKET" }
+for _, list in ipairs { owner.AGENT_MARKERS, owner.AGENT_PIDS } do
+  table.move(list, 1, #list, #owner.CALLER_VARS + 1, owner.CALLER_VARS)
+end
+
 local function read(path)
   local f = io.open(path, "rb")
   if not f then return nil end
@@ -48,6 +55,12 @@ local function argv_of(pid)
   local argv = {}
   for w in s:gmatch("([^%z]*)%z") do argv[#argv + 1] = w end
   return argv
+end
+
+-- This process's pid.
+function owner.self_pid()
+  local s = read("/proc/self/stat")
+  return s and tonumber(s:match("^%d+"))
 end
 
 -- "wrapper" (sh -c ...), "script" (sh file), "interactive" (a shell with
@@ -102,9 +115,12 @@ function owner.find(parent, getenv)
       return { pid = pid, kind = "agent", description = describe(pid) }
     end
   end
+  -- a terminal: its session leader, when that is its shell (not a `-c`
+  -- wrapper, nor this very process: `ssh -t host bgproc ...`, `setsid`)
   local me = owner.stat("self")
   local leader = me and me.tty ~= 0 and me.session
-  if leader and leader > 1 and owner.stat(leader) and owner.shell_kind(leader) ~= "wrapper" then
+  local kind = leader and leader > 1 and owner.shell_kind(leader)
+  if (kind == "interactive" or kind == "script") and leader ~= owner.self_pid() then
     return { pid = leader, kind = "terminal", description = describe(leader) }
   end
   local pid = owner.agent_of(parent)

@@ -203,6 +203,36 @@ describe("notices", function()
     c:close()
   end)
 
+  it("session/close by ownerPid ends every session that process owns; a connection's session opens again as it was", function()
+    local d = new_daemon()
+    local mcp = connect(d) -- as the agent's bgproc mcp would
+    local got = collect(mcp)
+    call(mcp, "session/open", { sessionId = "mcp-x", bind = "connection", notify = true, ownerPid = 4242,
+                                owner = "MCP client\nclaude 4242" })
+    local hook = connect(d)
+    call(hook, "session/open", { sessionId = "shell-4242", bind = "none", ownerPid = 4242 })
+    local a = create(mcp, "mcp-x", { command = "sleep 300" })
+    local b = create(hook, "shell-4242", { command = "sleep 301" })
+    local other = create(hook, "elsewhere", { command = "sleep 302" })
+    local closed = call(hook, "session/close", { sessionId = "shell-4242", ownerPid = 4242, reason = "Claude Code\tended" })
+    table.sort(closed.killed)
+    local want = { a.id, b.id }
+    table.sort(want)
+    assert.same(want, closed.killed)
+    local ra = call(hook, "tools/call", { name = "getBackgroundProcess", arguments = { processId = a.id } })
+    assert.equal("session ended (Claude Code ended)", ra.endReason) -- control characters are spaces
+    assert.equal("running", call(hook, "tools/call", { name = "getBackgroundProcess",
+                                                       arguments = { processId = other.id } }).status)
+    -- the MCP connection goes on: its next job opens its session as it was, told of again
+    local again = create(mcp, "mcp-x", { command = "exit 7" })
+    assert(client.pump(function()
+      for _, ev in ipairs(events_of(got)) do if ev.processId == again.id then return true end end
+    end, 5000), "the reopened session is not told of")
+    call(hook, "tools/call", { name = "killProcesses", arguments = { processId = other.id } })
+    mcp:close()
+    hook:close()
+  end)
+
   it("tools/call with text: true answers the text the model reads and the result", function()
     local d = new_daemon()
     local c = connect(d)
@@ -259,14 +289,25 @@ describe("notices", function()
     c:close()
   end)
 
-  it("bgproc hook claude without a daemon prints nothing and exits 0", function()
+  it("bgproc hook never fails the hook: no daemon, an unknown event or agent, a stdin left open", function()
     local d = h.private_daemon()
     local out, code = d.run({ "hook", "claude", "PostToolUse" })
     assert.equal(0, code)
     assert.equal("", out)
-    local _, code2, _, err = d.run({ "hook", "claude", "Nope" })
-    assert.equal(2, code2)
-    assert.matches("event", err)
+    for _, args in ipairs { { "hook", "claude", "Stop" }, { "hook", "codex", "PostToolUse" } } do
+      local _, code2, so, err = d.run(args)
+      assert.equal(0, code2) -- exit 2 would block Claude Code's turn
+      assert.equal("", so)
+      assert.matches("nothing to do for", err)
+    end
+    -- stdin a pipe nobody closes: the hook gives up waiting for it
+    local loop = core.new()
+    local job = assert(loop:spawn { argv = { h.lua, d.bin, "hook", "claude", "UserPromptSubmit" }, env = d.env,
+                                    stdin = "pipe" })
+    job:write('{"session_id":"x"}')
+    assert(h.pump(loop, function() return not job:alive() end, 10000), "the hook hangs on an open stdin")
+    assert.equal(0, (job:exit()))
+    loop:close()
     d.stop()
   end)
 

@@ -250,6 +250,36 @@ describe("owners", function()
     assert.equal(("session ended (timeout %d exited)"):format(agent:pid()), r.endReason)
   end)
 
+  it("a CLI that is itself its terminal's session leader (ssh -t host bgproc ...) binds to its parent", function()
+    local loop = new_loop()
+    local env = h.env_with(d.env, { PATH = h.root .. "/bin:" .. os.getenv("PATH") })
+    local cli = assert(loop:spawn { argv = { h.lua, d.bin, "start", "--name", "led", "--", "sleep", "300" },
+                                    env = env, pty = true })
+    assert(h.pump(loop, function() return not cli:alive() end, 15000))
+    assert.equal(0, (cli:exit()), cli:read(0))
+    local id = job_ids_named(d, "led")[1]
+    local r = record(d, id)
+    assert.equal("shell-" .. h.self_pid(), r.sessionId) -- not its own, gone at once
+    assert.equal("running", r.status)
+    d.run { "kill", id }
+  end)
+
+  it("the daemon keeps none of its starter's identity: jobs without an env of their own see none", function()
+    local caller = { BGPROC_SESSION = "leaky", CLAUDE_PID = tostring(h.self_pid()), CLAUDECODE = "1",
+                     OPENCODE = "1", OPENCODE_PID = tostring(h.self_pid()), BGPROC_OWNER_PID = tostring(h.self_pid()) }
+    d.run({ "start", "--", "true" }, caller) -- starts the daemon on demand, with that environment
+    local c = assert(require("bgproc.client").connect { socket = d.socket, autostart = false })
+    local r = assert(c:call("tools/call", { name = "createBackgroundProcess", arguments = { argv = { "env" } } }, 5000))
+    local g = assert(c:call("tools/call", { name = "waitForBackgroundProcess", arguments = { processId = r.id } }, 5000))
+    assert.equal("completed", g.status)
+    local out = assert(c:call("tools/call", { name = "getBackgroundProcess", arguments = { processId = r.id, lines = 1000 } },
+      5000)).output
+    c:close()
+    assert.matches("PATH=", out)
+    for var in pairs(caller) do assert.is_nil(("\n" .. out):find("\n" .. var .. "=", 1, true), var .. " leaked") end
+    assert.is_nil(out:find("BGPROC_SOCKET=", 1, true))
+  end)
+
   it("every end says why, in JSON and text", function()
     local env = { BGPROC_SESSION = "why" }
     local function start(args)
