@@ -484,7 +484,7 @@ local function build_parser()
   d:flag("--verbose", "With run: also log to stderr.")
 
   local hook = p:command("hook", "Run as an agent's hook (Claude Code: see the README).")
-    :epilog("bgproc hook claude SessionEnd ends the jobs of that Claude Code session; UserPromptSubmit and "
+    :epilog("bgproc hook claude SessionEnd ends the jobs of that Claude Code session (its Bash tool's and its bgproc mcp's); UserPromptSubmit and "
       .. "PostToolUse print hook JSON whose additionalContext tells the model what ended or became ready "
       .. "since its last turn. The hook's JSON comes on stdin. Never fails the hook: exits 0.")
   hook:argument("agent", "The agent: claude.")
