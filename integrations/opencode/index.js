@@ -26,7 +26,9 @@ const LOAD_TIMEOUT_MS = 10000; // the daemon's tools/list at load
 const LOOKUP_TIMEOUT_MS = 5000; // OpenCode API calls (session parent, notices)
 const CLOSE_TIMEOUT_MS = 3000; // session/close replies on exit
 const WAIT_DEFAULT_MS = 30000; // waitForBackgroundProcess's default timeoutMs
-const WAIT_SLACK_MS = 30000;
+const KILL_GRACE_DEFAULT_MS = 3000; // killProcesses's default graceMs
+const KILL_GRACE_MAX_MS = 600000; // and its largest
+const WAIT_SLACK_MS = 30000; // on top of a wait or a kill's grace: the daemon's own work
 
 function bounded(promise, ms, what) {
   let timer;
@@ -196,9 +198,15 @@ export const BgprocPlugin = async (input, options = {}) => {
       if (root) await ensureSession(root);
       const a = { ...(args ?? {}) };
       if (name === "createBackgroundProcess") a.cwd = resolveCwd(a.cwd, ctx);
+      // the tools that wait get the time they may take, and slack: a
+      // request cut short is cancelled, a kill's stop with it
       let timeoutMs;
       if (name === "waitForBackgroundProcess") {
         timeoutMs = (Number.isInteger(a.timeoutMs) && a.timeoutMs >= 0 ? a.timeoutMs : WAIT_DEFAULT_MS) + WAIT_SLACK_MS;
+      } else if (name === "killProcesses") {
+        const grace = Number.isInteger(a.graceMs) && a.graceMs >= 0 ? Math.min(a.graceMs, KILL_GRACE_MAX_MS)
+          : KILL_GRACE_DEFAULT_MS;
+        timeoutMs = grace + WAIT_SLACK_MS;
       }
       const reply = await client.call("tools/call", { name, arguments: a, sessionId: root, text: true },
         { timeoutMs, signal: ctx?.abort });

@@ -288,7 +288,8 @@ describe("OpenCode plugin (integrations/opencode) in opencode run", function()
 end)
 
 -- The plugin outside OpenCode (spec/support/opencode/resilience.mjs fakes
--- OpenCode's client): no bgproc, a daemon restart, a refusing socket.
+-- OpenCode's client): no bgproc, a daemon restart, a refusing socket, a
+-- connection lost after the daemon got a request.
 describe("OpenCode plugin without OpenCode", function()
   local d
   before_each(function() d = h.private_daemon() end)
@@ -324,6 +325,55 @@ describe("OpenCode plugin without OpenCode", function()
       assert.equal("ses_root", j.sessionId)
       assert.is_false(h.alive(j.pid))
     end
+  end)
+
+  it("does not send a call the daemon may have done again after a lost connection; reads are", function()
+    local r = case("unsure")
+    assert.is_nil(r.unhandled)
+    -- create and kill: their answers lost, a clear error each, not a retry
+    for _, k in ipairs { "create", "kill" } do
+      local c = r[k]
+      assert.is_false(c.ok, k .. " succeeded: " .. tostring(c.value))
+      assert.is_true(c.isError)
+      assert.is_truthy(c.error:find("outcome is unknown", 1, true), c.error)
+      assert.is_truthy(c.error:find("listBackgroundProcesses", 1, true), c.error)
+    end
+    assert.is_truthy(r.create.error:find("createBackgroundProcess", 1, true), r.create.error)
+    assert.is_truthy(r.kill.error:find("killProcesses", 1, true), r.kill.error)
+    -- a list, its answer lost, is sent again on a new connection
+    assert.is_true(r.list.ok, r.list.error)
+    local n = 0
+    for _ in r.list.value:gmatch("unsure") do n = n + 1 end
+    assert.equal(1, n, r.list.value)
+    -- a failed session re-open fails that call; the next call connects
+    -- anew and re-opens the session before it is sent
+    assert.is_false(r.get.ok)
+    assert.is_truthy(r.get.error:find("session/open", 1, true), r.get.error)
+    assert.is_true(r.again.ok, r.again.error)
+    local sent = {} -- tools/call createBackgroundProcess and killProcesses the proxy saw
+    for _, conn in ipairs(r.conns) do
+      for i, m in ipairs(conn) do
+        if m.method == "tools/call" and m.tool ~= "listBackgroundProcesses" and m.tool ~= "getBackgroundProcess" then
+          sent[#sent + 1] = m.tool
+          -- every call goes on a connection where the session was opened
+          local opened = false
+          for k = 1, i - 1 do
+            if conn[k].method == "session/open" then opened = conn[k].fate == "forward" end
+          end
+          assert.is_true(opened, cjson.encode(conn))
+        end
+      end
+    end
+    assert.same({ "createBackgroundProcess", "killProcesses", "createBackgroundProcess" }, sent)
+    local jobs = cjson.decode((d.run { "--json", "list" })).processes
+    local names = {}
+    for _, j in ipairs(jobs) do
+      names[#names + 1] = j.name
+      assert.equal("ses_a", j.sessionId)
+      assert.is_false(h.alive(j.pid))
+    end
+    table.sort(names)
+    assert.same({ "again", "unsure" }, names)
   end)
 
   it("turns a refusal (-32001) into an error naming it", function()

@@ -2,7 +2,8 @@
 // Unix socket (docs/protocol.md). It finds (and if need be starts) the
 // daemon with `bgproc --json daemon start`, keeps one connection, bounds
 // every wait, and on a lost connection (the daemon restarted) reconnects
-// once, re-opens the sessions it had and retries the call.
+// once, re-opens the sessions it had and retries the call when that is
+// safe: the request never reached the daemon, or it only reads (see call).
 import net from "node:net";
 import { execFile } from "node:child_process";
 
@@ -23,11 +24,30 @@ export class DaemonError extends Error {
   }
 }
 
+// The connection went before the answer came. `written`: the request was
+// handed to the socket, so the daemon may have acted on it.
 class ConnectionLost extends Error {
-  constructor(message) {
+  constructor(message, written = false) {
     super(message);
     this.name = "ConnectionLost";
+    this.written = written;
   }
+}
+
+// Calls that may be sent again after a lost connection although the daemon
+// may have got them: they change nothing (or re-opening is what a
+// reconnect does anyway). Any other call is retried only if it was never
+// written to the socket.
+const RETRY_SAFE_METHODS = new Set(["tools/list", "session/open"]);
+const RETRY_SAFE_TOOLS = new Set(["listBackgroundProcesses", "getBackgroundProcess", "waitForBackgroundProcess"]);
+
+function retrySafe(method, params) {
+  if (RETRY_SAFE_METHODS.has(method)) return true;
+  return method === "tools/call" && RETRY_SAFE_TOOLS.has(params?.name);
+}
+
+function usable(sock) {
+  return !!sock && !sock.destroyed && sock.writable;
 }
 
 function runStart(bin, env, timeoutMs) {
@@ -80,7 +100,8 @@ export class BgprocClient {
   // Connected (starting the daemon if need be); shared by concurrent calls.
   connect() {
     if (this.closed) return Promise.reject(new Error("bgproc: client closed"));
-    if (this.sock && !this.sock.destroyed) return Promise.resolve();
+    // (a socket the daemon has ended is not writable: connect anew)
+    if (usable(this.sock)) return Promise.resolve();
     if (!this.connecting) {
       this.connecting = this._connect().finally(() => { this.connecting = null; });
     }
@@ -117,12 +138,27 @@ export class BgprocClient {
     });
     sock.on("error", () => {}); // "close" follows
     sock.on("close", () => this._onClose(sock));
-    this.sock = sock;
     // a new connection after a lost one: the daemon (maybe a new one) must
-    // know this client's sessions again, bound to this connection
-    for (const params of this.sessions.values()) {
-      await this._request(sock, "session/open", params, {});
+    // know this client's sessions again, bound to this connection. The
+    // connection is used only once they are: if one fails it is dropped, and
+    // the next call connects (and re-opens) again.
+    try {
+      for (const params of this.sessions.values()) {
+        try {
+          await this._request(sock, "session/open", params, {});
+        } catch (e) {
+          if (e instanceof DaemonError) {
+            e.message = `bgproc: re-opening session ${params.sessionId} after a reconnect failed: ${e.message}`;
+          }
+          throw e;
+        }
+      }
+      if (this.closed) throw new Error("bgproc: client closed");
+    } catch (e) {
+      sock.destroy();
+      throw e;
     }
+    this.sock = sock;
   }
 
   _onLine(sock, line) {
@@ -157,25 +193,32 @@ export class BgprocClient {
     }
   }
 
+  // err: an Error, or a function of the pending request giving one
   _failAll(sock, err) {
     for (const [id, p] of this.pending) {
       if (p.sock !== sock) continue;
       this.pending.delete(id);
       clearTimeout(p.timer);
       p.abortOff?.();
-      p.reject(err);
+      p.reject(typeof err === "function" ? err(p) : err);
     }
   }
 
   _onClose(sock) {
     if (this.sock === sock) this.sock = null;
-    this._failAll(sock, new ConnectionLost("bgproc: the connection to the daemon was lost"));
+    this._failAll(sock, (p) => new ConnectionLost("bgproc: the connection to the daemon was lost", p.written));
   }
 
   // One request on the current connection. opts: timeoutMs, signal
   // (an AbortSignal: the daemon is told notifications/cancelled).
   async request(method, params, opts = {}) {
-    await this.connect();
+    try {
+      await this.connect();
+    } catch (e) {
+      // lost while re-opening the sessions: this request was not sent
+      if (e instanceof ConnectionLost) throw new ConnectionLost(e.message, false);
+      throw e;
+    }
     const sock = this.sock;
     if (!sock) throw new ConnectionLost("bgproc: not connected");
     return this._request(sock, method, params, opts);
@@ -208,27 +251,54 @@ export class BgprocClient {
         }
       }
       this.pending.set(id, p);
-      this._send(sock, { jsonrpc: "2.0", id, method, params });
+      // written: the daemon may have it (a write the socket refuses, at once
+      // or in its callback, never reached it)
+      p.written = this._send(sock, { jsonrpc: "2.0", id, method, params }, (err) => {
+        if (err) p.written = false;
+      });
+      if (!p.written && this.pending.get(id) === p) {
+        // the socket is ended or gone: the daemon never saw this request
+        this.pending.delete(id);
+        clearTimeout(p.timer);
+        p.abortOff?.();
+        reject(new ConnectionLost("bgproc: the connection to the daemon was lost", false));
+      }
     });
   }
 
-  _send(sock, msg) {
-    try { if (!sock.destroyed) sock.write(JSON.stringify(msg) + "\n"); } catch {}
+  // true if the message was handed to the socket
+  _send(sock, msg, cb) {
+    try {
+      if (!usable(sock)) return false;
+      sock.write(JSON.stringify(msg) + "\n", cb);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   // A request that survives one daemon restart: on a lost connection it
-  // reconnects, re-opens this client's sessions and retries once.
+  // reconnects, re-opens this client's sessions and retries once, if that
+  // cannot do the work twice: the request was never written to the socket,
+  // or the call only reads (retrySafe). A call the daemon may have done
+  // (createBackgroundProcess, killProcesses, sendBackgroundProcessInput)
+  // fails instead, saying its outcome is unknown.
   async call(method, params, opts = {}) {
-    try {
-      return await this.request(method, params, opts);
-    } catch (e) {
-      if (!(e instanceof ConnectionLost) || this.closed) throw e;
-      this.log("info", "bgproc: connection lost; reconnecting");
+    for (let attempt = 1; ; attempt++) {
       try {
         return await this.request(method, params, opts);
-      } catch (e2) {
-        if (e2 instanceof ConnectionLost) throw new Error(`${e2.message} (again after a reconnect)`);
-        throw e2;
+      } catch (e) {
+        if (!(e instanceof ConnectionLost) || this.closed) throw e;
+        if (e.written && !retrySafe(method, params)) {
+          const what = method === "tools/call" && typeof params?.name === "string" ? params.name : method;
+          const err = new Error(`bgproc: the connection to the daemon was lost after ${what} was sent, `
+            + "before its answer: its outcome is unknown (the daemon may or may not have done it). "
+            + "Check with listBackgroundProcesses before trying again.");
+          err.code = "outcome_unknown";
+          throw err;
+        }
+        if (attempt >= 2) throw new Error(`${e.message} (again after a reconnect)`);
+        this.log("info", "bgproc: connection lost; reconnecting");
       }
     }
   }

@@ -1,11 +1,14 @@
 // The plugin outside OpenCode, with OpenCode's side faked (a client whose
 // session.get says "no parent"): what it does when the daemon is missing,
-// restarts mid-session, or the socket answers -32001. Prints one JSON
-// object with what it saw; spec/integrations/opencode_spec.lua checks it.
+// restarts mid-session, the socket answers -32001, or the connection drops
+// after a request reached the daemon. Prints one JSON object with what it
+// saw; spec/integrations/opencode_spec.lua checks it.
 // Usage: node resilience.mjs <integrations/opencode/index.js> <case>
 // env: BGPROC_SOCKET, BGPROC_BIN as for the plugin.
 import net from "node:net";
 import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 
 const [pluginPath, which] = process.argv.slice(2);
 const { BgprocPlugin } = await import(pluginPath);
@@ -67,6 +70,76 @@ if (which === "missing") {
   report.call = await settle(hooks.tool.listBackgroundProcesses.execute({}, ctx("ses_a")));
   await hooks.dispose();
   server.close();
+} else if (which === "unsure") {
+  // a proxy between the plugin and the real daemon drops the connection
+  // when the daemon has answered chosen requests (the answer never comes
+  // back), as a daemon that stops after doing the work would. The plugin
+  // finds the proxy through a bin that starts the real daemon.
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bgproc-oc-"));
+  const proxyPath = path.join(tmp, "proxy.sock");
+  const bin = path.join(tmp, "bgproc");
+  const q = (v) => "'" + String(v).replace(/'/g, "'\\''") + "'";
+  fs.writeFileSync(bin, `#!/bin/sh\n${q(process.env.BGPROC_BIN)} "$@" >/dev/null || exit $?\n`
+    + `printf '%s\\n' ${q(JSON.stringify({ socket: proxyPath }))}\n`, { mode: 0o755 });
+  const conns = []; // per plugin connection: [{ method, tool, fate }]
+  const rules = []; // { match(msg), fate: "drop" | "refuse" }, each used once
+  const lines = (sock, onLine) => {
+    let buf = "";
+    sock.setEncoding("utf8");
+    sock.on("data", (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) { const l = buf.slice(0, i); buf = buf.slice(i + 1); if (l) onLine(l); }
+    });
+  };
+  const server = net.createServer((c) => {
+    const seen = [];
+    conns.push(seen);
+    const up = net.createConnection(process.env.BGPROC_SOCKET);
+    const dropOn = new Set(); // ids whose answer ends the connection instead
+    const end = () => { c.destroy(); up.destroy(); };
+    c.on("error", end); up.on("error", end); c.on("close", end); up.on("close", end);
+    lines(c, (l) => {
+      const msg = JSON.parse(l);
+      const k = rules.findIndex((r) => r.match(msg));
+      const fate = k >= 0 ? rules.splice(k, 1)[0].fate : "forward";
+      if (msg.method) seen.push({ method: msg.method, tool: msg.params?.name, fate });
+      if (fate === "refuse") {
+        c.write(JSON.stringify({ jsonrpc: "2.0", id: msg.id,
+          error: { code: -32000, message: "proxy refused this session/open", data: { code: "internal" } } }) + "\n");
+        return;
+      }
+      if (fate === "drop") dropOn.add(msg.id);
+      up.write(l + "\n");
+    });
+    lines(up, (l) => {
+      const msg = JSON.parse(l);
+      if (msg.id != null && dropOn.has(msg.id)) return end(); // the daemon did it; the plugin never hears
+      c.write(l + "\n");
+    });
+  });
+  await new Promise((r) => server.listen(proxyPath, r));
+  const tool = (name) => (m) => m.method === "tools/call" && m.params?.name === name;
+  const hooks = await BgprocPlugin({ client, directory: "/tmp", worktree: "/tmp" }, { bin });
+  // a create the daemon did, its answer lost: a clear error, not a second job
+  rules.push({ match: tool("createBackgroundProcess"), fate: "drop" });
+  report.create = await settle(hooks.tool.createBackgroundProcess.execute({ command: "sleep 300", name: "unsure" }, ctx("ses_a")));
+  // a kill likewise
+  rules.push({ match: tool("killProcesses"), fate: "drop" });
+  report.kill = await settle(hooks.tool.killProcesses.execute({ sessionId: "ses_a", graceMs: 100 }, ctx("ses_a")));
+  // a read is sent again on a new connection
+  rules.push({ match: tool("listBackgroundProcesses"), fate: "drop" });
+  report.list = await settle(hooks.tool.listBackgroundProcesses.execute({}, ctx("ses_a")));
+  // a reconnect whose session re-open fails: that call fails; the next one
+  // connects again and re-opens the session before it is sent
+  rules.push({ match: tool("getBackgroundProcess"), fate: "drop" });
+  rules.push({ match: (m) => m.method === "session/open", fate: "refuse" });
+  report.get = await settle(hooks.tool.getBackgroundProcess.execute({ processId: "nope" }, ctx("ses_a")));
+  report.again = await settle(hooks.tool.createBackgroundProcess.execute({ command: "sleep 300", name: "again" }, ctx("ses_a")));
+  report.conns = conns;
+  await hooks.dispose();
+  server.close();
+  fs.rmSync(tmp, { recursive: true, force: true });
 }
 report.notices = notices;
 console.log(JSON.stringify(report));
