@@ -136,8 +136,9 @@ end
 local function own_session()
   local named = os.getenv("BGPROC_SESSION")
   if named and named ~= "" then return { sessionId = named, bind = "none" } end
-  local who = require("bgproc.owner").find(math.tointeger(uv.os_getppid()))
-  return { sessionId = "shell-" .. who.pid, bind = "pid", pid = who.pid, owner = who.description }
+  local owner = require "bgproc.owner"
+  local who = owner.find(math.tointeger(uv.os_getppid()))
+  return { sessionId = owner.session_id(who.pid), bind = "pid", pid = who.pid, owner = who.description }
 end
 
 local function open_session(c)

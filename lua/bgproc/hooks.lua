@@ -47,7 +47,7 @@ end
 function hooks.claude(event, stdin_text, parent, connect)
   local hook = input(stdin_text)
   local agent = owner.find(parent).pid
-  local sid = "shell-" .. agent
+  local sid = owner.session_id(agent)
   local c = connect()
   if not c then return "" end
   local printed = ""

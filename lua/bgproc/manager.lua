@@ -814,7 +814,7 @@ function M:finish(rec)
   rec.endedMs = rec.endedMs or wall_ms()
   if rec.job then
     check_ready(self, rec, true)
-    if output_done(rec) then check_notify(self, rec, true) end
+    if rec.notify_re and output_done(rec) then check_notify(self, rec, true) end
   end
   tell_ended(self, rec)
   if self.plugins:has("on_exit") then self.plugins:call("on_exit", public_record(self, rec)) end

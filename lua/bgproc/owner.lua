@@ -97,6 +97,11 @@ function owner.describe(pid)
 end
 local describe = owner.describe
 
+-- The session of what an owner's CLI and hooks start: one per owner.
+function owner.session_id(pid)
+  return "shell-" .. pid
+end
+
 -- The owner of what this process starts: { pid, kind ("named",
 -- "terminal", "agent"), description ("shell 4321", "claude 777") }.
 -- parent: this process's parent pid. getenv: os.getenv or a stand-in.

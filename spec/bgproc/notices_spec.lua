@@ -48,6 +48,16 @@ local function iso_ms(iso)
   return (t + utc_offset) * 1000 + tonumber(ms)
 end
 
+-- events/take until it gives something (an end is taken once told)
+local function take_some(c, params)
+  local taken
+  assert(h.wait_until(function()
+    taken = call(c, "events/take", params)
+    return #taken.events > 0
+  end, 3000, 20), "nothing to take")
+  return taken
+end
+
 -- notifications/jobs received on c, in order, each with when it came
 local function collect(c)
   local got = {}
@@ -157,11 +167,7 @@ describe("notices", function()
     call(c, "session/open", { sessionId = "hooked", bind = "none" })
     local j = create(c, "hooked", { command = "echo bye; exit 1", name = "quick" })
     call(c, "tools/call", { name = "waitForBackgroundProcess", arguments = { processId = j.id } })
-    local taken
-    assert(h.wait_until(function()
-      taken = call(c, "events/take", { sessionIds = { "hooked" } })
-      return #taken.events > 0
-    end, 3000, 20), "nothing to take")
+    local taken = take_some(c, { sessionIds = { "hooked" } })
     assert.equal(j.id, taken.events[1].processId)
     assert.matches("job " .. lit(j.id) .. " %(quick%) ended: failed: exited with code 1", taken.text)
     assert.equal(0, #call(c, "events/take", { sessionIds = { "hooked" } }).events)
@@ -184,11 +190,7 @@ describe("notices", function()
     local mine = create(c, "mcp-1", { command = "exit 5" })
     local other = create(c, "mcp-2", { command = "exit 6" })
     call(c, "tools/call", { name = "waitForBackgroundProcess", arguments = { processIds = { mine.id, other.id } } })
-    local taken
-    assert(h.wait_until(function()
-      taken = call(c, "events/take", { ownerPid = 4242 })
-      return #taken.events > 0
-    end, 3000, 20), "nothing to take")
+    local taken = take_some(c, { ownerPid = 4242 })
     assert.equal(1, #taken.events)
     assert.equal(mine.id, taken.events[1].processId)
     for _, bad in ipairs { { ownerPid = "4242" }, { ownerPid = -1 }, {}, { sessionIds = {} } } do

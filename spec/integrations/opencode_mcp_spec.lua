@@ -15,17 +15,10 @@
 local h = require "helpers"
 local core = require "bgproc.core"
 local cjson = require "cjson"
+local oc = require "support.opencode.harness"
 
 local ROOT = h.root
-
-local function json_lines(s)
-  local out = {}
-  for line in (s or ""):gmatch("[^\n]+") do
-    local ok, v = pcall(cjson.decode, line)
-    if ok and type(v) == "table" then out[#out + 1] = v end
-  end
-  return out
-end
+local json_lines = oc.json_lines
 
 local function cmdline(pid)
   return ((h.read_file(("/proc/%d/cmdline"):format(pid)) or ""):gsub("%z", " "):gsub(" $", ""))
@@ -77,26 +70,14 @@ describe("bgproc mcp as OpenCode's local MCP server (opencode run)", function()
   end
 
   lazy_setup(function()
-    local ok, out = h.sh(ROOT .. "/tools/ensure-opencode.sh")
-    if not ok then
-      skip = "npm could not install opencode-ai (tools/ensure-opencode.sh): "
-        .. (out:match("npm error code [^\n]*") or out:match("[^\n]*error[^\n]*") or out:sub(-200))
-      return
-    end
-    cache = out:match("([^\n]+)\n?$")
+    cache, skip = oc.install()
+    if not cache then return end
     d = h.private_daemon()
     dir = d.dir
     -- no daemon yet: `bgproc mcp` is to start it
     run.before = status()
 
-    local proj, xdg = dir .. "/proj", dir .. "/xdg"
-    local oc_config = xdg .. "/config/opencode"
-    assert(h.sh(table.concat({
-      ("mkdir -p %s %s/home %s/data %s/state %s/cache %s"):format(proj, dir, xdg, xdg, xdg, oc_config),
-      -- OpenCode installs @opencode-ai/plugin into its config folder unless
-      -- it is there already (package.json, package-lock.json, node_modules)
-      ("ln -s %s/node_modules %s/package.json %s/package-lock.json %s/"):format(cache, cache, cache, oc_config),
-    }, " && ")))
+    local p = oc.project(dir, cache)
 
     run.go = dir .. "/go" -- the spec writes it once it has read the process tree
     local script = {
@@ -106,35 +87,11 @@ describe("bgproc mcp as OpenCode's local MCP server (opencode run)", function()
                  arguments = { command = "sleep 301", name = "session-job" } } },
       { awaitFile = run.go, timeoutMs = 60000, text = "all done" },
     }
-    h.write_file(dir .. "/script.json", cjson.encode(script))
-
     local loop = core.new()
     run.cgroup = loop:cgroup() or false
-    local env = {}
-    for k, v in pairs(d.env) do env[k] = v end
-    local mock = assert(loop:spawn { argv = { "node", ROOT .. "/spec/support/opencode/mock-openai.mjs",
-                                              dir .. "/script.json", dir .. "/mock.jsonl" },
-                                     env = env, stdin = "pipe" })
-    local port
-    assert(h.pump(loop, function()
-      port = (mock:read(0, nil, "stdout") or ""):match('"port":(%d+)')
-      return port or not mock:alive()
-    end, 10000), "the mock server did not start")
-    assert(port, "the mock server failed: " .. tostring((mock:read(0))))
-
-    h.write_file(proj .. "/opencode.json", cjson.encode {
-      autoupdate = false,
-      share = "disabled",
-      model = "mock/mock-model",
-      small_model = "mock/mock-model",
-      enabled_providers = { "mock" },
-      provider = { mock = {
-        npm = "@ai-sdk/openai-compatible",
-        name = "Mock",
-        options = { baseURL = ("http://127.0.0.1:%s/v1"):format(port), apiKey = "mock" },
-        models = { ["mock-model"] = { name = "Mock model", tool_call = true,
-                                      limit = { context = 100000, output = 4096 } } },
-      } },
+    local env = h.env_with(d.env)
+    local mock, port = oc.mock(loop, env, dir, script)
+    oc.config(p, port, {
       -- bgproc as a local MCP server, on the private daemon's socket,
       -- state and config (OpenCode's own XDG dirs are others)
       mcp = { bgproc = {
@@ -150,23 +107,8 @@ describe("bgproc mcp as OpenCode's local MCP server (opencode run)", function()
       } },
       permission = { bash = "deny", edit = "deny", webfetch = "deny" },
     })
-
-    env.PWD = proj -- opencode takes its directory from PWD
-    env.HOME = dir .. "/home"
-    env.XDG_CONFIG_HOME = xdg .. "/config"
-    env.XDG_DATA_HOME = xdg .. "/data"
-    env.XDG_STATE_HOME = xdg .. "/state"
-    env.XDG_CACHE_HOME = xdg .. "/cache"
-    env.OPENCODE_DISABLE_MODELS_FETCH = "1" -- no models.dev
-    env.OPENCODE_DISABLE_AUTOUPDATE = "1"
-    env.OPENCODE_DISABLE_SHARE = "1"
-    env.OPENCODE_DISABLE_LSP_DOWNLOAD = "1"
-    env.OPENCODE_DISABLE_CLAUDE_CODE = "1"
-    env.OPENCODE_DISABLE_DEFAULT_PLUGINS = "1"
-    local oc = assert(loop:spawn { argv = { cache .. "/node_modules/.bin/opencode", "run", "--print-logs",
-                                            "--format", "json", "start the jobs" },
-                                   cwd = proj, env = env })
-    run.oc_pid = oc:pid()
+    local job = oc.run(loop, cache, p, env, "start the jobs")
+    run.oc_pid = job:pid()
 
     -- While the last answer waits on run.go: once both jobs run (the
     -- daemon says so; `daemon status` starts none), read the tree.
@@ -184,19 +126,18 @@ describe("bgproc mcp as OpenCode's local MCP server (opencode run)", function()
     end
     local looked = false
     local finished = h.pump(loop, function()
-      local info = oc:info()
+      local info = job:info()
       if info.state ~= "running" and info.eof then return true end
       if not looked and h.read_file(dir .. "/mock.jsonl") then looked = look() end
       return false
     end, 90000)
     if not looked then h.write_file(run.go, "go\n") end -- never leave the mock waiting
-    run.out = (oc:read(0, nil, "stdout"))
-    run.err = (oc:read(0, nil, "stderr"))
-    run.code = finished and oc:exit() or "timed out"
+    run.out = (job:read(0, nil, "stdout"))
+    run.err = (job:read(0, nil, "stderr"))
+    run.code = finished and job:exit() or "timed out"
     -- right as opencode is gone, before the spec kills anything
     run.alive_at_exit = run.seen and h.alive(run.seen.daemon)
-    mock:close_stdin() -- the mock exits when its stdin closes
-    h.pump(loop, function() return not mock:alive() end, 5000)
+    oc.stop_mock(loop, mock)
     -- SIGKILL what is left of opencode's group (and its cgroup leaf, where
     -- there is one): a host's tree kill, at its widest
     loop:close()

@@ -7,6 +7,7 @@
 local h = require "helpers"
 local core = require "bgproc.core"
 local cjson = require "cjson"
+local oc = require "support.opencode.harness"
 
 local ROOT = h.root
 
@@ -26,47 +27,29 @@ local function iso_ms(s)
   return ((days * 24 + tonumber(hh)) * 60 + tonumber(mi)) * 60000 + tonumber(ss) * 1000 + frac
 end
 
-local write = h.write_file
-
-local function json_lines(s)
-  local out = {}
-  for line in (s or ""):gmatch("[^\n]+") do
-    local ok, v = pcall(cjson.decode, line)
-    if ok and type(v) == "table" then out[#out + 1] = v end
-  end
-  return out
-end
+local json_lines = oc.json_lines
 
 describe("OpenCode plugin (integrations/opencode) in opencode run", function()
   local skip, d, dir, cache
   local run = {} -- what the one opencode run left: out, err, code, events, requests, trace, jobs
 
   lazy_setup(function()
-    local ok, out = h.sh(ROOT .. "/tools/ensure-opencode.sh")
-    if not ok then
-      skip = "npm could not install opencode-ai (tools/ensure-opencode.sh): "
-        .. (out:match("npm error code [^\n]*") or out:match("[^\n]*error[^\n]*") or out:sub(-200))
-      return
-    end
-    cache = out:match("([^\n]+)\n?$")
+    cache, skip = oc.install()
+    if not cache then return end
     d = h.private_daemon()
     dir = d.dir
     -- the daemon first, with the spec's env (the plugin finds it running)
     local _, code = d.run { "daemon", "start" }
     assert.equal(0, code)
 
-    local proj, xdg, plugins = dir .. "/proj", dir .. "/xdg", dir .. "/plugins"
-    local oc_config = xdg .. "/config/opencode"
-    assert(h.sh(table.concat({
-      ("mkdir -p %s %s/home %s/data %s/state %s/cache %s %s/opencode-bgproc"):format(proj, dir, xdg, xdg, xdg, oc_config, plugins),
+    local plugins = dir .. "/plugins"
+    local p = oc.project(dir, cache, {
+      ("mkdir -p %s/opencode-bgproc"):format(plugins),
       -- the plugin as an installed package would be: its files, and
       -- @opencode-ai/plugin (zod) in a node_modules above them
       ("cp -r %s/integrations/opencode/. %s/opencode-bgproc/"):format(ROOT, plugins),
       ("ln -s %s/node_modules %s/node_modules"):format(cache, plugins),
-      -- OpenCode installs @opencode-ai/plugin into its config folder unless
-      -- it is there already (package.json, package-lock.json, node_modules)
-      ("ln -s %s/node_modules %s/package.json %s/package-lock.json %s/"):format(cache, cache, cache, oc_config),
-    }, " && ")))
+    })
 
     run.trace_path = dir .. "/trace.jsonl"
     run.notice_contains = "e2e-notice"
@@ -85,65 +68,25 @@ describe("OpenCode plugin (integrations/opencode) in opencode run", function()
         tool = { name = "listBackgroundProcesses", arguments = {} } },
       { text = "all done" },
     }
-    write(dir .. "/script.json", cjson.encode(script))
-
     local loop = core.new()
-    local env = {}
-    for k, v in pairs(d.env) do env[k] = v end
-    local mock = assert(loop:spawn { argv = { "node", ROOT .. "/spec/support/opencode/mock-openai.mjs",
-                                              dir .. "/script.json", dir .. "/mock.jsonl" },
-                                     env = env, stdin = "pipe" })
-    local port
-    assert(h.pump(loop, function()
-      port = (mock:read(0, nil, "stdout") or ""):match('"port":(%d+)')
-      return port or not mock:alive()
-    end, 10000), "the mock server did not start")
-    assert(port, "the mock server failed: " .. tostring((mock:read(0))))
-
-    write(proj .. "/opencode.json", cjson.encode {
-      autoupdate = false,
-      share = "disabled",
-      model = "mock/mock-model",
-      small_model = "mock/mock-model",
-      enabled_providers = { "mock" },
-      provider = { mock = {
-        npm = "@ai-sdk/openai-compatible",
-        name = "Mock",
-        options = { baseURL = ("http://127.0.0.1:%s/v1"):format(port), apiKey = "mock" },
-        models = { ["mock-model"] = { name = "Mock model", tool_call = true,
-                                      limit = { context = 100000, output = 4096 } } },
-      } },
+    local env = h.env_with(d.env)
+    local mock, port = oc.mock(loop, env, dir, script)
+    oc.config(p, port, {
       plugin = { "file://" .. plugins .. "/opencode-bgproc/index.js" },
       permission = { bash = "allow", edit = "deny", webfetch = "deny" },
     })
-
-    env.PWD = proj -- opencode takes its directory from PWD
-    env.HOME = dir .. "/home"
-    env.XDG_CONFIG_HOME = xdg .. "/config"
-    env.XDG_DATA_HOME = xdg .. "/data"
-    env.XDG_STATE_HOME = xdg .. "/state"
-    env.XDG_CACHE_HOME = xdg .. "/cache"
-    env.OPENCODE_DISABLE_MODELS_FETCH = "1" -- no models.dev
-    env.OPENCODE_DISABLE_AUTOUPDATE = "1"
-    env.OPENCODE_DISABLE_SHARE = "1"
-    env.OPENCODE_DISABLE_LSP_DOWNLOAD = "1"
-    env.OPENCODE_DISABLE_CLAUDE_CODE = "1"
-    env.OPENCODE_DISABLE_DEFAULT_PLUGINS = "1"
     env.BGPROC_BIN = ROOT .. "/bin/bgproc"
     env.BGPROC_OPENCODE_TRACE = run.trace_path
-    local oc = assert(loop:spawn { argv = { cache .. "/node_modules/.bin/opencode", "run", "--print-logs",
-                                            "--format", "json", "start the jobs" },
-                                   cwd = proj, env = env })
+    local job = oc.run(loop, cache, p, env, "start the jobs")
     local finished = h.pump(loop, function()
-      local info = oc:info()
+      local info = job:info()
       return info.state ~= "running" and info.eof
     end, 60000)
     run.finished_at = h.now_ms()
-    run.out = (oc:read(0, nil, "stdout"))
-    run.err = (oc:read(0, nil, "stderr"))
-    run.code = finished and oc:exit() or "timed out"
-    mock:close_stdin() -- the mock exits when its stdin closes
-    h.pump(loop, function() return not mock:alive() end, 5000)
+    run.out = (job:read(0, nil, "stdout"))
+    run.err = (job:read(0, nil, "stderr"))
+    run.code = finished and job:exit() or "timed out"
+    oc.stop_mock(loop, mock)
     loop:close()
 
     run.events = json_lines(run.out)
