@@ -165,11 +165,7 @@ describe("bgproc mcp as OpenCode's local MCP server (opencode run)", function()
     d.stop() -- daemon stop (never starts one), rm -rf the dir
   end)
 
-  local function check_run()
-    if skip then return false end
-    assert.equal(0, run.code, "opencode run failed:\n" .. tostring(run.err):sub(-3000) .. tostring(run.out):sub(-2000))
-    return true
-  end
+  local function check_run() return oc.check_run(run, skip) end
 
   it("has the model call bgproc's MCP tools (bgproc_*) and ends the script", function()
     if not check_run() then return pending(skip) end

@@ -110,11 +110,7 @@ describe("OpenCode plugin (integrations/opencode) in opencode run", function()
     d.stop()
   end)
 
-  local function check_run()
-    if skip then return false end
-    assert.equal(0, run.code, "opencode run failed:\n" .. tostring(run.err):sub(-3000) .. tostring(run.out):sub(-2000))
-    return true
-  end
+  local function check_run() return oc.check_run(run, skip) end
 
   local function tool_uses(name)
     local out = {}

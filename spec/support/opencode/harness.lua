@@ -111,4 +111,12 @@ function harness.run(loop, cache, p, env, prompt)
                              cwd = p.proj, env = env })
 end
 
+-- false when the run was skipped (npm could not install opencode), else
+-- true once the run is known to have exited 0 (an assertion otherwise)
+function harness.check_run(run, skip)
+  if skip then return false end
+  assert(run.code == 0, "opencode run failed:\n" .. tostring(run.err):sub(-3000) .. tostring(run.out):sub(-2000))
+  return true
+end
+
 return harness
