@@ -299,9 +299,11 @@ describe("escaped processes", function()
       assert.is_true(h.alive(escapee))
       assert.is_true(exists(dir .. "/cgroup.procs"))
       host:kill("KILL")
-      assert.is_true(h.wait_until(function() return #marked(token) == 0 end, 2000, 10),
+      -- what is proved is that it dies; how fast is the fault matrix's
+      -- and the benches' (both cores busy, 2 s was not always enough)
+      assert.is_true(h.wait_until(function() return #marked(token) == 0 end, 10000, 10),
         "escapee survived its owner")
-      assert.is_true(h.wait_until(function() return not exists(dir .. "/cgroup.procs") end, 2000))
+      assert.is_true(h.wait_until(function() return not exists(dir .. "/cgroup.procs") end, 10000))
       h.finish(loop, host)
     end)
 
@@ -309,7 +311,7 @@ describe("escaped processes", function()
       local host, escapee = start_host("off")
       assert.is_number(escapee)
       host:kill("KILL")
-      assert.is_true(h.wait_until(function() return #marked(token) == 1 end, 2000, 10))
+      assert.is_true(h.wait_until(function() return #marked(token) == 1 end, 10000, 10))
       assert.same({ escapee }, marked(token))
       h.finish(loop, host)
     end)
