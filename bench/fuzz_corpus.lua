@@ -9,7 +9,7 @@
 -- needs are written as placeholders "@P<d>@", filled in by the driver at
 -- send time from the ids the server has returned so far.
 local cjson = require "cjson"
-local text = require "bgproc.text"
+local text = require "bgproc.lib.text"
 
 local corpus = {}
 

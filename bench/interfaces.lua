@@ -3,7 +3,7 @@
 -- in a temporary directory), started and stopped by the bench.
 local uv = require "luv"
 local core = require "bgproc.core"
-local json = require "bgproc.json"
+local json = require "bgproc.lib.json"
 local common = require "common"
 
 local benches = {}

@@ -5,7 +5,7 @@
 -- is reported once and logging stops for that job; the job goes on.
 --
 --   config: logfile = { dir = "...", maxBytes = 10485760 }
-local paths = require "bgproc.paths"
+local paths = require "bgproc.lib.paths"
 
 local opts = { maxBytes = 10 * 1024 * 1024 }
 local files = {} -- id -> { f, size, path } or { failed = true }

@@ -5,7 +5,7 @@
 -- "pipe" or a pty) are watched: with stdin /dev/null a prompt sees EOF.
 --
 --   config: stall = { silentMs = 5000, checkMs = 1000 }
-local text = require "bgproc.text"
+local text = require "bgproc.lib.text"
 
 local opts = { silentMs = 5000, checkMs = 1000 }
 

@@ -2,7 +2,7 @@
 -- JSON-RPC lines by hand, with no bgproc module in between.
 local uv = require "luv"
 local cjson = require "cjson"
-local json = require "bgproc.json"
+local json = require "bgproc.lib.json"
 
 local rawconn = {}
 

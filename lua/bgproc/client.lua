@@ -2,8 +2,8 @@
 -- send JSON-RPC requests, get replies and notifications. Used by the CLI
 -- (blocking calls) and the MCP server (callbacks, inside its loop).
 local uv = require "luv"
-local json = require "bgproc.json"
-local paths = require "bgproc.paths"
+local json = require "bgproc.lib.json"
+local paths = require "bgproc.lib.paths"
 local rpc = require "bgproc.rpc"
 
 local client = {}

@@ -17,7 +17,7 @@
 --   subreaper  true: become the subreaper of the jobs' orphans (daemons)
 --   log        function(level, message) for engine messages (default: stderr)
 --   and any config key (ringBytes, graceMs, maxRunning, retention, ...)
-local manager = require "bgproc.manager"
+local manager = require "bgproc.engine"
 
 local bgproc = {
   version = "0.1.0",

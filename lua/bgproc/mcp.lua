@@ -7,8 +7,8 @@
 -- runs an engine in-process and everything ends when it exits.
 local uv = require "luv"
 local bgproc = require "bgproc"
-local json = require "bgproc.json"
-local notices = require "bgproc.notices"
+local json = require "bgproc.lib.json"
+local notices = require "bgproc.engine.notices"
 local rpc = require "bgproc.rpc"
 local tools = require "bgproc.tools"
 

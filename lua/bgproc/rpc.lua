@@ -3,7 +3,7 @@
 -- malformed ones with the right error and keeps serving, and drops a peer
 -- whose unread replies pile up.
 local uv = require "luv"
-local json = require "bgproc.json"
+local json = require "bgproc.lib.json"
 
 local rpc = {}
 

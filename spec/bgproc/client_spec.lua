@@ -35,7 +35,7 @@ describe("bgproc.client", function()
     local out, status = script([[
       local uv = require "luv"
       local client = require "bgproc.client"
-      local paths = require "bgproc.paths"
+      local paths = require "bgproc.lib.paths"
       local pipe, done = uv.new_pipe(false), false
       pipe:connect(paths.socket(), function(err) assert(not err, err) done = true end)
       client.pump(function() return done end, 5000)

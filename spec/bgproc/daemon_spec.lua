@@ -8,7 +8,7 @@ local uv = require "luv"
 local cjson = require "cjson"
 local core = require "bgproc.core"
 local client = require "bgproc.client"
-local json = require "bgproc.json"
+local json = require "bgproc.lib.json"
 
 local NULL = cjson.null
 

@@ -2,7 +2,7 @@
 -- refusing bad input with invalid_argument or not_found, naming the field,
 -- changing nothing.
 local h = require "helpers"
-local json = require "bgproc.json"
+local json = require "bgproc.lib.json"
 
 describe("tools", function()
   local m

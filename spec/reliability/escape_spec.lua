@@ -244,7 +244,7 @@ describe("escaped processes", function()
 
     local function cli_kill(config)
       d = h.private_daemon(config)
-      local json = require "bgproc.json"
+      local json = require "bgproc.lib.json"
       local out, code = d.run { "--json", "start", "--global", "--env", MARK .. "=" .. token, SETSID }
       assert.equal(0, code, out)
       local id = json.decode(out).id

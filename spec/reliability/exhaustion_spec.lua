@@ -8,7 +8,7 @@ local h = require "helpers"
 local uv = require "luv"
 local core = require "bgproc.core"
 local client = require "bgproc.client"
-local json = require "bgproc.json"
+local json = require "bgproc.lib.json"
 local rawconn = require "rawconn"
 
 local steps = dofile(h.fixture("exhaust_client.lua"))

@@ -15,7 +15,7 @@ local uv = require "luv"
 local cjson = require "cjson"
 local core = require "bgproc.core"
 local client = require "bgproc.client"
-local json = require "bgproc.json"
+local json = require "bgproc.lib.json"
 
 local ROUNDS = math.tointeger(tonumber(os.getenv("BGPROC_MATRIX_ROUNDS") or "")) or 20
 local VERBOSE = os.getenv("BGPROC_MATRIX_VERBOSE") == "1"

@@ -48,7 +48,7 @@ local function check_all(m)
   for _, sel in ipairs(SELECTORS) do
     local want = oracle(m, sel)
     local got = h.ok(m, "listBackgroundProcesses", sel)
-    assert.same(want, ids(got), "selector " .. require("bgproc.json").encode(sel))
+    assert.same(want, ids(got), "selector " .. require("bgproc.lib.json").encode(sel))
   end
 end
 

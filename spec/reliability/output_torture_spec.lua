@@ -10,7 +10,7 @@
 local h = require "helpers"
 local uv = require "luv"
 local cjson = require "cjson"
-local text = require "bgproc.text"
+local text = require "bgproc.lib.text"
 
 local gen = dofile(h.fixture("torture_gen.lua"))
 local FLOOD_SECONDS = tonumber(os.getenv("BGPROC_TORTURE_SECONDS") or "60")

@@ -1,6 +1,6 @@
--- bgproc.filter: selectors over records.
-local filter = require "bgproc.filter"
-local tags = require "bgproc.tags"
+-- bgproc.engine.select: selectors over records.
+local filter = require "bgproc.engine.select"
+local tags = require "bgproc.engine.tags"
 
 local function rec(t)
   t.tagset = tags.set(t.tags or {})
@@ -22,7 +22,7 @@ local function ids(sel)
   return table.concat(out, ",")
 end
 
-describe("bgproc.filter", function()
+describe("bgproc.engine.select", function()
   it("selects by each criterion, all of which must hold", function()
     assert.equal("a,b,c", ids {})
     assert.equal("b", ids { processId = "b" })

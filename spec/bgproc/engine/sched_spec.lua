@@ -1,7 +1,7 @@
--- bgproc.sched: timers and tasks, on the real monotonic clock.
-local sched = require "bgproc.sched"
+-- bgproc.engine.sched: timers and tasks, on the real monotonic clock.
+local sched = require "bgproc.engine.sched"
 
-describe("bgproc.sched", function()
+describe("bgproc.engine.sched", function()
   -- Regression: cancelling a one-shot timer after it ran (a job's timeout
   -- timer at its exit, an await's deadline) counted it as a cancelled
   -- timer still in the heap, so the count drifted and the heap was swept

@@ -3,7 +3,7 @@
 -- made with json.array() always encode as arrays; other tables encode as
 -- arrays when they are non-empty sequences, else as objects.
 local cjson = require "cjson"
-local text = require "bgproc.text"
+local text = require "bgproc.lib.text"
 
 local json = {}
 

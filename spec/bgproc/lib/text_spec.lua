@@ -1,7 +1,7 @@
--- bgproc.text: output made readable and valid UTF-8.
-local text = require "bgproc.text"
+-- bgproc.lib.text: output made readable and valid UTF-8.
+local text = require "bgproc.lib.text"
 
-describe("bgproc.text", function()
+describe("bgproc.lib.text", function()
   it("strips ANSI colours, cursor moves, titles and links", function()
     assert.equal("red plain", text.strip_ansi("\27[31mred\27[0m plain"))
     assert.equal("ab", text.strip_ansi("a\27[2K\27[1Gb"))

@@ -4,8 +4,8 @@
 -- Exit codes: 0 ok, 1 failure, 2 usage, 124 when `wait` times out.
 local argparse = require "argparse"
 local uv = require "luv"
-local filter = require "bgproc.filter"
-local json = require "bgproc.json"
+local filter = require "bgproc.engine.select"
+local json = require "bgproc.lib.json"
 
 local cli = {}
 
@@ -328,7 +328,7 @@ function commands.send(a, c)
 end
 
 local function daemon_command(a)
-  local paths = require "bgproc.paths"
+  local paths = require "bgproc.lib.paths"
   local client = require "bgproc.client"
   local socket = a.socket or paths.socket()
   local action = a.action
@@ -545,7 +545,7 @@ function cli.main(argv)
   if a.cmd == "daemon" then return daemon_command(a) end
   if a.cmd == "hook" then
     -- never fails the hook (exit 2 would block the agent's turn)
-    local ok, printed = pcall(require("bgproc.hooks").run, a.agent, a.event,
+    local ok, printed = pcall(require("bgproc.cli.hooks").run, a.agent, a.event,
       math.tointeger(uv.os_getppid()), function()
         return require("bgproc.client").connect { socket = a.socket, autostart = false }
       end)

@@ -26,7 +26,7 @@
 -- Names are looked up in the user's plugin dir ($XDG_CONFIG_HOME/bgproc/
 -- plugins), the dirs in config.pluginDirs, then the shipped plugins/. A
 -- hook that raises is reported and skipped; the engine carries on.
-local config = require "bgproc.config"
+local config = require "bgproc.engine.config"
 
 local plugins = {}
 local Host = {}
@@ -39,8 +39,8 @@ plugins.HOOKS = { "on_create", "on_start", "on_output", "on_exit", "on_session_s
 -- modules named bgproc.plugins.NAME.
 local function shipped_dir()
   local path = debug.getinfo(1, "S").source:match("^@(.*)$") or ""
-  local root = path:match("^(.*)/lua/bgproc/plugins%.lua$")
-    or (path == "lua/bgproc/plugins.lua" and ".")
+  local root = path:match("^(.*)/lua/bgproc/plugins/host%.lua$")
+    or (path == "lua/bgproc/plugins/host.lua" and ".")
   return root and root .. "/plugins" or nil
 end
 

@@ -10,14 +10,14 @@
 --   cancelled  we stopped it, and its whole group is confirmed gone
 local core = require "bgproc.core"
 local uv = require "luv"
-local config = require "bgproc.config"
-local errors = require "bgproc.errors"
-local filter = require "bgproc.filter"
-local json = require "bgproc.json"
-local plugins = require "bgproc.plugins"
-local sched = require "bgproc.sched"
-local tags = require "bgproc.tags"
-local text = require "bgproc.text"
+local config = require "bgproc.engine.config"
+local errors = require "bgproc.lib.errors"
+local filter = require "bgproc.engine.select"
+local json = require "bgproc.lib.json"
+local plugins = require "bgproc.plugins.host"
+local sched = require "bgproc.engine.sched"
+local tags = require "bgproc.engine.tags"
+local text = require "bgproc.lib.text"
 local tools = require "bgproc.tools"
 
 local manager = {}

@@ -4,7 +4,7 @@
 --   lock    <socket>.lock (held by the running daemon)
 --   log     $XDG_STATE_HOME/bgproc/daemon.log (~/.local/state/...)
 local core = require "bgproc.core"
-local config = require "bgproc.config"
+local config = require "bgproc.engine.config"
 
 local paths = {}
 

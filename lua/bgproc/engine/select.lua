@@ -4,7 +4,7 @@
 --   status     one or a list     tags       any of these tags
 --   allTags    all of these      name       case-insensitive substring
 --   global     true or false
-local tags = require "bgproc.tags"
+local tags = require "bgproc.engine.tags"
 
 local filter = {}
 

@@ -4,12 +4,12 @@
 -- are validated against the schema before the handler runs; handlers run
 -- as tasks and may wait (kill, wait) without blocking the host.
 local core = require "bgproc.core"
-local errors = require "bgproc.errors"
-local filter = require "bgproc.filter"
-local json = require "bgproc.json"
+local errors = require "bgproc.lib.errors"
+local filter = require "bgproc.engine.select"
+local json = require "bgproc.lib.json"
 local regex = require "bgproc.regex"
-local schema = require "bgproc.schema"
-local text = require "bgproc.text"
+local schema = require "bgproc.lib.schema"
+local text = require "bgproc.lib.text"
 
 local tools = {}
 

@@ -7,7 +7,7 @@
 -- fails its event: any trouble (no daemon, bad input) prints nothing and
 -- exits 0, so Claude Code goes on.
 local uv = require "luv"
-local json = require "bgproc.json"
+local json = require "bgproc.lib.json"
 local owner = require "bgproc.owner"
 
 local hooks = {}

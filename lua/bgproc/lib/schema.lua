@@ -5,7 +5,7 @@
 -- validate() returns a normalized copy (integral floats made integers,
 -- as JSON decoders produce floats) or nil and a message that names the
 -- field and says what was expected.
-local json = require "bgproc.json"
+local json = require "bgproc.lib.json"
 
 local schema = {}
 

@@ -1,7 +1,7 @@
--- bgproc.tags: the tag policy.
-local tags = require "bgproc.tags"
+-- bgproc.engine.tags: the tag policy.
+local tags = require "bgproc.engine.tags"
 
-describe("bgproc.tags", function()
+describe("bgproc.engine.tags", function()
   it("trims, lower-cases and de-duplicates, keeping order", function()
     assert.same({ "server", "web", "api:v2" }, tags.normalize { " Server ", "web", "SERVER", "api:v2" })
     assert.same({ "one" }, tags.normalize("One"))

@@ -1,8 +1,8 @@
--- bgproc.json: arrays stay arrays, output is always valid JSON and UTF-8.
-local json = require "bgproc.json"
+-- bgproc.lib.json: arrays stay arrays, output is always valid JSON and UTF-8.
+local json = require "bgproc.lib.json"
 local cjson = require "cjson"
 
-describe("bgproc.json", function()
+describe("bgproc.lib.json", function()
   it("encodes marked empty arrays as [] and plain empty tables as {}", function()
     assert.equal("[]", json.encode(json.array()))
     assert.equal("{}", json.encode({}))

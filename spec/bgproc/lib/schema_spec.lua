@@ -1,6 +1,6 @@
--- bgproc.schema: validation messages name the field and the expectation.
-local schema = require "bgproc.schema"
-local json = require "bgproc.json"
+-- bgproc.lib.schema: validation messages name the field and the expectation.
+local schema = require "bgproc.lib.schema"
+local json = require "bgproc.lib.json"
 
 local S = {
   type = "object", additionalProperties = false, required = { "id" },
@@ -16,7 +16,7 @@ local S = {
   },
 }
 
-describe("bgproc.schema", function()
+describe("bgproc.lib.schema", function()
   local function fails(v, pattern)
     local ok, err = schema.validate(S, v)
     assert.is_nil(ok)
