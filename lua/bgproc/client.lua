@@ -5,6 +5,7 @@ local uv = require "luv"
 local json = require "bgproc.lib.json"
 local paths = require "bgproc.lib.paths"
 local rpc = require "bgproc.rpc"
+require "bgproc.tools" -- the tools' array keys, for decoding their results
 
 local client = {}
 local Client = {}

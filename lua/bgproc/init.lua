@@ -17,16 +17,20 @@
 --   subreaper  true: become the subreaper of the jobs' orphans (daemons)
 --   log        function(level, message) for engine messages (default: stderr)
 --   and any config key (ringBytes, graceMs, maxRunning, retention, ...)
-local manager = require "bgproc.engine"
+local engine = require "bgproc.engine"
+local tools = require "bgproc.tools"
 
 local bgproc = {
   version = "0.1.0",
+  tools = tools,
 }
 
+-- A new engine with the tools (the engine itself knows none).
 function bgproc.new(opts)
-  return manager.new(opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.tools = tools
+  return engine.new(o)
 end
-
-bgproc.tools = require "bgproc.tools"
 
 return bgproc

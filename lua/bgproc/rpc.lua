@@ -7,6 +7,11 @@ local json = require "bgproc.lib.json"
 
 local rpc = {}
 
+-- The protocol's own arrays (see docs/protocol.md): tools/list's tools,
+-- MCP content, events/take's and notices' events, session/close's
+-- sessionIds. The tools declare theirs (tools/init.lua).
+json.array_keys { "tools", "content", "events", "sessionIds" }
+
 rpc.PARSE_ERROR, rpc.INVALID_REQUEST, rpc.METHOD_NOT_FOUND = -32700, -32600, -32601
 rpc.INVALID_PARAMS, rpc.INTERNAL_ERROR = -32602, -32603
 rpc.TOOL_ERROR = -32000 -- the daemon's tool failures; data.code says which

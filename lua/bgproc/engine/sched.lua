@@ -6,15 +6,11 @@
 -- suspends until pred() holds, the timeout passes, or the task is
 -- cancelled, so a tool can wait for a group to die without blocking the
 -- host.
-local uv = require "luv"
+local clock = require "bgproc.lib.clock"
 
 local sched = {}
 local Sched = {}
 Sched.__index = Sched
-
-local function now_ms()
-  return uv.hrtime() / 1e6
-end
 
 function sched.new(on_error)
   return setmetatable({
@@ -23,7 +19,7 @@ function sched.new(on_error)
     ncancelled = 0,     -- cancelled timers still in the heap
     by_co = setmetatable({}, { __mode = "k" }), -- coroutine -> task
     on_error = on_error or function(msg) io.stderr:write(msg, "\n") end,
-    now = now_ms,
+    now = clock.now,
   }, Sched)
 end
 

@@ -4,15 +4,19 @@
 --   status     one or a list     tags       any of these tags
 --   allTags    all of these      name       case-insensitive substring
 --   global     true or false
+local states = require "bgproc.engine.states"
 local tags = require "bgproc.engine.tags"
 
 local filter = {}
 
--- The job states (see manager.lua), in order; the last three are final.
-filter.STATUSES = { "pending", "running", "completed", "failed", "cancelled" }
-filter.FINAL = { completed = true, failed = true, cancelled = true }
-local STATUSES = {}
-for _, s in ipairs(filter.STATUSES) do STATUSES[s] = true end
+-- The criteria, in the order messages name them. Tools say which they
+-- take (tools/common.lua gives each its schema).
+filter.KEYS = { "processId", "sessionId", "status", "tags", "allTags", "name", "global" }
+local KNOWN_KEY = {}
+for _, k in ipairs(filter.KEYS) do KNOWN_KEY[k] = true end
+
+local STATUSES = states.KNOWN
+filter.STATUSES, filter.FINAL = states.STATUSES, states.FINAL -- TODO(layers): callers use states
 
 local function as_list(v)
   if v == nil then return nil end
@@ -62,7 +66,7 @@ function filter.selector(sel, policy)
     for _, s in ipairs(statuses) do
       if not STATUSES[s] then
         return nil, ("'status' must be one of %s, got %q"):format(
-          table.concat(filter.STATUSES, ", "), tostring(s))
+          table.concat(states.STATUSES, ", "), tostring(s))
       end
       set[s] = true
     end
@@ -100,6 +104,16 @@ function filter.selector(sel, policy)
   return { match = all_of(checks), processId = sel.processId, sessionId = sel.sessionId,
            tags = any and #any > 0 and any or nil, allTags = all and #all > 0 and all or nil,
            narrows = #checks > 0 }
+end
+
+-- The selector of `keys` (a subset of KEYS) in a tool's arguments.
+function filter.pick(args, keys)
+  local sel = {}
+  for _, k in ipairs(keys) do
+    assert(KNOWN_KEY[k], "not a selector key: " .. tostring(k))
+    sel[k] = args[k]
+  end
+  return sel
 end
 
 -- Compile a selector into predicate(rec) -> boolean, or nil and a message

@@ -155,12 +155,14 @@ end
 json.lua_encode = lua_encode
 
 -- Keys whose values are always arrays in bgproc's messages: an empty one
--- decodes as a plain table, and is marked again by normalize().
-json.ARRAY_KEYS = {
-  tags = true, argv = true, processes = true, killed = true, alreadyFinished = true,
-  errors = true, tools = true, content = true, allTags = true, escaped = true,
-  processIds = true, done = true, pending = true, events = true,
-}
+-- decodes as a plain table, and is marked again by normalize(). The
+-- modules that define the messages declare them (tools/init.lua for
+-- tool arguments and results, rpc.lua for the protocol's own).
+json.ARRAY_KEYS = {}
+
+function json.array_keys(list)
+  for _, k in ipairs(list) do json.ARRAY_KEYS[k] = true end
+end
 
 -- After decoding: integral numbers become integers, and empty tables under
 -- json.ARRAY_KEYS become arrays again. Modifies v in place; returns it.

@@ -52,11 +52,24 @@ describe("bgproc.lib.json", function()
   end)
 
   it("normalizes decoded values: integers, empty arrays under known keys", function()
+    require "bgproc.tools" -- declares the tools' array keys
     local v = json.normalize(json.decode('{"pid":12.0,"tags":{},"x":{"argv":[]},"f":1.5}'))
     assert.equal("integer", math.type(v.pid))
     assert.equal("[]", json.encode(v.tags))
     assert.equal("[]", json.encode(v.x.argv))
     assert.equal(1.5, v.f)
+  end)
+
+  it("knows the array keys the tools and the protocol declare, and no others", function()
+    require "bgproc.tools"
+    require "bgproc.rpc"
+    for _, k in ipairs { "tags", "argv", "allTags", "processIds", "processes", "killed", "alreadyFinished",
+                         "errors", "escaped", "done", "pending", "tools", "content", "events", "sessionIds" } do
+      assert.is_true(json.ARRAY_KEYS[k], k)
+    end
+    for _, k in ipairs { "env", "notes", "pid", "output" } do assert.is_nil(json.ARRAY_KEYS[k], k) end
+    local v = json.normalize(json.decode('{"env":{},"notes":{}}'))
+    assert.equal('{}', json.encode(v.env))
   end)
 
   it("refuses absurd nesting when encoding", function()

@@ -1,0 +1,248 @@
+-- Starting jobs: a record from checked arguments, its process spawned
+-- by the core, and a restart under the same id.
+local errors = require "bgproc.lib.errors"
+local events = require "bgproc.engine.events"
+local index = require "bgproc.engine.index"
+local records = require "bgproc.engine.records"
+local regex = require "bgproc.regex"
+local states = require "bgproc.engine.states"
+local tags = require "bgproc.engine.tags"
+
+local lifecycle = {}
+local methods = {}
+lifecycle.methods = methods
+
+local FINAL = states.FINAL
+
+-- sh builtins and keywords: a command starting with one needs the shell
+local SHELL_WORDS = {}
+for w in ([[. : [ alias bg break cd command continue echo eval exec exit export false
+  fc fg getopts hash jobs kill local printf pwd read readonly return set shift test
+  times trap true type ulimit umask unalias unset wait case do done elif else esac fi
+  for function if in then until while !]]):gmatch("%S+") do SHELL_WORDS[w] = true end
+
+-- A shell string that is just words (no quoting, expansion, redirection,
+-- pipes, globs...) runs without a shell: exec errors then come back at
+-- once, and a kill reaches the program itself. Returns argv or nil.
+local function simple_argv(command)
+  if not command:find("^[%w%._/:=,@%%+%-%s]+$") then return nil end
+  local argv = {}
+  for word in command:gmatch("%S+") do argv[#argv + 1] = word end
+  if #argv == 0 or SHELL_WORDS[argv[1]] or argv[1]:find("=", 1, true) then return nil end
+  return argv
+end
+
+local function default_name(args)
+  local s = args.command or table.concat(args.argv, " ")
+  s = s:gsub("%s+", " ")
+  if #s > 60 then s = s:sub(1, 57) .. "..." end
+  return s
+end
+
+local function spawn_options(rec)
+  local o = { cwd = rec.cwd, env = rec.env, ring = rec.ring, clear_env = rec.clear_env }
+  if rec.pty then o.pty = true elseif rec.stdin == "pipe" then o.stdin = "pipe" end
+  if rec.command then
+    local argv = simple_argv(rec.command)
+    if argv then o.argv = argv else o.command = rec.command end
+  else
+    o.argv = rec.argv
+  end
+  return o
+end
+
+-- The core's "EAGAIN: spawn 'x' (clone): Resource temporarily unavailable"
+-- does not say which resource: name the likely one.
+local function explain_spawn_error(msg, ename)
+  if ename == "EAGAIN" and msg:find("(clone)", 1, true) then
+    return msg .. " (too many processes: the user's process limit, ulimit -u, or a pids limit)"
+  end
+  return msg
+end
+
+-- A job's timeout: stop it and all it started. An exit already in the
+-- pipe is not a timeout; what its leader left running is stopped all the
+-- same.
+local function arm_timeout(self, rec)
+  if rec.timeout_timer then rec.timeout_timer:cancel() end -- a previous run's
+  rec.timeout_timer = nil
+  if not rec.timeoutMs then return end
+  rec.timeout_timer = self.sched:after(rec.timeoutMs, function()
+    rec.timeout_timer = nil
+    self:collect()
+    if not states.over(rec) then
+      self.sched:task(function()
+        self:stop({ rec }, { reason = "timeout" })
+      end)
+    end
+  end)
+end
+
+-- The record's scanners and counters start where this run's output does.
+local function reset_run(rec)
+  if rec.ready_re then rec.ready_scan = { rec = rec, cursor = rec.base, partial = "" } end
+  if rec.notify_re then rec.notify_scan = { rec = rec, cursor = rec.base, partial = "" } end
+  rec.ended_told = nil
+  rec.fed = rec.base
+  rec.ll_head = nil
+end
+
+-- Start (or restart) the record's process. Returns true or nil, err.
+local function launch(self, rec)
+  local ok, job, msg, ename = pcall(self.core.spawn, self.core, spawn_options(rec))
+  if not ok then job, msg = nil, "spawn: " .. tostring(job) end -- arguments the core refused
+  if not job then
+    msg = explain_spawn_error(msg, ename)
+    events.fail_start(self, rec, msg)
+    return errors.fail("spawn_failed", "%s", msg)
+  end
+  rec.job = job
+  rec.pid = job:pid()
+  rec.startedMs = rec.startedMs or job:info().started
+  rec.status = "running"
+  rec.finished = false
+  rec.exitCode, rec.signal, rec.error, rec.endedMs = nil, nil, nil, nil
+  self.running = self.running + 1
+  self.by_job[job] = rec
+  reset_run(rec)
+  arm_timeout(self, rec)
+  if self.plugins:has("on_start") then self.plugins:call("on_start", records.public(rec)) end
+  self:after_activity()
+  return true
+end
+
+-- Room for one more running job: children that already exited are
+-- collected first (a host that never turns its loop still has them
+-- counted as running until then).
+local function room(self)
+  if self.running < self.cfg.maxRunning then return true end
+  self:collect()
+  if self.running < self.cfg.maxRunning then return true end
+  return errors.fail("limit", "%d jobs are running, the most allowed (maxRunning)", self.running)
+end
+
+local function new_record(self, args, sid)
+  local tag_list = assert(tags.normalize(args.tags, self.tag_policy)) -- checked before
+  self.seq = self.seq + 1
+  local rec = {
+    id = ("%s-%d"):format(self.prefix, self.seq), seq = self.seq,
+    name = args.name or default_name(args),
+    command = args.command, argv = args.argv,
+    cwd = args.cwd, env = args.env, clear_env = args.inheritEnv == false,
+    sessionId = sid, global = args.global == true,
+    tags = tag_list, tagset = tags.set(tag_list),
+    stdin = args.pty and "pty" or args.stdin or "null",
+    pty = args.pty == true, ring = args.outputBytes or self.cfg.ringBytes,
+    timeoutMs = args.timeoutMs,
+    readyPattern = args.readyPattern, ready_re = args.readyPattern and assert(regex.new(args.readyPattern)),
+    notifyPattern = args.notifyPattern, notify_re = args.notifyPattern and assert(regex.new(args.notifyPattern)),
+    status = "pending", base = 0, restarts = 0,
+  }
+  rec.lname = rec.name:lower() -- for name filters
+  if rec.ready_re then rec.ready = false end
+  return rec
+end
+
+-- Create a job. args were checked by check(args) -> args or nil, err
+-- (the create tool's one validation); plugins' on_create may rewrite
+-- them, so what they return is checked again. Returns the public
+-- record, or nil and an error.
+function methods:create(args, ctx, check)
+  if self.closed then return errors.fail("conflict", "the manager is shut down") end
+  ctx = ctx or {}
+  if self.plugins:has("on_create") then
+    local refused
+    args, refused = self.plugins:create(args, ctx)
+    if not args then return errors.fail("refused", "%s", refused) end
+    local err
+    args, err = check(args)
+    if not args then return nil, err end
+  end
+  local ok, err = room(self)
+  if not ok then return nil, err end
+  local sid = ctx.sessionId or "default"
+  if not self.sessions[sid] then self:session_open(sid) end
+  local rec = new_record(self, args, sid)
+  self.jobs[rec.id] = rec
+  index.insert(self, rec)
+  local launched, lerr = launch(self, rec)
+  if not launched then
+    lerr.processId = rec.id
+    return nil, lerr
+  end
+  return records.public(rec)
+end
+
+-- Why a record cannot be restarted now, or nil.
+local function why_not_respawn(self, rec)
+  if not FINAL[rec.status] then return errors.fail("conflict", "job %s is still %s", rec.id, rec.status) end
+  if rec.removed then return errors.fail("not_found", "job %s was removed", rec.id) end
+  if self.closed or self.closing then return errors.fail("conflict", "the manager is shut down") end
+  if rec.no_restart or rec.stop then
+    return errors.fail("conflict", "job %s was stopped (killed, or its session ended)", rec.id)
+  end
+  if not rec.global and not self.sessions[rec.sessionId] then
+    return errors.fail("conflict", "the session of job %s has ended", rec.id)
+  end
+  if not states.gone(rec) then
+    return errors.fail("conflict", "processes of job %s are still running", rec.id)
+  end
+  local ok, err = room(self)
+  if not ok then return nil, err end
+end
+
+-- Start a finished record again under the same id (the restart plugin).
+-- Its output cursor continues where the previous run's ended.
+function methods:respawn(rec)
+  local _, err = why_not_respawn(self, rec)
+  if err then return nil, err end
+  events.flush_ended(self, rec) -- a restart within the notice wait: tell the last run's end now
+  if rec.job then
+    local _, head = rec.job:offsets()
+    rec.base = rec.base + head
+    records.drop_job(self, rec)
+  end
+  rec.stop = nil
+  records.unsettle(rec)
+  if rec.finished then
+    rec.finished = false
+    self.nfinished = self.nfinished - 1
+  end
+  rec.restarts = rec.restarts + 1
+  rec.startedMs = nil
+  if rec.ready_re then rec.ready, rec.readyLine = false, nil end
+  rec.status = "pending"
+  return launch(self, rec)
+end
+
+-- Write to a job's stdin, then close it when eof. Returns the bytes
+-- written, or nil and a conflict saying why nothing could be.
+function methods:write_input(rec, input, eof)
+  if rec.stdin == "null" then
+    return errors.fail("conflict", "stdin of %s is not a pipe (start it with stdin: \"pipe\" or pty: true)", rec.id)
+  end
+  if FINAL[rec.status] or not rec.job then
+    return errors.fail("conflict", "%s has %s", rec.id, rec.status)
+  end
+  if not rec.job:info().stdin_open then
+    return errors.fail("conflict", "stdin of %s is already closed", rec.id)
+  end
+  local bytes = 0
+  if input and #input > 0 then
+    local n, msg = rec.job:write(input)
+    if not n then return errors.fail("conflict", "%s", msg) end
+    bytes = n
+  end
+  if eof then
+    local ok, msg = rec.job:close_stdin()
+    if not ok then return errors.fail("conflict", "%s", msg) end
+  end
+  return bytes
+end
+
+-- Whether the job has a readyPattern, whether it matched, and the line.
+function methods:readiness(rec)
+  return rec.ready_re ~= nil, rec.ready == true, rec.readyLine
+end
+
+return lifecycle

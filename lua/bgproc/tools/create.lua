@@ -1,0 +1,116 @@
+-- createBackgroundProcess: start a job and return its record at once.
+local common = require "bgproc.tools.common"
+local errors = require "bgproc.lib.errors"
+local text = require "bgproc.lib.text"
+
+local int, object = common.int, common.object
+
+-- The name of the first field of v holding a NUL byte (in a key or a
+-- value, at any depth), or nil. `path` names v itself.
+local function nul_field(v, path)
+  if type(v) == "string" then return v:find("\0", 1, true) and path or nil end
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      local sub = type(k) == "number" and ("%s[%d]"):format(path, k) or (path == "" and k or path .. "." .. k)
+      if type(k) == "string" and k:find("\0", 1, true) then return sub end
+      local found = nul_field(x, sub)
+      if found then return found end
+    end
+  end
+end
+
+local create = {
+  name = "createBackgroundProcess",
+  description = "Start a command in the background (a dev server, a build, a watcher, tests) "
+    .. "and return at once with its process id. Give `command` (a shell string) or `argv` "
+    .. "(program and arguments, no shell). Session jobs end when the session ends; "
+    .. "`global: true` jobs keep running. Read output with getBackgroundProcess, wait for "
+    .. "readiness or exit with waitForBackgroundProcess, stop with killProcesses.",
+  inputSchema = object {
+    command = { type = "string", minLength = 1, maxLength = 65536,
+                description = "Shell command, run with /bin/sh -c." },
+    argv = { type = "array", minItems = 1, maxItems = 4096,
+             items = { type = "string", minLength = 1, maxLength = 65536 },
+             description = "Program and arguments, run without a shell." },
+    name = { type = "string", minLength = 1, maxLength = 200, description = "A descriptive name." },
+    tags = { type = "array", maxItems = 64, items = { type = "string", maxLength = 200 },
+             description = "Labels to filter by, e.g. [\"server\", \"frontend\"]." },
+    global = { type = "boolean", description = "Outlive the session (default false)." },
+    cwd = { type = "string", minLength = 1, maxLength = 4096, description = "Working directory." },
+    env = { type = "object", additionalProperties = { type = "string", maxLength = 65536 },
+            description = "Environment variables added to (or overriding) the inherited ones." },
+    inheritEnv = { type = "boolean",
+                   description = "false: the job's environment is exactly `env` (default true: env is added)." },
+    stdin = { type = "string", enum = { "null", "pipe" },
+              description = "\"null\" (default: a prompt sees end of input) or \"pipe\" (send input later)." },
+    pty = { type = "boolean", description = "Run on a pseudo-terminal, for programs that need a TTY." },
+    timeoutMs = { type = "integer", minimum = 1, maximum = 7 * 24 * 3600 * 1000,
+                  description = "Stop the job and all it started (TERM, then KILL) after this long; it then "
+                    .. "counts as failed (a job whose leader already exited keeps its status; what it left "
+                    .. "running is stopped)." },
+    outputBytes = { type = "integer", minimum = 1024, maximum = 1 << 30,
+                    description = "Output kept in memory (a ring: the newest bytes win). Default 1 MiB." },
+    readyPattern = { type = "string", minLength = 1, maxLength = 1000,
+                     description = "Regular expression; the first output line matching it marks the job ready." },
+    notifyPattern = { type = "string", minLength = 1, maxLength = 1000,
+                      description = "Regular expression; an output line matching it is told to the session's "
+                        .. "owner as a notice (at most one a second), like the job's end and readiness." },
+  },
+  -- the `bgproc start` options: argument field, flag, help
+  cli = {
+    { "name", "--name", "A descriptive name." },
+    { "tags", "--tag", "A tag (repeatable)." },
+    { "global", "--global", "Outlive the owner's session (the terminal's shell, the agent): until killed." },
+    { "cwd", "--cwd", "Working directory (default: the current one)." },
+    { "env", "--env", "NAME=VALUE added to the environment (repeatable)." },
+    { "pty", "--pty", "Run on a pseudo-terminal." },
+    { "stdin", "--stdin", "Keep stdin open as a pipe (see `bgproc send`)." },
+    { "timeoutMs", "--timeout", "Stop it after MS milliseconds.", argname = "<ms>" },
+    { "readyPattern", "--ready", "Regex: the first matching line marks it ready.", argname = "<re>" },
+    { "notifyPattern", "--notify", "Regex: a matching line is told to the session's owner (an agent's notices).",
+      argname = "<re>" },
+    { "outputBytes", "--output-bytes", "Output kept in memory.", argname = "<n>" },
+  },
+}
+
+-- What the schema cannot say. Runs on the caller's arguments and again
+-- on what a plugin's on_create returns.
+function create.check(args, engine)
+  local nul = nul_field(args, "")
+  if nul then return errors.fail("invalid_argument", "'%s' must not contain NUL bytes", text.utf8(nul)) end
+  if (args.command == nil) == (args.argv == nil) then
+    return errors.fail("invalid_argument", "give exactly one of 'command' (a shell string) or 'argv' (a list)")
+  end
+  for k in pairs(args.env or {}) do
+    if k == "" or k:find("=", 1, true) then
+      return errors.fail("invalid_argument", "'env': variable name '%s' must be non-empty without '='", k)
+    end
+  end
+  if args.pty and args.stdin then
+    return errors.fail("invalid_argument", "'stdin' and 'pty' exclude each other (a pty is also stdin)")
+  end
+  local _, err = engine:tag_list(args.tags)
+  if err then return errors.fail("invalid_argument", "'tags': %s", err) end
+  local max_ring = engine:settings().maxRingBytes
+  if args.outputBytes and args.outputBytes > max_ring then
+    return errors.fail("invalid_argument", "'outputBytes' must be <= %d (maxRingBytes), got %d", max_ring,
+      args.outputBytes)
+  end
+  for _, field in ipairs { "readyPattern", "notifyPattern" } do
+    if args[field] then
+      local re, rerr = common.regex(field, args[field])
+      if not re then return nil, rerr end
+    end
+  end
+  return true
+end
+
+function create.handler(engine, args, ctx)
+  return engine:create(args, ctx, function(a) return common.validate(create, a, engine) end)
+end
+
+function create.text(r)
+  return ("started %s (pid %s): %s"):format(r.id, int(r.pid), r.name)
+end
+
+return create
