@@ -2,6 +2,7 @@
 -- send JSON-RPC requests, get replies and notifications. Used by the CLI
 -- (blocking calls) and the MCP server (callbacks, inside its loop).
 local uv = require "luv"
+local errors = require "bgproc.lib.errors"
 local json = require "bgproc.lib.json"
 local paths = require "bgproc.lib.paths"
 local rpc = require "bgproc.rpc"
@@ -70,7 +71,7 @@ function client.wrap(pipe, socket)
       local pending = self.pending
       self.pending, self.progress = {}, {}
       for _, cb in pairs(pending) do
-        pcall(cb, nil, { code = -32099, message = "connection to the daemon lost (" .. tostring(why) .. ")" })
+        pcall(cb, nil, { code = errors.RPC.DISCONNECTED, message = "connection to the daemon lost (" .. tostring(why) .. ")" })
       end
       if self.on_close then self.on_close(why) end
     end,
@@ -180,7 +181,7 @@ function Client:request(method, params, cb, on_progress)
   self.next_id = self.next_id + 1
   local id = self.next_id
   if self.closed then
-    cb(nil, { code = -32099, message = "not connected to the daemon" })
+    cb(nil, { code = errors.RPC.DISCONNECTED, message = "not connected to the daemon" })
     return id
   end
   self.pending[id] = cb
@@ -199,7 +200,7 @@ function Client:call(method, params, timeout_ms)
   local done, res, err = false, nil, nil
   self:request(method, params, function(r, e) done, res, err = true, r, e end)
   if not pump(function() return done end, timeout_ms or 3600 * 1000) then
-    return nil, { code = -32098, message = "no answer from the daemon in time" }
+    return nil, { code = errors.RPC.NO_ANSWER, message = "no answer from the daemon in time" }
   end
   return json.normalize(res), err
 end

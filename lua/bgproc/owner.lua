@@ -12,6 +12,8 @@
 --                  terminal;
 --   BGPROC_OWNER_PID  names the owner outright (other hosts, tests), as
 --                  Claude Code's CLAUDE_PID and OpenCode's OPENCODE_PID do.
+local proc = require "bgproc.lib.proc"
+
 local owner = {}
 
 local SHELLS = { sh = true, bash = true, dash = true, zsh = true, ksh = true, mksh = true,
@@ -29,39 +31,7 @@ for _, list in ipairs { owner.AGENT_MARKERS, owner.AGENT_PIDS } do
   table.move(list, 1, #list, #owner.CALLER_VARS + 1, owner.CALLER_VARS)
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
--- { ppid, session, tty, comm } of a process, or nil.
-function owner.stat(pid)
-  local s = read("/proc/" .. pid .. "/stat")
-  if not s then return nil end
-  local comm, rest = s:match("^%d+ %((.*)%) (.*)$")
-  if not rest then return nil end
-  local f = {}
-  for w in rest:gmatch("%S+") do f[#f + 1] = w end
-  -- rest: state ppid pgrp session tty_nr ...
-  return { ppid = tonumber(f[2]), session = tonumber(f[4]), tty = tonumber(f[5]), comm = comm }
-end
-
-local function argv_of(pid)
-  local s = read("/proc/" .. pid .. "/cmdline")
-  if not s then return nil end
-  local argv = {}
-  for w in s:gmatch("([^%z]*)%z") do argv[#argv + 1] = w end
-  return argv
-end
-
--- This process's pid.
-function owner.self_pid()
-  local s = read("/proc/self/stat")
-  return s and tonumber(s:match("^%d+"))
-end
+local argv_of = proc.argv
 
 -- "wrapper" (sh -c ...), "script" (sh file), "interactive" (a shell with
 -- options only), or nil when pid is not a shell.
@@ -82,7 +52,7 @@ function owner.agent_of(pid)
   local last = pid
   for _ = 1, 64 do
     if not owner.shell_kind(pid) then return pid end
-    local st = owner.stat(pid)
+    local st = proc.stat(pid)
     if not st or not st.ppid or st.ppid <= 1 then return last end
     last, pid = pid, st.ppid
   end
@@ -91,7 +61,7 @@ end
 
 -- A process in words: "shell 4321", "claude 777".
 function owner.describe(pid)
-  local st = owner.stat(pid)
+  local st = proc.stat(pid)
   local shell = owner.shell_kind(pid)
   return ("%s %d"):format(shell and "shell" or (st and st.comm or "process"), pid)
 end
@@ -109,7 +79,7 @@ function owner.find(parent, getenv)
   getenv = getenv or os.getenv
   for _, var in ipairs(owner.AGENT_PIDS) do
     local named = math.tointeger(tonumber(getenv(var) or ""))
-    if named and named > 1 and owner.stat(named) then
+    if named and named > 1 and proc.stat(named) then
       return { pid = named, kind = "named", description = describe(named) }
     end
   end
@@ -122,10 +92,10 @@ function owner.find(parent, getenv)
   end
   -- a terminal: its session leader, when that is its shell (not a `-c`
   -- wrapper, nor this very process: `ssh -t host bgproc ...`, `setsid`)
-  local me = owner.stat("self")
+  local me = proc.stat("self")
   local leader = me and me.tty ~= 0 and me.session
   local kind = leader and leader > 1 and owner.shell_kind(leader)
-  if (kind == "interactive" or kind == "script") and leader ~= owner.self_pid() then
+  if (kind == "interactive" or kind == "script") and leader ~= proc.self_pid() then
     return { pid = leader, kind = "terminal", description = describe(leader) }
   end
   local pid = owner.agent_of(parent)

@@ -3,6 +3,7 @@
 -- malformed ones with the right error and keeps serving, and drops a peer
 -- whose unread replies pile up.
 local uv = require "luv"
+local errors = require "bgproc.lib.errors"
 local json = require "bgproc.lib.json"
 
 local rpc = {}
@@ -12,9 +13,7 @@ local rpc = {}
 -- sessionIds. The tools declare theirs (tools/init.lua).
 json.array_keys { "tools", "content", "events", "sessionIds" }
 
-rpc.PARSE_ERROR, rpc.INVALID_REQUEST, rpc.METHOD_NOT_FOUND = -32700, -32600, -32601
-rpc.INVALID_PARAMS, rpc.INTERNAL_ERROR = -32602, -32603
-rpc.TOOL_ERROR = -32000 -- the daemon's tool failures; data.code says which
+for name, code in pairs(errors.RPC) do rpc[name] = code end -- rpc.PARSE_ERROR, ...
 
 rpc.MAX_LINE = 24 * 1024 * 1024   -- longer lines are refused, not buffered
 rpc.MAX_QUEUED = 64 * 1024 * 1024 -- unread replies before a peer is dropped

@@ -5,6 +5,7 @@
 local core = require "bgproc.core"
 local events = require "bgproc.engine.events"
 local json = require "bgproc.lib.json"
+local proc = require "bgproc.lib.proc"
 local records = require "bgproc.engine.records"
 local states = require "bgproc.engine.states"
 
@@ -45,14 +46,6 @@ local function note_escaped(recs)
   end
 end
 
-local function alive(pid)
-  local f = io.open(("/proc/%d/stat"):format(pid))
-  if not f then return false end
-  local st = f:read("a"):match("%) (%a)")
-  f:close()
-  return st ~= nil and st ~= "Z" and st ~= "X"
-end
-
 -- The escaped processes of stopped records, for the kill result:
 -- { processId, pid, command, killed } (killed: ended through the job's
 -- cgroup; false: left running, there was none).
@@ -62,7 +55,7 @@ local function escaped_report(recs)
     local esc = rec.stop and rec.stop.escaped
     for _, pid in ipairs(esc and rec.stop.escaped_order or {}) do
       out[#out + 1] = { processId = rec.id, pid = pid, command = esc[pid],
-                        killed = rec.stop.cgroup and not alive(pid) or false }
+                        killed = rec.stop.cgroup and not proc.alive(pid) or false }
     end
   end
   return out
