@@ -1,5 +1,6 @@
 # bgproc: make (build), make test, make demo, make asan, make valgrind,
-# make bench, make bench-report, make bench-plugin, make fuzz, make install (via luarocks).
+# make bench, make bench-report, make bench-plugin, make fuzz, make install (via luarocks),
+# make rock-check.
 #
 # `make test` and `make demo` first install any missing Debian packages
 # (tools/ensure-deps.sh; apt-get, only what is missing).
@@ -9,22 +10,30 @@ BUSTED   := $(LUA) /usr/bin/busted
 CC       ?= gcc
 PKGCONF  ?= pkg-config
 
-LUA_CFLAGS := $(shell $(PKGCONF) --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+# luarocks (bgproc-scm-1.rockspec) passes CC, CFLAGS, LIBFLAG, LUA_INCDIR and
+# PCRE_CFLAGS/PCRE_LIBS; without them pkg-config finds Lua and PCRE2.
+LUA_INCDIR ?=
+LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell $(PKGCONF) --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4))
 WARN     := -std=c11 -Wall -Wextra -Werror
 OPT      ?= -O2
 CFLAGS   ?=
+LIBFLAG  ?= -shared
 ALL_CFLAGS = $(WARN) $(OPT) -fPIC $(LUA_CFLAGS) $(CFLAGS)
-
-CORE_SRC := $(filter-out core/regex.c core/jsonenc.c,$(wildcard core/*.c))
-CORE_HDR := $(wildcard core/*.h)
-CORE_SO  := lua/bgproc/core.so
-ASAN_SO  := build/asan/bgproc/core.so
-REGEX_SO := lua/bgproc/regex.so
-ASAN_REGEX_SO := build/asan/bgproc/regex.so
-JSONENC_SO := lua/bgproc/jsonenc.so
-ASAN_JSONENC_SO := build/asan/bgproc/jsonenc.so
 PCRE_CFLAGS := $(shell $(PKGCONF) --cflags libpcre2-8 2>/dev/null)
 PCRE_LIBS := $(shell $(PKGCONF) --libs libpcre2-8 2>/dev/null || echo -lpcre2-8)
+
+# One folder per Lua module: bgproc.NAME is built from core/<its folder>/*.c
+# into lua/bgproc/NAME.so (build/asan/bgproc/NAME.so for make asan).
+MODULES  := core sys regex jsonenc
+DIR_core := core/bgproc
+DIR_sys  := core/sys
+DIR_regex := core/regex
+DIR_jsonenc := core/jsonenc
+CFLAGS_regex = $(PCRE_CFLAGS)
+LIBS_regex = $(PCRE_LIBS)
+LIBS_jsonenc := -lm
+SO       := $(MODULES:%=lua/bgproc/%.so)
+ASAN_SO  := $(MODULES:%=build/asan/bgproc/%.so)
 RUNNER   := build/suite-runner
 HOST     := build/lua-host
 ASAN_HOST := build/asan/lua-host
@@ -40,36 +49,26 @@ DEPS_VALGRIND := valgrind
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH_5_4 := $(CURDIR)/lua/?.so;;
 
-.PHONY: all deps deps-test test test-core asan valgrind demo bench bench-report bench-plugin fuzz clean \
-        rock-check
+.PHONY: all modules deps deps-test test test-core asan valgrind demo bench bench-report bench-plugin \
+        fuzz clean install install-rock rock-check
 
-all: $(CORE_SO) $(REGEX_SO) $(JSONENC_SO) $(RUNNER) $(HOST)
+all: modules $(RUNNER) $(HOST)
 
-$(CORE_SO): $(CORE_SRC) $(CORE_HDR)
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -shared -o $@ $(CORE_SRC) $(LDFLAGS)
+# The Lua modules alone (what luarocks builds).
+modules: $(SO)
 
-$(ASAN_SO): $(CORE_SRC) $(CORE_HDR)
-	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -O1 -g -fPIC $(SANITIZE) $(LUA_CFLAGS) -shared -o $@ $(CORE_SRC)
+.SECONDEXPANSION:
+# bgproc.core (core/bgproc/), bgproc.sys (core/sys/, the daemon's OS helpers),
+# bgproc.regex (core/regex/, PCRE2 for output filters), bgproc.jsonenc
+# (core/jsonenc/, the encoder of every daemon and MCP reply).
+lua/bgproc/%.so: $$(wildcard $$(DIR_$$*)/*.c $$(DIR_$$*)/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(CFLAGS_$*) $(LIBFLAG) -o $@ $(wildcard $(DIR_$*)/*.c) $(LIBS_$*) $(LDFLAGS)
 
-# bgproc.regex: PCRE2 for output filters (its own module, not the core).
-$(REGEX_SO): core/regex.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(PCRE_CFLAGS) -shared -o $@ $< $(PCRE_LIBS)
-
-# bgproc.jsonenc: the JSON encoder of every daemon and MCP reply.
-$(JSONENC_SO): core/jsonenc.c
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -shared -o $@ $< -lm
-
-$(ASAN_JSONENC_SO): core/jsonenc.c
-	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -O1 -g -fPIC $(SANITIZE) $(LUA_CFLAGS) -shared -o $@ $< -lm
-
-$(ASAN_REGEX_SO): core/regex.c
-	@mkdir -p $(dir $@)
-	$(CC) $(WARN) -O1 -g -fPIC $(SANITIZE) $(LUA_CFLAGS) $(PCRE_CFLAGS) -shared -o $@ $< $(PCRE_LIBS)
+build/asan/bgproc/%.so: $$(wildcard $$(DIR_$$*)/*.c $$(DIR_$$*)/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O1 -g -fPIC $(SANITIZE) $(LUA_CFLAGS) $(CFLAGS_$*) -shared -o $@ \
+	  $(wildcard $(DIR_$*)/*.c) $(LIBS_$*)
 
 $(RUNNER): spec/support/suite-runner.c
 	@mkdir -p $(dir $@)
@@ -105,7 +104,7 @@ test-core: deps-test
 # by build/asan/lua-host (the runtime linked in, nothing preloaded, so the
 # processes the tests start are plain). Child Lua processes of the specs
 # use the same host through BGPROC_LUA.
-asan: deps-test $(RUNNER) $(ASAN_SO) $(ASAN_REGEX_SO) $(ASAN_JSONENC_SO) $(ASAN_HOST)
+asan: deps-test $(RUNNER) $(ASAN_SO) $(ASAN_HOST)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	LUA_CPATH_5_4="$(CURDIR)/build/asan/?.so;;" \
@@ -143,7 +142,34 @@ bench-plugin: deps all
 fuzz: deps all
 	$(LUA) bench/fuzz.lua --lines 100000 --target all
 
-# luarocks make from a scratch tree: the rockspec builds and installs.
+# Install with luarocks: the modules, the shipped plugins (as
+# bgproc.plugins.NAME) and the bgproc command. TREE=dir installs into that
+# tree, LOCAL=1 into ~/.luarocks, neither into the system's (as root). The
+# dependencies (luv, lua-cjson, argparse) are used as installed (`make deps`:
+# Debian packages); DEPS_MODE=one lets luarocks fetch the missing ones. A
+# tree of your own needs its paths: eval "$$(luarocks --lua-version=5.4 path)".
+TREE      ?=
+LOCAL     ?=
+DEPS_MODE ?= none
+LUAROCKS  ?= luarocks --lua-version=5.4
+install:
+	$(LUAROCKS) make --deps-mode=$(DEPS_MODE) $(if $(TREE),--tree='$(TREE)') \
+	  $(if $(LOCAL),--local) bgproc-scm-1.rockspec
+
+# What luarocks runs after `make modules` (bgproc-scm-1.rockspec, build type
+# "make"), with the rock's own directories: every Lua file of lua/bgproc,
+# the shipped plugins, the compiled modules. luarocks installs bin/bgproc.
+LUADIR ?= $(error LUADIR is not set: this target is luarocks', use make install)
+LIBDIR ?= $(error LIBDIR is not set: this target is luarocks', use make install)
+install-rock: modules
+	cd lua && for f in $$(find bgproc -name '*.lua' | sort); do \
+	  install -D -m 0644 "$$f" '$(LUADIR)'/"$$f" || exit 1; done
+	install -d '$(LUADIR)/bgproc/plugins' '$(LIBDIR)/bgproc'
+	install -m 0644 plugins/*.lua '$(LUADIR)/bgproc/plugins/'
+	install -m 0755 $(SO) '$(LIBDIR)/bgproc/'
+
+# luarocks from a scratch copy of the tree: a binary rock, installed into a
+# fresh tree, whose bgproc runs a job through its own daemon.
 rock-check: deps-test
 	sh tools/rock-check.sh
 

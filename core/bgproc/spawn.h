@@ -1,6 +1,7 @@
 /*
  * spawn.h: start one job as the leader of a new session and process group.
- * Pure C, no Lua: the caller (loop.c) turns Lua options into a request.
+ * Pure C, no Lua: opts.c turns Lua options into a request, which a job
+ * spawns with its loop's stack (bg_loop_spawn).
  */
 #ifndef BGPROC_SPAWN_H
 #define BGPROC_SPAWN_H

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "bgproc.h"
+#include <lauxlib.h>
+
+#include "signals.h"
 
 typedef struct sig_name {
   const char *name;
@@ -99,11 +101,33 @@ int bg_checksignal(lua_State *L, int idx) {
   return luaL_typeerror(L, idx, "signal name or number");
 }
 
-/* signals = { TERM = 15, ... } for the module table. */
-void bg_push_signals(lua_State *L) {
-  lua_createtable(L, 0, (int)NNAMES);
+/* core.signum(name|number) -> number; raises on an unknown signal */
+static int core_signum(lua_State *L) {
+  lua_pushinteger(L, bg_checksignal(L, 1));
+  return 1;
+}
+
+/* core.signame(number) -> "TERM" | nil */
+static int core_signame(lua_State *L) {
+  lua_Integer sig = luaL_checkinteger(L, 1);
+  const char *name = sig > 0 && sig < NSIG ? bg_signame((int)sig) : NULL;
+  if (name == NULL) return 0;
+  lua_pushstring(L, name);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+    {"signum", core_signum},
+    {"signame", core_signame},
+    {NULL, NULL},
+};
+
+void bg_open_signals(lua_State *L) {
+  luaL_setfuncs(L, funcs, 0);
+  lua_createtable(L, 0, (int)NNAMES); /* signals = { TERM = 15, ... } */
   for (size_t i = 0; i < NNAMES; i++) {
     lua_pushinteger(L, names[i].num);
     lua_setfield(L, -2, names[i].name);
   }
+  lua_setfield(L, -2, "signals");
 }

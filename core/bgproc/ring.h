@@ -33,6 +33,10 @@ static inline uint64_t bg_ring_tail(const bg_ring *r) {
   return r->head > r->cap ? r->head - r->cap : 0;
 }
 
+static inline uint64_t bg_ring_head(const bg_ring *r) { return r->head; }
+
+static inline size_t bg_ring_cap(const bg_ring *r) { return r->cap; }
+
 /* The two spans where the next write lands, together exactly cap bytes,
  * for readv() straight into the ring. */
 void bg_ring_write_iov(const bg_ring *r, struct iovec iov[2]);

@@ -1,6 +1,6 @@
 /*
  * escape.c: processes that belong to a job but left its process group
- * (setsid, a daemon's double fork), and the job's cgroup leaf.
+ * (setsid, a daemon's double fork); see escape.h.
  *
  * With a leaf, belonging is exact: whatever the kernel lists in it. Without
  * one, it is the descendants (by /proc ppid links) of the group's members:
@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -17,30 +18,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "bgproc.h"
+#include "escape.h"
+
 #include "cgroup.h"
+#include "errors.h"
 #include "fds.h"
 #include "group.h"
-
-int bg_job_has_cgroup(const bg_job *j) {
-  return j->cg_name[0] != '\0' && j->loop->cg_fd >= 0;
-}
-
-void bg_job_kill_cgroup(bg_job *j, long wait_ms) {
-  if (!bg_job_has_cgroup(j)) return;
-  int fd = j->loop->cg_fd;
-  if (bg_cgroup_populated(fd, j->cg_name) <= 0) return;
-  bg_cgroup_kill(fd, j->cg_name);
-  if (wait_ms > 0) bg_cgroup_wait_empty(fd, j->cg_name, wait_ms);
-}
-
-void bg_job_drop_cgroup(bg_job *j) {
-  if (j->cg_name[0] == '\0') return;
-  if (j->loop->cg_fd < 0 ||
-      unlinkat(j->loop->cg_fd, j->cg_name, AT_REMOVEDIR) == 0 ||
-      errno == ENOENT)
-    j->cg_name[0] = '\0'; /* EBUSY: something still runs there */
-}
 
 typedef struct proc_entry {
   pid_t pid, ppid, pgrp, sid;
@@ -141,11 +124,14 @@ static void walk(const proc_table *t, const size_t *order, pid_t pgid,
 
 /* With a leaf: everything listed there that is not in the group. */
 static int scan_leaf(proc_table *t, int procfd, const bg_job *j) {
+  int dirfd;
+  const char *leaf = bg_job_leaf(j, &dirfd);
+  pid_t pgid = bg_job_pid(j);
   size_t cap = 256;
   for (;;) {
     pid_t *pids = malloc(cap * sizeof *pids);
     if (pids == NULL) return -1;
-    long n = bg_cgroup_pids(j->loop->cg_fd, j->cg_name, pids, cap);
+    long n = bg_cgroup_pids(dirfd, leaf, pids, cap);
     if (n < 0 && errno == ENOENT) n = 0; /* the leaf is gone: nothing left */
     if (n < 0 || (size_t)n < cap) {
       int rc = n < 0 ? -1 : 0;
@@ -160,7 +146,7 @@ static int scan_leaf(proc_table *t, int procfd, const bg_job *j) {
       free(pids);
       errno = e;
       for (size_t i = 0; i < t->n; i++)
-        t->e[i].mark = (t->e[i].pgrp == j->pid && t->e[i].sid == j->pid) ? 1 : 2;
+        t->e[i].mark = member(&t->e[i], pgid) ? 1 : 2;
       return rc;
     }
     free(pids);
@@ -205,8 +191,11 @@ static void push_entry(lua_State *L, int procfd, pid_t pid, lua_Integer k) {
 
 /* An emptied leaf of a finished group is no longer needed. */
 static void drop_if_empty(bg_job *j, lua_Integer found) {
-  if (found == 0 && j->group_empty && bg_job_has_cgroup(j) &&
-      bg_cgroup_populated(j->loop->cg_fd, j->cg_name) == 0)
+  bg_job_status st;
+  int dirfd;
+  const char *leaf = bg_job_leaf(j, &dirfd);
+  bg_job_status_get(j, &st);
+  if (found == 0 && st.group_empty && leaf && bg_cgroup_populated(dirfd, leaf) == 0)
     bg_job_drop_cgroup(j);
 }
 
@@ -229,7 +218,12 @@ static int push_leaf(lua_State *L, int procfd, bg_job *j) {
 /* Is process pid (pinned by a pidfd the caller holds) in job j's leaf?
  * Its "0::" line of /proc/<pid>/cgroup ends with /<loop dir>/<leaf>. */
 static int in_leaf(int procfd, pid_t pid, const bg_job *j) {
-  char path[32], buf[1024];
+  char path[32], buf[1024], want[PATH_MAX + 64];
+  if (!bg_job_cgroup_path(j, want, sizeof want)) return 0;
+  const char *end = strrchr(want, '/');
+  const char *from = want;
+  for (const char *p = want; p < end; p++) /* the loop dir's '/' */
+    if (*p == '/') from = p;
   snprintf(path, sizeof path, "%d/cgroup", (int)pid);
   int fd = openat(procfd, path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
@@ -241,15 +235,13 @@ static int in_leaf(int procfd, pid_t pid, const bg_job *j) {
   if (line == NULL) return 0;
   if (*line == '\n') line++;
   line[strcspn(line, "\n")] = '\0';
-  const char *loop = strrchr(j->loop->cg_path, '/');
-  char want[PATH_MAX];
-  int len = snprintf(want, sizeof want, "%s/%s", loop ? loop : "", j->cg_name);
-  size_t have = strlen(line);
-  return len > 0 && (size_t)len <= have && strcmp(line + have - (size_t)len, want) == 0;
+  size_t len = strlen(from), have = strlen(line);
+  return len <= have && strcmp(line + have - len, from) == 0;
 }
 
-long bg_job_signal_escaped(bg_job *j, int sig) {
-  if (!bg_job_has_cgroup(j)) return 0;
+long bg_escaped_signal(bg_job *j, int sig) {
+  int dirfd;
+  if (bg_job_leaf(j, &dirfd) == NULL) return 0;
   int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (procfd < 0) return -1;
   proc_table t = {NULL, 0, 0};
@@ -310,65 +302,38 @@ static void walk_free(walk_state *w) {
 }
 
 static int push_walk(lua_State *L, int procfd, walk_state *w, bg_job *j) {
+  bg_job_status st;
+  bg_job_status_get(j, &st);
   lua_newtable(L);
-  if (j->pid <= 0 || j->group_empty) return 0; /* no members to start from */
+  if (st.pid <= 0 || st.group_empty) return 0; /* no members to start from */
   if (walk_ready(w, procfd) < 0) return -1;
-  walk(&w->t, w->order, j->pid, w->seen, ++w->stamp, w->queue);
+  walk(&w->t, w->order, st.pid, w->seen, ++w->stamp, w->queue);
   lua_Integer k = 0;
   for (size_t i = 0; i < w->t.n; i++)
-    if (w->seen[i] == w->stamp && !member(&w->t.e[i], j->pid))
+    if (w->seen[i] == w->stamp && !member(&w->t.e[i], st.pid))
       push_entry(L, procfd, w->t.e[i].pid, ++k);
   return 0;
 }
 
-/* Push { list, ... }, one list of { {pid=, command=}, ... } per job of the
- * table at idx: the live processes of each job outside its group. One
- * /proc scan serves every job without a leaf. */
-static int push_escaped(lua_State *L, int idx) {
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+int bg_escaped_push(lua_State *L, bg_job *const *jobs, int n) {
   int procfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (procfd < 0) return bg_fail(L, errno, "open /proc");
   walk_state w;
   memset(&w, 0, sizeof w);
-  lua_createtable(L, (int)n, 0);
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, idx, i);
-    bg_job *j = luaL_testudata(L, -1, BG_JOB_MT);
-    if (j == NULL || j->closed) {
-      walk_free(&w);
-      close(procfd);
-      return luaL_error(L, "escaped: item %d must be an open job", (int)i);
-    }
-    lua_pop(L, 1);
-    int rc = bg_job_has_cgroup(j) ? push_leaf(L, procfd, j) : push_walk(L, procfd, &w, j);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    int dirfd;
+    bg_job *j = jobs[i];
+    int rc = bg_job_leaf(j, &dirfd) ? push_leaf(L, procfd, j) : push_walk(L, procfd, &w, j);
     if (rc < 0) {
       int e = errno ? errno : EIO;
       walk_free(&w);
       close(procfd);
-      return bg_fail(L, e, "list the processes of job %d", (int)j->pid);
+      return bg_fail(L, e, "list the processes of job %d", (int)bg_job_pid(j));
     }
-    lua_rawseti(L, -2, i);
+    lua_rawseti(L, -2, i + 1);
   }
   walk_free(&w);
   close(procfd);
   return 1;
-}
-
-/* job:escaped() -> { {pid=, command=}, ... } (the job at index 1) */
-int bg_job_escaped(lua_State *L) {
-  lua_settop(L, 1);
-  lua_createtable(L, 1, 0);
-  lua_pushvalue(L, 1);
-  lua_rawseti(L, 2, 1);
-  int nret = push_escaped(L, 2);
-  if (nret != 1) return nret; /* nil, msg, errname */
-  lua_rawgeti(L, -1, 1);
-  return 1;
-}
-
-/* core.escaped({job, ...}) -> { list, ... } */
-int bg_core_escaped(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  return push_escaped(L, 1);
 }

@@ -47,4 +47,15 @@ int bg_guardian_reap(bg_guardian *g);
 /* Tell the guardian to stand down, reap it and free the table. */
 void bg_guardian_stop(bg_guardian *g);
 
+/* The running guardian's pid (-1: none) and pidfd (readable once it has
+ * exited; -1: none). */
+static inline pid_t bg_guardian_pid(const bg_guardian *g) { return g->pid; }
+static inline int bg_guardian_pidfd(const bg_guardian *g) { return g->pidfd; }
+
+/* The directory that guardians started from now on kill and remove when
+ * the host dies (NULL: none). It must outlive them. */
+static inline void bg_guardian_set_cgroup(bg_guardian *g, const char *dir) {
+  g->cgroup_dir = dir;
+}
+
 #endif
