@@ -78,4 +78,13 @@ describe("the layers", function()
     local src = source("lua/bgproc/lib/json.lua")
     assert.is_nil(src:find("processes = true", 1, true), "no hand-kept list of array keys in json.lua")
   end)
+
+  it("the OpenCode plugin's tool catalog is generated from the tools, and current", function()
+    local ok, out = h.sh(("cd %s && %s tools/opencode-catalog.lua --check 2>&1"):format(h.root, h.lua))
+    assert.is_true(ok, out)
+    for _, file in ipairs { "integrations/opencode/index.js", "integrations/opencode/lib/client.js" } do
+      assert.is_nil(source(file):find('"sendBackgroundProcessInput"', 1, true), "no hand-kept list of tools in " .. file)
+      assert.is_nil(source(file):find('"listBackgroundProcesses"', 1, true), "no hand-kept list of tools in " .. file)
+    end
+  end)
 end)

@@ -14,20 +14,17 @@ import { pathToFileURL } from "node:url";
 import { BgprocClient, DaemonError } from "./lib/client.js";
 import { shapeOf } from "./lib/schema.js";
 
-const TOOL_NAMES = [
-  "createBackgroundProcess",
-  "listBackgroundProcesses",
-  "getBackgroundProcess",
-  "killProcesses",
-  "waitForBackgroundProcess",
-  "sendBackgroundProcessInput",
-];
+// The tools as bgproc declares them (lib/tools.json, generated from
+// lua/bgproc/tools/ by tools/opencode-catalog.lua): their names, and
+// their schemas when the daemon cannot be asked at load.
+const CATALOG = JSON.parse(fs.readFileSync(new URL("./lib/tools.json", import.meta.url), "utf8"));
+const SHIPPED = new Map(CATALOG.tools.map((t) => [t.name, t]));
+const TOOL_NAMES = [...SHIPPED.keys()];
 const LOAD_TIMEOUT_MS = 10000; // the daemon's tools/list at load
 const LOOKUP_TIMEOUT_MS = 5000; // OpenCode API calls (session parent, notices)
 const CLOSE_TIMEOUT_MS = 3000; // session/close replies on exit
-const WAIT_DEFAULT_MS = 30000; // waitForBackgroundProcess's default timeoutMs
-const KILL_GRACE_DEFAULT_MS = 3000; // killProcesses's default graceMs
-const KILL_GRACE_MAX_MS = 600000; // and its largest
+const { waitTimeoutMs: WAIT_DEFAULT_MS, graceMs: KILL_GRACE_DEFAULT_MS, maxGraceMs: KILL_GRACE_MAX_MS } =
+  CATALOG.defaults;
 const WAIT_SLACK_MS = 30000; // on top of a wait or a kill's grace: the daemon's own work
 
 function bounded(promise, ms, what) {
@@ -219,10 +216,11 @@ export const BgprocPlugin = async (input, options = {}) => {
 
   const tools = {};
   for (const name of TOOL_NAMES) {
-    const def = listed?.get(name);
+    // the daemon's own definition; the shipped one if it could not be asked
+    const def = listed?.get(name) ?? SHIPPED.get(name);
     tools[name] = {
-      description: def?.description ?? `bgproc ${name} (the bgproc daemon checks the arguments)`,
-      args: mode === "zod" && def ? shapeOf(z, def.inputSchema) : {},
+      description: def.description,
+      args: mode === "zod" ? shapeOf(z, def.inputSchema) : {},
       execute: (args, ctx) => execute(name, args, ctx),
     };
   }
@@ -234,13 +232,16 @@ export const BgprocPlugin = async (input, options = {}) => {
     // daemon's own schema (fetched now if it was not at load).
     "tool.definition": async (inp, out) => {
       if (mode === "zod" || !TOOL_NAMES.includes(inp?.toolID)) return;
+      let map = listed;
       try {
-        const map = listed ?? await fetchTools(LOOKUP_TIMEOUT_MS);
-        const def = map.get(inp.toolID);
-        if (!def) return;
-        out.description = def.description;
-        out.jsonSchema = def.inputSchema;
-      } catch {}
+        map ??= await fetchTools(LOOKUP_TIMEOUT_MS);
+      } catch {
+        map = SHIPPED; // the daemon still checks the arguments
+      }
+      const def = map.get(inp.toolID);
+      if (!def) return;
+      out.description = def.description;
+      out.jsonSchema = def.inputSchema;
     },
 
     // The bash tool's commands join the chat's session: `bgproc start`

@@ -4,6 +4,7 @@
 // every wait, and on a lost connection (the daemon restarted) reconnects
 // once, re-opens the sessions it had and retries the call when that is
 // safe: the request never reached the daemon, or it only reads (see call).
+import fs from "node:fs";
 import net from "node:net";
 import { execFile } from "node:child_process";
 
@@ -39,7 +40,9 @@ class ConnectionLost extends Error {
 // reconnect does anyway). Any other call is retried only if it was never
 // written to the socket.
 const RETRY_SAFE_METHODS = new Set(["tools/list", "session/open"]);
-const RETRY_SAFE_TOOLS = new Set(["listBackgroundProcesses", "getBackgroundProcess", "waitForBackgroundProcess"]);
+// the tools that change nothing (readOnlyHint in bgproc's catalog, tools.json)
+const CATALOG = JSON.parse(fs.readFileSync(new URL("./tools.json", import.meta.url), "utf8"));
+const RETRY_SAFE_TOOLS = new Set(CATALOG.tools.filter((t) => t.annotations?.readOnlyHint).map((t) => t.name));
 
 function retrySafe(method, params) {
   if (RETRY_SAFE_METHODS.has(method)) return true;

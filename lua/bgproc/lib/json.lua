@@ -154,6 +154,26 @@ end
 -- Same as json.encode, always in Lua (for tests comparing both).
 json.lua_encode = lua_encode
 
+-- v as indented JSON with sorted keys: the same bytes on every run, for
+-- files generated from Lua tables and kept in git.
+function json.pretty(v, indent)
+  indent = indent or ""
+  if type(v) ~= "table" then return json.encode(v) end
+  local inner = indent .. "  "
+  local parts = {}
+  if json.is_list(v) then
+    if #v == 0 then return "[]" end
+    for i, x in ipairs(v) do parts[i] = inner .. json.pretty(x, inner) end
+    return "[\n" .. table.concat(parts, ",\n") .. "\n" .. indent .. "]"
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  if #keys == 0 then return "{}" end
+  table.sort(keys)
+  for i, k in ipairs(keys) do parts[i] = inner .. json.encode(k) .. ": " .. json.pretty(v[k], inner) end
+  return "{\n" .. table.concat(parts, ",\n") .. "\n" .. indent .. "}"
+end
+
 -- Keys whose values are always arrays in bgproc's messages: an empty one
 -- decodes as a plain table, and is marked again by normalize(). The
 -- modules that define the messages declare them (tools/init.lua for

@@ -14,6 +14,7 @@ local get = {
     .. "`lines` lines (default 100). With `since` (the `cursor` of an earlier answer), only newer "
     .. "output. `filter` (a regular expression) keeps only matching lines in this answer. "
     .. "Output is cleaned of ANSI codes unless stripAnsi is false.",
+  annotations = { readOnlyHint = true },
 }
 
 -- The lines of out that regex re matches, or nil and a message.

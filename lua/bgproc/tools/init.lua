@@ -7,9 +7,11 @@
 --   selects  the selector keys it takes (engine/select.lua's KEYS)
 --   arrays   the keys of its result that are always arrays
 --   cli      its `bgproc` flags: { field, flag, help, argname=, value= }
+--   annotations  MCP's hints: readOnlyHint (safe to retry), destructiveHint
 -- The same tables feed the Lua API (m:call), the daemon protocol, the
 -- CLI and the MCP server.
 local common = require "bgproc.tools.common"
+local config = require "bgproc.engine.config"
 local errors = require "bgproc.lib.errors"
 local json = require "bgproc.lib.json"
 local records = require "bgproc.engine.records"
@@ -56,13 +58,30 @@ function tools.check(name, args, engine)
   return def, norm
 end
 
--- Definitions for MCP's tools/list: name, description, inputSchema.
+-- Definitions for MCP's tools/list: name, description, inputSchema,
+-- annotations.
 function tools.definitions()
   local out = json.array()
   for i, t in ipairs(tools.list) do
-    out[i] = { name = t.name, description = t.description, inputSchema = t.inputSchema }
+    out[i] = { name = t.name, description = t.description, inputSchema = t.inputSchema,
+               annotations = t.annotations }
   end
   return out
+end
+
+-- What a client needs when it cannot ask the daemon (the OpenCode
+-- plugin's integrations/opencode/lib/tools.json is made from it by
+-- tools/opencode-catalog.lua): the definitions, and the defaults that
+-- bound how long a call may take.
+function tools.catalog()
+  return {
+    tools = tools.definitions(),
+    defaults = {
+      waitTimeoutMs = tools.by_name.waitForBackgroundProcess.DEFAULT_TIMEOUT_MS,
+      graceMs = config.defaults.graceMs,
+      maxGraceMs = tools.by_name.killProcesses.inputSchema.properties.graceMs.maximum,
+    },
+  }
 end
 
 -- A short text for a result (MCP content), or the error's message.

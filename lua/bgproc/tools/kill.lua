@@ -21,6 +21,7 @@ local kill = {
     graceMs = { type = "integer", minimum = 0, maximum = 600000 },
   })),
   selects = SELECTS,
+  annotations = { destructiveHint = true },
   arrays = { "killed", "alreadyFinished", "errors", "escaped" },
   cli = {
     { "tags", "--tag", "With any of these tags (repeatable)." },

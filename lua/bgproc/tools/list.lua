@@ -15,6 +15,7 @@ local list = {
     limit = { type = "integer", minimum = 1, maximum = 100000, description = "Return at most this many (the newest)." },
   })),
   selects = SELECTS,
+  annotations = { readOnlyHint = true },
   arrays = { "processes" },
   cli = {
     { "sessionId", "--session", "Only this session's." },

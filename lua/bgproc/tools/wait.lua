@@ -30,7 +30,9 @@ local wait = {
     timeoutMs = { type = "integer", minimum = 0, maximum = 3600 * 1000 },
   })),
   selects = SELECTS,
+  annotations = { readOnlyHint = true },
   arrays = { "processes", "done", "pending" },
+  DEFAULT_TIMEOUT_MS = 30000,
   cli = {
     { "tags", "--tag", "Also the jobs with any of these tags (repeatable)." },
     { "mode", "--any", "With several jobs: until the first one is done.", value = "any" },
@@ -176,7 +178,7 @@ function wait.handler(engine, args, ctx)
   local conds, fills = {}, {}
   for i, rec in ipairs(recs) do conds[i], fills[i] = condition(engine, rec, mode, re or nil, args.since) end
   local any = args.mode == "any"
-  local timeout = args.timeoutMs or 30000
+  local timeout = args.timeoutMs or wait.DEFAULT_TIMEOUT_MS
   local ok, why = engine:await(met_by(conds, any), timeout, ctx and ctx.progress)
   if why == "cancelled" then return errors.fail("cancelled", "the wait was cancelled") end
   if not ok and why ~= "timeout" then return errors.fail("internal", "the wait failed: %s", tostring(why)) end
