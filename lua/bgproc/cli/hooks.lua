@@ -79,4 +79,16 @@ function hooks.run(agent, event, parent, connect)
   return hooks.claude(event, hooks.read_stdin(), parent, connect)
 end
 
+-- The `hook` subcommand (a: the parsed args): prints what hooks.run
+-- gives, and exits 0 whatever happens (exit 2 would block the agent's
+-- turn).
+function hooks.command(a)
+  local ok, printed = pcall(hooks.run, a.agent, a.event, math.tointeger(uv.os_getppid()), function()
+    return require("bgproc.client").connect { socket = a.socket, autostart = false }
+  end)
+  if ok and printed ~= "" then io.stdout:write(printed, "\n") end
+  if not ok then io.stderr:write("bgproc hook: ", tostring(printed), "\n") end
+  return 0
+end
+
 return hooks

@@ -1,0 +1,160 @@
+-- The command line's grammar (argparse): bgproc's flags, its subcommands
+-- and theirs, with their help texts.
+local argparse = require "argparse"
+local filter = require "bgproc.engine.select"
+
+local parser = {}
+
+local STATUSES = filter.STATUSES
+
+-- A converter for an integer flag whose error names the flag.
+local function integer(flag)
+  return function(s)
+    local n = math.tointeger(tonumber(s))
+    if n then return n end
+    return nil, ("%s: expected a whole number, got '%s'"):format(flag, s)
+  end
+end
+
+local function global_flags(p)
+  p:flag("--json", "Print results as JSON.")
+  p:option("--socket", "Daemon socket (default: $BGPROC_SOCKET, $XDG_RUNTIME_DIR/bgproc/daemon.sock).")
+  p:flag("-v --version", "Print the version and exit.")
+end
+
+local function start_command(p)
+  local start = p:command("start", "Start a command in the background.")
+  start:usage("Usage: bgproc start [options] -- COMMAND [ARGS...]\n       bgproc start [options] 'shell command string'")
+  start:option("--name", "A descriptive name.")
+  start:option("--tag", "A tag (repeatable)."):count("*"):init({})
+  start:flag("--global", "Outlive the owner's session (the terminal's shell, the agent): until killed.")
+  start:option("--cwd", "Working directory (default: the current one).")
+  start:option("--env", "NAME=VALUE added to the environment (repeatable)."):count("*"):init({})
+  start:flag("--pty", "Run on a pseudo-terminal.")
+  start:flag("--stdin", "Keep stdin open as a pipe (see `bgproc send`).")
+  start:option("--timeout", "Stop it after MS milliseconds.", nil, integer("--timeout")):argname("<ms>")
+  start:option("--ready", "Regex: the first matching line marks it ready."):argname("<re>")
+  start:option("--notify", "Regex: a matching line is told to the session's owner (an agent's notices)."):argname("<re>")
+  start:option("--output-bytes", "Output kept in memory.", nil, integer("--output-bytes")):argname("<n>")
+  start:argument("command", "The command: words become an argv; one quoted string runs in a shell."):args("+")
+end
+
+local function list_command(p)
+  local list = p:command("list ls", "List background processes.")
+  list:option("--session", "Only this session's.")
+  list:option("--status", "Only this status (repeatable)."):count("*"):init({}):choices(STATUSES)
+  list:option("--tag", "With any of these tags (repeatable)."):count("*"):init({})
+  list:option("--all-tags", "With all of these tags (repeatable)."):count("*"):init({})
+  list:option("--name", "Name contains this.")
+  list:flag("--global", "Only global ones.")
+  list:option("--limit", "At most N (the newest).", nil, integer("--limit")):argname("<n>")
+end
+
+local function show_command(p)
+  local show = p:command("show", "Show one process: its record and last lines.")
+  show:argument("id", "Process id.")
+  show:option("-n --lines", "Lines of output.", "20", integer("--lines"))
+end
+
+local function logs_command(p)
+  local logs = p:command("logs", "Print a process's output.")
+  logs:argument("id", "Process id.")
+  logs:option("-n", "Last N lines.", "100", integer("-n"))
+  logs:flag("-f --follow", "Keep printing new output until the job ends.")
+  logs:option("--since", "Only output after this cursor.", nil, integer("--since")):argname("<cursor>")
+  logs:option("--grep", "Only lines matching this regex."):argname("<re>")
+  logs:mutex(logs:flag("--stderr", "Only stderr."), logs:flag("--stdout", "Only stdout."))
+  logs:flag("--raw", "Keep ANSI colour codes and carriage returns.")
+end
+
+local function kill_command(p)
+  local kill = p:command("kill", "Stop processes and everything they started.")
+    :epilog("The whole process group gets the signal; what is alive after the grace gets KILL. "
+      .. "Processes that left the group (setsid) are listed as escaped: killed through the job's "
+      .. "cgroup v2 leaf where the machine gives one (`bgproc daemon status` says), else left running.")
+  kill:argument("id", "Process id."):args("?")
+  kill:option("--tag", "With any of these tags (repeatable)."):count("*"):init({})
+  kill:option("--session", "Of this session.")
+  kill:option("--status", "With this status (repeatable)."):count("*"):init({}):choices(STATUSES)
+  kill:flag("--all", "Every job.")
+  kill:option("--signal", "Signal to send first (default TERM).")
+  kill:option("--grace", "Milliseconds before KILL (default 3000).", nil, integer("--grace")):argname("<ms>")
+end
+
+local function wait_command(p)
+  local wait = p:command("wait", "Wait for a process (or several) to exit, print a line, or become ready.")
+    :epilog("Several IDs, or --tag, wait for every one of them (--any: the first). Exit 0 when met "
+      .. "(each job completed or matched), 1 when a job ended otherwise, 124 on timeout.")
+  wait:argument("id", "Process id (several: wait for all, or --any)."):args("*")
+  wait:option("--tag", "Also the jobs with any of these tags (repeatable)."):count("*"):init({})
+  wait:flag("--any", "With several jobs: until the first one is done.")
+  wait:mutex(wait:option("--for", "Regex: wait for a matching output line."):argname("<re>"),
+             wait:flag("--ready", "Wait for its --ready pattern."))
+  wait:option("--timeout", "Give up after MS milliseconds (exit code 124).", "30000", integer("--timeout")):argname("<ms>")
+end
+
+local function send_command(p)
+  local send = p:command("send", "Write text to a process's stdin.")
+  send:argument("id", "Process id.")
+  send:argument("text", "Text to send (add \\n yourself for a newline).")
+  send:flag("--eof", "Close stdin afterwards.")
+end
+
+local function daemon_command(p)
+  local d = p:command("daemon", "Start, stop or inspect the per-user daemon.")
+  d:argument("action", "start, stop, status, or run (in the foreground).")
+    :choices { "start", "stop", "status", "run" }
+  d:flag("--quiet-if-running", "With run: exit 0 quietly if a daemon already runs.")
+  d:flag("--verbose", "With run: also log to stderr.")
+end
+
+local function hook_command(p)
+  local hook = p:command("hook", "Run as an agent's hook (Claude Code: see the README).")
+    :epilog("bgproc hook claude SessionEnd ends the jobs of that Claude Code session (its Bash tool's and its bgproc mcp's); UserPromptSubmit and "
+      .. "PostToolUse print hook JSON whose additionalContext tells the model what ended or became ready "
+      .. "since its last turn. The hook's JSON comes on stdin. Never fails the hook: exits 0.")
+  hook:argument("agent", "The agent: claude.")
+  hook:argument("event", "The hook event: SessionEnd, UserPromptSubmit or PostToolUse (others: nothing is done).")
+end
+
+local function mcp_command(p)
+  local m = p:command("mcp", "Serve the tools over MCP on stdin/stdout.")
+  m:flag("--standalone", "Run an engine in this process instead of using the daemon.")
+end
+
+-- `version` and `help`
+local function help_command(p)
+  p:command("version", "Print the version.")
+  local h = p:command("help", "Show help for a command.")
+  h:argument("topic", "A command."):args("?")
+end
+
+-- A new parser; the subcommand's name lands in `cmd` of the parsed args.
+function parser.build()
+  local p = argparse("bgproc", "Run, watch and stop background processes.")
+    :epilog("Jobs run in a per-user daemon, started on demand. `bgproc mcp` serves the same tools to AI agents over MCP.")
+    :require_command(false)
+    :command_target("cmd")
+  for _, add in ipairs { global_flags, start_command, list_command, show_command, logs_command, kill_command,
+                         wait_command, send_command, daemon_command, hook_command, mcp_command,
+                         help_command } do
+    add(p)
+  end
+  return p
+end
+
+-- The subcommand named `name` (or an alias of it), or nil.
+function parser.find_command(p, name)
+  for _, cmd in ipairs(p._commands) do
+    for _, alias in ipairs(cmd._aliases) do
+      if alias == name then return cmd end
+    end
+  end
+end
+
+-- The usage text of a subcommand (by name or alias), or of bgproc.
+function parser.usage(p, sub)
+  return (parser.find_command(p, sub) or p):get_usage()
+end
+
+return parser
