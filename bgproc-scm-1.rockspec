@@ -24,51 +24,25 @@ dependencies = {
 external_dependencies = {
   PCRE2 = { header = "pcre2.h", library = "pcre2-8" },
 }
+-- The Makefile builds and installs (build type "make"), so this file lists
+-- no module: `make modules` compiles core/<folder>/*.c into one .so per
+-- folder, `make install-rock` copies every lua/bgproc/**/*.lua, the shipped
+-- plugins/*.lua (as bgproc.plugins.NAME) and the .so files into the rock.
 build = {
-  type = "builtin",
-  modules = {
-    ["bgproc.core"] = {
-      sources = {
-        "core/cgroup.c", "core/core.c", "core/errors.c", "core/escape.c", "core/fds.c",
-        "core/group.c", "core/guardian.c", "core/job.c", "core/loop.c", "core/proc.c",
-        "core/ring.c", "core/signals.c", "core/spawn.c",
-      },
-      incdirs = { "core" },
-      defines = { "_GNU_SOURCE" },
-    },
-    ["bgproc.regex"] = {
-      sources = { "core/regex.c" },
-      libraries = { "pcre2-8" },
-    },
-    ["bgproc.jsonenc"] = {
-      sources = { "core/jsonenc.c" },
-      libraries = { "m" },
-    },
-    ["bgproc"] = "lua/bgproc/init.lua",
-    ["bgproc.cli"] = "lua/bgproc/cli.lua",
-    ["bgproc.client"] = "lua/bgproc/client.lua",
-    ["bgproc.daemon"] = "lua/bgproc/daemon.lua",
-    ["bgproc.mcp"] = "lua/bgproc/mcp.lua",
-    ["bgproc.paths"] = "lua/bgproc/paths.lua",
-    ["bgproc.hooks"] = "lua/bgproc/hooks.lua",
-    ["bgproc.owner"] = "lua/bgproc/owner.lua",
-    ["bgproc.notices"] = "lua/bgproc/notices.lua",
-    ["bgproc.rpc"] = "lua/bgproc/rpc.lua",
-    ["bgproc.config"] = "lua/bgproc/config.lua",
-    ["bgproc.errors"] = "lua/bgproc/errors.lua",
-    ["bgproc.filter"] = "lua/bgproc/filter.lua",
-    ["bgproc.json"] = "lua/bgproc/json.lua",
-    ["bgproc.manager"] = "lua/bgproc/manager.lua",
-    ["bgproc.plugins"] = "lua/bgproc/plugins.lua",
-    ["bgproc.sched"] = "lua/bgproc/sched.lua",
-    ["bgproc.schema"] = "lua/bgproc/schema.lua",
-    ["bgproc.tags"] = "lua/bgproc/tags.lua",
-    ["bgproc.text"] = "lua/bgproc/text.lua",
-    ["bgproc.tools"] = "lua/bgproc/tools.lua",
-    ["bgproc.plugins.autotag"] = "plugins/autotag.lua",
-    ["bgproc.plugins.logfile"] = "plugins/logfile.lua",
-    ["bgproc.plugins.restart"] = "plugins/restart.lua",
-    ["bgproc.plugins.stall"] = "plugins/stall.lua",
+  type = "make",
+  build_target = "modules",
+  build_variables = {
+    CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    PCRE_CFLAGS = "-I$(PCRE2_INCDIR)",
+    PCRE_LIBS = "-L$(PCRE2_LIBDIR) -lpcre2-8",
+    WARN = "-std=c11 -Wall -Wextra", -- no -Werror where the compiler is yours
+  },
+  install_target = "install-rock",
+  install_variables = {
+    LUADIR = "$(LUADIR)",
+    LIBDIR = "$(LIBDIR)",
   },
   install = {
     bin = { bgproc = "bin/bgproc" },
