@@ -1,9 +1,11 @@
 -- The subcommands that call a tool: start, list, show, logs, kill, wait,
 -- send. Each is commands[name](a, c): a the parsed args, c a client of
 -- the daemon; it prints and returns the exit code.
-local filter = require "bgproc.engine.select"
 local caller = require "bgproc.cli.caller"
+local flags = require "bgproc.cli.flags"
 local render = require "bgproc.cli.render"
+local states = require "bgproc.engine.states"
+local tools = require "bgproc.tools"
 
 local commands = {}
 
@@ -12,65 +14,36 @@ local out = render.out
 
 -- ---- from flags to tool arguments --------------------------------------------------------
 
--- Per command, its tool and each tool argument from the parsed flags: a
--- string names the flag whose value it is; a function makes it (nil:
--- not given).
-
-local function list_of(flag) -- a repeatable flag, given at least once
-  return function(a) return #a[flag] > 0 and a[flag] or nil end
-end
-
-local function yes(flag) -- a flag that is on
-  return function(a) return a[flag] or nil end
-end
-
-local function env_of(a) -- --env NAME=VALUE ...
-  local env = {}
-  for _, kv in ipairs(a.env) do
-    local k, v = kv:match("^([^=]+)=(.*)$")
-    env[k] = v
-  end
-  return env
-end
+-- Per command, its tool and the arguments that are not flags the tool
+-- declares (cli/flags.lua makes those): positionals and the like.
 
 -- `wait` with several IDs or --tag waits for a set of jobs.
-local function several(a) return #a.id > 1 or #a.tag > 0 end
+local function several(a) return #a.id > 1 or #a.tags > 0 end
 
 local TOOLS = {
   start = { tool = "createBackgroundProcess", args = {
     command = function(a) return #a.command == 1 and a.command[1] or nil end, -- a shell string
     argv = function(a) return #a.command > 1 and a.command or nil end,
-    name = "name", tags = list_of "tag", global = yes "global", cwd = "cwd", env = env_of,
-    pty = yes "pty", stdin = function(a) return a.stdin and "pipe" or nil end,
-    timeoutMs = "timeout", readyPattern = "ready", outputBytes = "output_bytes", notifyPattern = "notify",
   } },
-  list = { tool = "listBackgroundProcesses", args = {
-    sessionId = "session", status = list_of "status", tags = list_of "tag", allTags = list_of "all_tags",
-    name = "name", global = yes "global", limit = "limit",
-  } },
+  list = { tool = "listBackgroundProcesses", args = {} },
   show = { tool = "getBackgroundProcess", args = { processId = "id", lines = "lines" } },
   logs = { tool = "getBackgroundProcess", args = { -- and since, lines: each read's own
     processId = "id", filter = "grep", stripAnsi = function(a) return not a.raw or nil end,
     stream = function(a) return a.stderr and "stderr" or a.stdout and "stdout" or nil end,
   } },
-  kill = { tool = "killProcesses", args = {
-    processId = "id", tags = list_of "tag", sessionId = "session", status = list_of "status", all = yes "all",
-    signal = function(a) return a.signal and (tonumber(a.signal) or a.signal) end, graceMs = "grace",
-  } },
+  kill = { tool = "killProcesses", args = { processId = "id" } },
   wait = { tool = "waitForBackgroundProcess", args = {
     processId = function(a) return not several(a) and a.id[1] or nil end,
     processIds = function(a) return several(a) and #a.id > 0 and a.id or nil end,
-    tags = list_of "tag", mode = function(a) return a.any and "any" or nil end,
-    ["until"] = function(a) return a["for"] and "output" or a.ready and "ready" or nil end,
-    pattern = "for", timeoutMs = "timeout",
   } },
-  send = { tool = "sendBackgroundProcessInput", args = { processId = "id", input = "text", eof = yes "eof" } },
+  send = { tool = "sendBackgroundProcessInput", args = { processId = "id", input = "text" } },
 }
 commands.TOOLS = TOOLS
 
 -- The arguments of command `name`'s tool, from the parsed flags.
 local function tool_args(name, a)
-  local args = {}
+  local tool = TOOLS[name].tool
+  local args = tools.by_name[tool].cli and flags.args(tool, a) or {}
   for key, from in pairs(TOOLS[name].args) do
     if type(from) == "string" then args[key] = a[from] else args[key] = from(a) end
   end
@@ -86,20 +59,35 @@ end
 
 local checks = {}
 
-function checks.start(a)
-  for _, kv in ipairs(a.env) do
-    if not kv:find("^[^=]+=") then return ("--env: expected NAME=VALUE, got '%s'"):format(kv) end
-  end
+function checks.wait(a)
+  if #a.id == 0 and #a.tags == 0 then return "wait: give an ID (or several), or --tag" end
+  if a.mode and #a.id < 2 and #a.tags == 0 then return "wait: --any is for several jobs (IDs or --tag)" end
 end
 
-function checks.wait(a)
-  if #a.id == 0 and #a.tag == 0 then return "wait: give an ID (or several), or --tag" end
-  if a.any and #a.id < 2 and #a.tag == 0 then return "wait: --any is for several jobs (IDs or --tag)" end
+-- "kill: give an ID, --session, --status, --tag or --all": the kill
+-- tool's selector keys, as flags.
+local function kill_usage()
+  local kill = tools.by_name.killProcesses
+  local ways = {}
+  for _, key in ipairs(kill.selects) do
+    ways[#ways + 1] = key == "processId" and "an ID" or flags.flag_of(kill.name, key)
+  end
+  return ("kill: give %s or %s"):format(table.concat(ways, ", "), flags.flag_of(kill.name, "all"))
+end
+
+function checks.kill(a)
+  local args = tool_args("kill", a)
+  for _, key in ipairs(tools.by_name.killProcesses.selects) do
+    if args[key] ~= nil then return nil end
+  end
+  if not args.all then return kill_usage() end
 end
 
 -- What is wrong with the args of command `name`, or nil.
 function commands.check(name, a)
-  return checks[name] and checks[name](a)
+  local tool = TOOLS[name] and tools.by_name[TOOLS[name].tool]
+  local problem = tool and tool.cli and flags.check(tool.name, a)
+  return problem or (checks[name] and checks[name](a))
 end
 
 -- ---- the commands ------------------------------------------------------------------------
@@ -159,7 +147,7 @@ local function follow_logs(a, c, cursor)
     if not g then return gcode end
     if g.output ~= "" then print_logs(a, g) end
     cursor = g.cursor
-    if filter.FINAL[g.status] and not w.timedOut and g.output == "" and not g.truncated then return EXIT.OK end
+    if states.FINAL[g.status] and not w.timedOut and g.output == "" and not g.truncated then return EXIT.OK end
   end
 end
 
@@ -176,9 +164,6 @@ function commands.logs(a, c)
 end
 
 function commands.kill(a, c)
-  if not a.id and #a.tag == 0 and not a.session and #a.status == 0 and not a.all then
-    return render.fail("kill: give an ID, --tag, --session, --status or --all", EXIT.USAGE)
-  end
   -- the caller's session asks: its owner is not told of a kill it made
   local r, code = call(c, "kill", a, caller.session().sessionId)
   if not r then return code end
@@ -196,7 +181,7 @@ local function wait_several(a, r)
     local ok = p.done and (p.matched == true or (p.matched == nil and p.status == "completed"))
     if ok then good = good + 1 end
   end
-  if a.any then return good > 0 and EXIT.OK or EXIT.FAIL end
+  if a.mode then return good > 0 and EXIT.OK or EXIT.FAIL end
   return good == #r.processes and EXIT.OK or EXIT.FAIL
 end
 
@@ -204,7 +189,7 @@ end
 -- on timeout.
 local function wait_one(a, r)
   if a.json then render.json(r)
-  elseif r.timedOut then out(("%s: still %s after %d ms\n"):format(r.id, r.status, a.timeout))
+  elseif r.timedOut then out(("%s: still %s after %d ms\n"):format(r.id, r.status, a.timeoutMs))
   elseif r.matched then out(r.line, "\n") -- just the line, for scripts
   else render.result(false, TOOLS.wait.tool, r) end
   if r.timedOut then return EXIT.TIMEOUT end

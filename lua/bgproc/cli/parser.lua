@@ -1,20 +1,12 @@
 -- The command line's grammar (argparse): bgproc's flags, its subcommands
--- and theirs, with their help texts.
+-- and theirs, with their help texts. The flags of a command that calls a
+-- tool are the tool's own (cli/flags.lua).
 local argparse = require "argparse"
-local filter = require "bgproc.engine.select"
+local flags = require "bgproc.cli.flags"
 
 local parser = {}
 
-local STATUSES = filter.STATUSES
-
--- A converter for an integer flag whose error names the flag.
-local function integer(flag)
-  return function(s)
-    local n = math.tointeger(tonumber(s))
-    if n then return n end
-    return nil, ("%s: expected a whole number, got '%s'"):format(flag, s)
-  end
-end
+local integer = flags.integer
 
 local function global_flags(p)
   p:flag("--json", "Print results as JSON.")
@@ -25,29 +17,13 @@ end
 local function start_command(p)
   local start = p:command("start", "Start a command in the background.")
   start:usage("Usage: bgproc start [options] -- COMMAND [ARGS...]\n       bgproc start [options] 'shell command string'")
-  start:option("--name", "A descriptive name.")
-  start:option("--tag", "A tag (repeatable)."):count("*"):init({})
-  start:flag("--global", "Outlive the owner's session (the terminal's shell, the agent): until killed.")
-  start:option("--cwd", "Working directory (default: the current one).")
-  start:option("--env", "NAME=VALUE added to the environment (repeatable)."):count("*"):init({})
-  start:flag("--pty", "Run on a pseudo-terminal.")
-  start:flag("--stdin", "Keep stdin open as a pipe (see `bgproc send`).")
-  start:option("--timeout", "Stop it after MS milliseconds.", nil, integer("--timeout")):argname("<ms>")
-  start:option("--ready", "Regex: the first matching line marks it ready."):argname("<re>")
-  start:option("--notify", "Regex: a matching line is told to the session's owner (an agent's notices)."):argname("<re>")
-  start:option("--output-bytes", "Output kept in memory.", nil, integer("--output-bytes")):argname("<n>")
+  flags.add(start, "createBackgroundProcess")
   start:argument("command", "The command: words become an argv; one quoted string runs in a shell."):args("+")
 end
 
 local function list_command(p)
   local list = p:command("list ls", "List background processes.")
-  list:option("--session", "Only this session's.")
-  list:option("--status", "Only this status (repeatable)."):count("*"):init({}):choices(STATUSES)
-  list:option("--tag", "With any of these tags (repeatable)."):count("*"):init({})
-  list:option("--all-tags", "With all of these tags (repeatable)."):count("*"):init({})
-  list:option("--name", "Name contains this.")
-  list:flag("--global", "Only global ones.")
-  list:option("--limit", "At most N (the newest).", nil, integer("--limit")):argname("<n>")
+  flags.add(list, "listBackgroundProcesses")
 end
 
 local function show_command(p)
@@ -73,12 +49,7 @@ local function kill_command(p)
       .. "Processes that left the group (setsid) are listed as escaped: killed through the job's "
       .. "cgroup v2 leaf where the machine gives one (`bgproc daemon status` says), else left running.")
   kill:argument("id", "Process id."):args("?")
-  kill:option("--tag", "With any of these tags (repeatable)."):count("*"):init({})
-  kill:option("--session", "Of this session.")
-  kill:option("--status", "With this status (repeatable)."):count("*"):init({}):choices(STATUSES)
-  kill:flag("--all", "Every job.")
-  kill:option("--signal", "Signal to send first (default TERM).")
-  kill:option("--grace", "Milliseconds before KILL (default 3000).", nil, integer("--grace")):argname("<ms>")
+  flags.add(kill, "killProcesses")
 end
 
 local function wait_command(p)
@@ -86,18 +57,14 @@ local function wait_command(p)
     :epilog("Several IDs, or --tag, wait for every one of them (--any: the first). Exit 0 when met "
       .. "(each job completed or matched), 1 when a job ended otherwise, 124 on timeout.")
   wait:argument("id", "Process id (several: wait for all, or --any)."):args("*")
-  wait:option("--tag", "Also the jobs with any of these tags (repeatable)."):count("*"):init({})
-  wait:flag("--any", "With several jobs: until the first one is done.")
-  wait:mutex(wait:option("--for", "Regex: wait for a matching output line."):argname("<re>"),
-             wait:flag("--ready", "Wait for its --ready pattern."))
-  wait:option("--timeout", "Give up after MS milliseconds (exit code 124).", "30000", integer("--timeout")):argname("<ms>")
+  flags.add(wait, "waitForBackgroundProcess")
 end
 
 local function send_command(p)
   local send = p:command("send", "Write text to a process's stdin.")
   send:argument("id", "Process id.")
   send:argument("text", "Text to send (add \\n yourself for a newline).")
-  send:flag("--eof", "Close stdin afterwards.")
+  flags.add(send, "sendBackgroundProcessInput")
 end
 
 local function daemon_command(p)

@@ -16,7 +16,6 @@ local KNOWN_KEY = {}
 for _, k in ipairs(filter.KEYS) do KNOWN_KEY[k] = true end
 
 local STATUSES = states.KNOWN
-filter.STATUSES, filter.FINAL = states.STATUSES, states.FINAL -- TODO(layers): callers use states
 
 local function as_list(v)
   if v == nil then return nil end

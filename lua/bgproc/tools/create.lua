@@ -64,7 +64,7 @@ local create = {
     { "cwd", "--cwd", "Working directory (default: the current one)." },
     { "env", "--env", "NAME=VALUE added to the environment (repeatable)." },
     { "pty", "--pty", "Run on a pseudo-terminal." },
-    { "stdin", "--stdin", "Keep stdin open as a pipe (see `bgproc send`)." },
+    { "stdin", "--stdin", "Keep stdin open as a pipe (see `bgproc send`).", value = "pipe" },
     { "timeoutMs", "--timeout", "Stop it after MS milliseconds.", argname = "<ms>" },
     { "readyPattern", "--ready", "Regex: the first matching line marks it ready.", argname = "<re>" },
     { "notifyPattern", "--notify", "Regex: a matching line is told to the session's owner (an agent's notices).",

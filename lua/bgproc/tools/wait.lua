@@ -36,7 +36,11 @@ local wait = {
   cli = {
     { "tags", "--tag", "Also the jobs with any of these tags (repeatable)." },
     { "mode", "--any", "With several jobs: until the first one is done.", value = "any" },
-    { "timeoutMs", "--timeout", "Give up after MS milliseconds (exit code 124).", argname = "<ms>", default = "30000" },
+    { "pattern", "--for", "Regex: wait for a matching output line.", argname = "<re>",
+      also = { ["until"] = "output" }, mutex = "until" },
+    { "until", "--ready", "Wait for its --ready pattern.", value = "ready", mutex = "until" },
+    { "timeoutMs", "--timeout", "Give up after MS milliseconds (exit code 124).", argname = "<ms>",
+      default = "30000" },
   },
 }
 
