@@ -7,10 +7,6 @@ local helpers = {}
 local root = os.getenv("PWD") or "."
 helpers.root = root
 
-function helpers.sleep(ms)
-  uv.sleep(ms)
-end
-
 function helpers.now_ms()
   return uv.hrtime() / 1e6
 end
@@ -24,6 +20,20 @@ function helpers.wait_until(fn, timeout_ms, step_ms)
     uv.sleep(step_ms or 10)
   until helpers.now_ms() > deadline
   return fn()
+end
+
+-- A negative check, only after a positive event: pred() keeps holding for
+-- ms. Polls every 10 ms and returns false as soon as pred() turns false,
+-- true when it held the whole window. tick(step_ms), when given, passes
+-- the time instead of sleeping (e.g. drives a manager's loop: whatever
+-- must not happen gets its chance to). Never a way to wait for something.
+function helpers.holds_for(ms, pred, tick)
+  local deadline = helpers.now_ms() + ms
+  repeat
+    if not pred() then return false end
+    if tick then tick(10) else uv.sleep(10) end
+  until helpers.now_ms() >= deadline
+  return pred() and true or false
 end
 
 -- A whole file's contents, or nil when it cannot be read.

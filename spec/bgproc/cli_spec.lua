@@ -856,9 +856,14 @@ describe("bgproc CLI with a daemon", function()
                                       env = d.env })
       local out = h.finish(loop, job, 15000)
       loop:close()
-      assert.equal("shell-" .. h.self_pid(), rec(name).sessionId, out)
-      h.sleep(300)
-      assert.equal("running", rec(name).status) -- the wrapper's exit did not end it
+      local r = rec(name)
+      assert.equal("shell-" .. h.self_pid(), r.sessionId, out)
+      -- the wrapper has exited and been reaped: a session bound to it would
+      -- be ending now, and be seen ending by the next request
+      assert.is_true(h.holds_for(300, function() return h.alive(r.pid) end), "the wrapper's exit ended the job")
+      r = rec(name)
+      assert.equal("running", r.status) -- the wrapper's exit did not end it
+      assert.is_nil(r.stopping)
     end)
 
     it("keeps jobs of a session named by BGPROC_SESSION after the shell exits", function()
@@ -870,10 +875,14 @@ describe("bgproc CLI with a daemon", function()
       local job = assert(loop:spawn { argv = { "sh", "-c", ("lua5.4 %s start --name %s -- sleep 1000; sleep 0.2"):format(BIN, name) }, env = env })
       h.finish(loop, job, 15000)
       loop:close()
-      h.sleep(500)
-      local r = decode((ok_run(d, { "list", "--json", "--name", name }))).processes[1]
+      -- the shell has exited and been reaped: its end, were the job bound
+      -- to it, would be under way by now and seen by the next request
+      local r = rec(name)
+      assert.is_true(h.holds_for(300, function() return h.alive(r.pid) end), "the shell's exit ended the job")
+      r = rec(name)
       assert.equal(sess, r.sessionId)
       assert.equal("running", r.status)
+      assert.is_nil(r.stopping)
     end)
   end)
 

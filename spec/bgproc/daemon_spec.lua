@@ -103,6 +103,33 @@ local function wait_status(d, id, want, ms)
   return h.wait_until(function() return job(d, id).status == want end, ms or 5000, 50)
 end
 
+-- How many clients the daemon serves besides the one asking (daemon/status
+-- on a fresh connection). 0 once it has handled every other client's close.
+local function other_clients(d)
+  local c = connect(d)
+  local s, err = c:call("daemon/status", {}, 5000)
+  c:close()
+  assert(s, err and err.message)
+  return s.clients - 1
+end
+
+-- The daemon has handled every other connection's close, and the job is
+-- running with no stop begun (a session ending with it would have begun one).
+local function untouched_after_closes(d, id)
+  assert.truthy(h.wait_until(function() return other_clients(d) == 0 end, 5000),
+    "the daemon still counts a closed connection")
+  local r = job(d, id)
+  return r.status == "running" and not r.stopping, r
+end
+
+-- The job's leader has exec'd its program (comm is `name`).
+local function execd(pid, name)
+  return h.wait_until(function()
+    local st = h.stat(pid)
+    return st and st.comm == name
+  end, 5000)
+end
+
 -- `bgproc --json start ARGS...`: the record.
 local function cli_start(d, args)
   local argv = { "--json", "start" }
@@ -364,7 +391,7 @@ describe("daemon", function()
       track(glob.pid)
       assert.equal(sid, mine.sessionId)
       assert.equal(sid, glob.sessionId)
-      h.sleep(100)
+      assert.truthy(execd(mine.pid, "sleep"), "the session's job never started")
       assert.equal("running", job(d, mine.id).status)
       c:close()
       assert.truthy(wait_status(d, mine.id, "cancelled"), "the session's job was not cancelled")
@@ -398,11 +425,13 @@ describe("daemon", function()
       local rec = cjson.decode(line:match("^[^\n]*"))
       assert.is_string(rec.id, line)
       track(rec.pid)
-      h.sleep(200)
+      -- started; and the session does not end while its client lives
+      local held = execd(rec.pid, "sleep") and h.holds_for(200, function() return h.alive(rec.pid) end)
       local before = job(d, rec.id).status
       kid:kill("KILL")
       h.finish(loop, kid, 5000)
       loop:close()
+      assert.truthy(held, "the job ended while its client lived")
       assert.equal("running", before)
       assert.truthy(wait_status(d, rec.id, "cancelled"), "the crashed client's job lives on")
       assert.falsy(h.alive(rec.pid))
@@ -419,12 +448,12 @@ describe("daemon", function()
       local r = tool(c, "createBackgroundProcess", { command = "sleep 1000" }, "pid-bound")
       track(r.pid)
       c:close()
-      h.sleep(300)
-      local still = job(d, r.id).status
+      local ok, still = pcall(untouched_after_closes, d, r.id)
       holder:kill("KILL")
       h.finish(loop, holder, 5000)
       loop:close()
-      assert.equal("running", still, "the job ended with the connection")
+      assert(ok, still)
+      assert.truthy(ok and still, "the job ended with the connection")
       assert.truthy(wait_status(d, r.id, "cancelled"), "the job outlived the session's process")
       assert.falsy(h.alive(r.pid))
       assert.matches("session pid%-bound ended %(process %d+ exited%)", log_text(d))
@@ -481,8 +510,8 @@ describe("daemon", function()
       local k = tool(c, "createBackgroundProcess", { command = "sleep 1000" }, "kept")
       track(k.pid)
       c:close()
-      h.sleep(300)
-      assert.equal("running", job(d, k.id).status)
+      local untouched, rec = untouched_after_closes(d, k.id)
+      assert.truthy(untouched, "the job ended with its connection: " .. cjson.encode(rec))
     end)
   end)
 
@@ -700,8 +729,7 @@ describe("daemon", function()
       local r = assert(raw(d.socket))
       local line = PING:format(1) .. "\n"
       for i = 1, #line do
-        r:send(line:sub(i, i))
-        pump(function() return false end, 2)
+        r:send(line:sub(i, i), 5000) -- one write each, each written before the next
       end
       local m = r:recv()
       assert.is_table(m)
@@ -737,9 +765,19 @@ describe("daemon", function()
           r:close()
           served = i
         end
-        h.sleep(300)
+        -- every hung-up client handled: its ping read, its reply written
+        -- into a closed socket, its close seen (or the daemon is dead)
+        h.wait_until(function()
+          loop:wait(0)
+          if run:info().state ~= "running" then return true end
+          local c = client.connect { socket = fd.socket, autostart = false }
+          if not c then return true end
+          local s = c:call("daemon/status", {}, 5000)
+          c:close()
+          return s and s.clients == 1
+        end, 10000, 20)
       end
-      h.pump(loop, function() return false end, 100)
+      loop:wait(0)
       local state = run:info().state
       local code, sig = run:exit()
       local still = state == "running" and answers_ping(fd)
@@ -771,7 +809,12 @@ describe("daemon", function()
       c:close()
       local r = assert(raw(d.socket))
       r:request(11, "tools/call", { name = "waitForBackgroundProcess", arguments = { processId = j.id, timeoutMs = 60000 } })
-      assert.is_nil(r:recv(300), "the wait answered early")
+      -- a connection's lines are served in order: the ping's answer comes
+      -- after the wait has begun, and before any answer the wait would give
+      r:request(111, "ping", {})
+      local first = r:recv(5000)
+      assert.is_table(first, "no answer to the ping")
+      assert.equal(111, first.id, "the wait answered early")
       local t0 = uv.hrtime()
       r:send('{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":11}}\n')
       local m = r:recv(3000)
@@ -782,11 +825,17 @@ describe("daemon", function()
       assert.is_true(since_ms(t0) < 1000)
       -- a wait whose client goes away
       r:request(12, "tools/call", { name = "waitForBackgroundProcess", arguments = { processId = j.id, timeoutMs = 60000 } })
-      pump(function() return false end, 100)
+      r:request(112, "ping", {})
+      local pong = r:recv(5000)
+      assert.is_table(pong, "no answer to the ping")
+      assert.equal(112, pong.id, "the wait answered early") -- it has begun
       r:close()
-      h.sleep(200)
+      assert.truthy(h.wait_until(function() return other_clients(d) == 0 end, 5000),
+        "the daemon still counts the closed connection")
       assert(answers_ping(d))
-      assert.equal("running", job(d, j.id).status)
+      local rec = job(d, j.id)
+      assert.equal("running", rec.status)
+      assert.is_nil(rec.stopping)
     end)
 
     it("sends progress notifications for a wait that asks for them", function()

@@ -35,11 +35,14 @@ describe("embedded in a C host", function()
       local bgproc = require "bgproc"
       local m = bgproc.new { config = {}, plugins = {}, luv = false }
       local r = assert(m:call("createBackgroundProcess", { command = "sleep 1000 & sleep 1000 & wait" }))
-      m:run_until(function() return false end, 200)
-      print(r.pid)
+      local h = require "helpers" -- (spec/ is on the path)
+      m:run_until(function() return #h.group(r.pid) == 3 end, 5000)
+      print(r.pid, #h.group(r.pid))
     ]]
-    local pgid = tonumber(out:match("%d+"))
-    assert.truthy(pgid)
+    local pgid, members = out:match("^(%d+)%s+(%d+)")
+    pgid = tonumber(pgid)
+    assert.truthy(pgid, out)
+    assert.equal("3", members, "the job's group was not whole when the host exited")
     assert.is_true(h.wait_until(function() return #h.group(pgid) == 0 end, 2000))
   end)
 end)

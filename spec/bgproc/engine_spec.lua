@@ -29,9 +29,9 @@ describe("manager", function()
     it("fails a job at its timeout and ends its whole group", function()
       local m = h.manager()
       local r = start(m, { command = "sleep 1000 & sleep 1000 & wait", timeoutMs = 200 })
-      h.sleep(100)
+      -- nobody drives the manager here: the timeout cannot strike before the group is whole
+      assert.is_true(h.wait_until(function() return #h.group(r.pid) == 3 end, 5000), "the group never had 3 members")
       local pids = h.group(r.pid)
-      assert.equal(3, #pids)
       local w = wait(m, r.id)
       assert.equal("failed", w.status)
       assert.equal("timed out after 200 ms", w.error)
@@ -64,7 +64,10 @@ describe("manager", function()
       local m = h.manager()
       local r = start(m, { command = "echo out; exit 2" })
       wait(m, r.id)
-      m:run_until(function() return false end, 50)
+      -- its output closed and its group gone
+      assert.is_true(m:run_until(function()
+        return m:get(r.id).job:info().eof and #h.group(r.pid) == 0
+      end, 5000), "the job's output never closed")
       local rec = m:record(r.id)
       assert.equal(2, rec.exitCode)
       assert.equal("out", rec.lastLine)
@@ -76,10 +79,12 @@ describe("manager", function()
     it("finishes even when the request that started it is cancelled", function()
       local m = h.manager()
       local r = start(m, { command = "trap '' TERM; sleep 1000 & wait" })
-      h.sleep(100)
+      -- the sleep is forked after the trap is set: two members, TERM is ignored
+      assert.is_true(h.wait_until(function() return #h.group(r.pid) == 2 end, 5000), "the sleep never started")
       local got
       local task = m:call_async("killProcesses", { processId = r.id, graceMs = 300 }, {}, function(res) got = res end)
-      m:run_until(function() return false end, 50)
+      assert.is_true(m:run_until(function() return m:record(r.id).stopping end, 2000), "the stop never began")
+      assert.is_nil(got) -- still in its grace period (TERM is ignored)
       task:cancel()
       assert.is_true(m:run_until(function() return got ~= nil end, 2000))
       assert.matches("the request was cancelled", got.errors[1].message)
@@ -105,8 +110,10 @@ describe("manager", function()
 
     it("counts an exit already waiting to be read as an exit, not a timeout", function()
       local m = h.manager()
+      local t0 = h.now_ms()
       local r = start(m, { argv = { "true" }, timeoutMs = 1 })
-      h.sleep(50) -- exited, not yet dispatched, when the timer fires
+      -- exited (a zombie: nobody dispatched) and past its timeout when the timer fires
+      assert.is_true(h.wait_until(function() return not h.alive(r.pid) and h.now_ms() - t0 > 2 end, 5000))
       local w = wait(m, r.id)
       assert.equal("completed", w.status)
     end)
@@ -119,7 +126,7 @@ describe("manager", function()
       local a = start(m, { command = "sleep 100 & wait" }, "s1")
       local g = start(m, { command = "sleep 100", global = true }, "s1")
       local other = start(m, { command = "sleep 100" }, "s2")
-      h.sleep(50)
+      assert.is_true(h.wait_until(function() return #h.group(a.pid) == 2 end, 5000), "a's sleep never started")
       local a_pids = h.group(a.pid)
       local stopped = m:session_close("s1")
       assert.same({ a.id }, stopped)
@@ -159,7 +166,8 @@ describe("manager", function()
       local m = h.manager()
       local a = start(m, { command = "sleep 100 & wait" })
       local g = start(m, { command = "sleep 100 & wait", global = true }, "s2")
-      h.sleep(50)
+      assert.is_true(h.wait_until(function() return #h.group(a.pid) == 2 and #h.group(g.pid) == 2 end, 5000),
+        "the sleeps never started")
       local pids = {}
       for _, r in ipairs { a, g } do
         for _, pid in ipairs(h.group(r.pid)) do pids[#pids + 1] = pid end
@@ -201,8 +209,8 @@ describe("manager", function()
         local r = start(m, { command = "sleep 0.05; echo hi" })
         assert.equal("completed", wait(m, r.id).status)
       end
-      m:run_until(function() return false end, 100)
-      assert.equal(0, h.ok(m, "listBackgroundProcesses", {}).count)
+      assert.is_true(m:run_until(function() return h.ok(m, "listBackgroundProcesses", {}).count == 0 end, 5000),
+        "finished records were kept")
     end)
 
     it("refuses config values that would break it", function()
@@ -218,17 +226,24 @@ describe("manager", function()
       local m = h.manager { retention = { maxAgeMs = 50 } }
       local r = start(m, { argv = { "true" } })
       wait(m, r.id)
-      h.sleep(80)
-      m:retain()
-      assert.is_nil(m:record(r.id))
+      local ended = m:get(r.id).endedMs -- wall clock ms, as retain() counts
+      local function age() local s, us = uv.gettimeofday() return s * 1000 + us // 1000 - ended end
+      assert.is_true(h.wait_until(function()
+        m:retain()
+        local a, kept = age(), m:record(r.id) ~= nil -- a: at least the age retain() saw
+        if a <= 50 then assert.is_true(kept, "removed at " .. a .. " ms old") end
+        return not kept
+      end, 5000), "never removed")
     end)
 
     it("keeps a finished job's memory to what it printed", function()
       local m = h.manager()
       local r = start(m, { command = "echo small" })
       wait(m, r.id)
-      m:run_until(function() return false end, 50)
-      assert.equal(64, m:get(r.id).job:info().ring)
+      -- once its output is all in, the ring shrinks to what it holds
+      assert.is_true(m:run_until(function() return m:get(r.id).job:info().eof end, 5000))
+      assert.is_true(m:run_until(function() return m:get(r.id).job:info().ring == 64 end, 5000),
+        "ring still " .. m:get(r.id).job:info().ring .. " bytes")
     end)
   end)
 
@@ -359,42 +374,5 @@ describe("manager", function()
       assert.matches("plugin 'no%-such%-plugin' not found", err)
     end)
   end)
-
-  describe("config", function()
-    it("is read from $XDG_CONFIG_HOME/bgproc/init.lua", function()
-      local dir = h.tmpdir()
-      os.execute("mkdir -p " .. dir .. "/bgproc")
-      local f = assert(io.open(dir .. "/bgproc/init.lua", "w"))
-      f:write("return { maxRunning = 1, plugins = {} }\n")
-      f:close()
-      local script = [[
-        local m = require("bgproc").new { luv = false }
-        print(m.cfg.maxRunning, m.cfg.source)
-        m:shutdown()
-      ]]
-      local loop = require("bgproc.core").new()
-      local job = assert(loop:spawn { argv = { h.lua, "-e", script }, env = h.lua_env { XDG_CONFIG_HOME = dir, BGPROC_CONFIG = false } })
-      local out = h.finish(loop, job, 10000)
-      loop:close()
-      os.execute("rm -rf " .. dir)
-      assert.equal("1\t" .. dir .. "/bgproc/init.lua\n", out)
-    end)
-
-    it("reports a broken config file clearly", function()
-      local dir = h.tmpdir()
-      local f = assert(io.open(dir .. "/bad.lua", "w"))
-      f:write("return { graceMs = 'soon' }\n")
-      f:close()
-      local ok, err = pcall(h.manager, { config = dir .. "/bad.lua" })
-      assert.is_false(ok)
-      assert.matches("config .*bad%.lua: 'graceMs' must be a number", err)
-      f = assert(io.open(dir .. "/syntax.lua", "w"))
-      f:write("return {")
-      f:close()
-      ok, err = pcall(h.manager, { config = dir .. "/syntax.lua" })
-      assert.is_false(ok)
-      assert.matches("syntax%.lua", err)
-      os.execute("rm -rf " .. dir)
-    end)
-  end)
+  -- the configuration (files, environment, checks): spec/bgproc/engine/config_spec.lua
 end)

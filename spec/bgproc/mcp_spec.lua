@@ -178,12 +178,20 @@ describe("bgproc mcp", function()
       local job = s.call("createBackgroundProcess", { command = "sleep 100" }).structuredContent
       s.send { jsonrpc = "2.0", id = "w1", method = "tools/call",
                params = { name = "waitForBackgroundProcess", arguments = { processId = job.id, timeoutMs = 60000 } } }
-      s.poll(100)
+      -- lines are served in order: once a ping is answered, the wait is under way
+      assert.same({}, s.request("ping").result)
       s.send { jsonrpc = "2.0", method = "notifications/cancelled", params = { requestId = "w1", reason = "user" } }
       -- a cancel for an unknown id is ignored
       s.send { jsonrpc = "2.0", method = "notifications/cancelled", params = { requestId = 12345 } }
       assert.same({}, s.request("ping").result)
-      assert.is_nil(s.response("w1", 500))
+      local function no_answer()
+        for _, m in ipairs(s.msgs) do if m.id == "w1" then return false end end
+        return true
+      end
+      assert.is_true(h.holds_for(500, no_answer, s.poll), "the cancelled wait was answered")
+      -- a wait still running would answer now that its job ends
+      assert.same({ job.id }, s.call("killProcesses", { processId = job.id }).structuredContent.killed)
+      assert.is_true(h.holds_for(300, no_answer, s.poll), "the wait was still running after its cancel")
     end)
 
     it("sends progress notifications during a long wait when asked to", function()
@@ -204,9 +212,8 @@ describe("bgproc mcp", function()
     it("ends every job when it exits", function()
       init(s)
       local job = s.call("createBackgroundProcess", { command = "sleep 1000 & wait", global = true }).structuredContent
-      h.sleep(100)
+      assert.is_true(h.wait_until(function() return #h.group(job.pid) == 2 end, 5000), "the sleep never started")
       local members = h.group(job.pid)
-      assert.equal(2, #members)
       s.close_stdin()
       for _, pid in ipairs(members) do assert.is_false(h.alive(pid)) end
     end)
@@ -229,9 +236,8 @@ describe("bgproc mcp", function()
       local tag = tostring(math.random(1e9))
       local sess = s.call("createBackgroundProcess", { command = "sleep 1000 & wait", name = "s" .. tag }).structuredContent
       local glob = s.call("createBackgroundProcess", { argv = { "sleep", "1000" }, name = "g" .. tag, global = true }).structuredContent
-      h.sleep(100)
+      assert.is_true(h.wait_until(function() return #h.group(sess.pid) == 2 end, 5000), "the sleep never started")
       local members = h.group(sess.pid)
-      assert.equal(2, #members)
       ending(s)
       s.done()
       assert.is_true(h.wait_until(function()
@@ -274,14 +280,17 @@ describe("bgproc mcp", function()
       job:write(cjson.encode { jsonrpc = "2.0", id = 2, method = "tools/call", params = {
         name = "createBackgroundProcess", arguments = { argv = { "pwd" }, cwd = "sub", name = "rel" } } } .. "\n")
       h.pump(loop, function() return (job:read(0, nil, "stdout")):find("\n.*\n") ~= nil end, 5000)
-      h.sleep(300)
-      local function out_of(name)
+      -- the job's output once its last line (matching last) is there
+      local function out_of(name, last)
         local o = d.run { "--json", "ls", "--name", name }
-        local id = cjson.decode(o).processes[1].id
-        return cjson.decode((d.run { "--json", "logs", id })).output
+        local p = cjson.decode(o).processes[1]
+        assert(p, "no job named " .. name .. ": " .. o)
+        local w, code = d.run { "wait", p.id, "--for", last, "--timeout", "10000" }
+        assert.equal(0, code, name .. " never printed its last line: " .. w)
+        return cjson.decode((d.run { "--json", "logs", p.id })).output
       end
-      assert.equal(dir .. "\nfrom-agent\n", out_of("here"))
-      assert.equal(dir .. "/sub\n", out_of("rel"))
+      assert.equal(dir .. "\nfrom-agent\n", out_of("here", "^from-agent$"))
+      assert.equal(dir .. "/sub\n", out_of("rel", "/sub$"))
       job:close_stdin()
       h.pump(loop, function() return not job:alive() end, 5000)
       loop:close()

@@ -250,7 +250,8 @@ describe("tools", function()
 
     it("escalates to KILL after the grace period", function()
       local r = start { command = "trap '' TERM; sleep 1000 & wait" }
-      h.sleep(100)
+      -- the sleep is forked after the trap is set: two members, TERM is ignored
+      assert.is_true(h.wait_until(function() return #h.group(r.pid) == 2 end, 5000), "the sleep never started")
       local t0 = h.now_ms()
       local k = h.ok(m, "killProcesses", { processId = r.id, graceMs = 300 })
       local took = h.now_ms() - t0
@@ -366,7 +367,8 @@ describe("tools", function()
       local r = start { command = "sleep 100" }
       local got
       local task = m:call_async("waitForBackgroundProcess", { processId = r.id }, {}, function(res, err) got = { res, err } end)
-      m:run_until(function() return false end, 50)
+      -- it waits (and does not answer by itself) while the loop runs
+      assert.is_true(h.holds_for(50, function() return got == nil end, function(ms) m:step(ms) end))
       task:cancel()
       m:run_until(function() return got ~= nil end, 1000)
       assert.is_nil(got[1])

@@ -111,7 +111,8 @@ describe("core kill", function()
     local old = assert(loop:spawn { command = "sleep 0.2 >/dev/null 2>&1 </dev/null & echo x" })
     assert.is_true(h.pump(loop, function() return old:info().eof and not old:alive() end, 3000))
     local P = old:pid()
-    h.sleep(400) -- the sleep is gone, and no dispatch has looked yet
+    -- the sleep is gone, and no dispatch has looked yet
+    assert.is_true(h.wait_until(function() return #h.group(P) == 0 end, 5000), "the sleep outlived 5 s")
     assert.is_false(old:info().group_empty)
     f = assert(io.open("/proc/sys/kernel/ns_last_pid", "w"))
     f:write(tostring(P - 1))

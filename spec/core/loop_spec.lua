@@ -39,8 +39,12 @@ describe("core loop", function()
   end)
 
   it("coalesces output: one event per job per dispatch, not per chunk", function()
-    local job = assert(loop:spawn { command = "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done; sleep 0.2" })
-    h.sleep(150) -- let it write everything while nobody dispatches
+    local job = assert(loop:spawn { command = "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done; exec sleep 0.2" })
+    -- it has written everything (the shell became the sleep) while nobody dispatched
+    assert.is_true(h.wait_until(function()
+      local st = h.stat(job:pid())
+      return st and st.comm == "sleep"
+    end, 5000), "the job never got to its sleep")
     local events = loop:dispatch()
     assert.equal(1, #events)
     assert.equal(job, events[1].job)
@@ -53,7 +57,8 @@ describe("core loop", function()
 
   it("reports exit and eof in one record when they coincide", function()
     local job = assert(loop:spawn { command = "echo bye" })
-    h.sleep(100)
+    -- exited (a zombie until the dispatch reaps it): its output and EOF are there too
+    assert.is_true(h.wait_until(function() return not h.alive(job:pid()) end, 5000), "the job never exited")
     local events = loop:dispatch()
     assert.equal(1, #events)
     assert.same({ job = job, output = true, exit = true, eof = true }, events[1])

@@ -160,9 +160,10 @@ describe("core spawn", function()
   end)
 
   it("feeds a pty job's input and sends EOF on close_stdin", function()
-    local job = assert(loop:spawn { command = "stty -echo; read line; echo got:$line; cat; echo done", pty = true })
-    h.pump(loop, function() return select(2, job:offsets()) >= 0 end, 100)
-    h.sleep(100) -- let stty -echo run before we type
+    local job = assert(loop:spawn { command = "stty -echo; echo typing-ok; read line; echo got:$line; cat; echo done", pty = true })
+    -- stty -echo has run before we type
+    assert.is_true(h.pump(loop, function() return ((job:read(0)) or ""):find("typing-ok", 1, true) ~= nil end, 5000),
+      "the job never got past stty")
     job:write("hello\n")
     job:write("more\n")
     job:close_stdin()
@@ -173,8 +174,9 @@ describe("core spawn", function()
   end)
 
   it("resizes a pty", function()
-    local job = assert(loop:spawn { command = "stty -echo; read x; stty size", pty = true })
-    h.sleep(100)
+    local job = assert(loop:spawn { command = "stty -echo; echo resize-me; read x; stty size", pty = true })
+    assert.is_true(h.pump(loop, function() return ((job:read(0)) or ""):find("resize-me", 1, true) ~= nil end, 5000),
+      "the job never got past stty")
     assert.is_true(job:resize(50, 120))
     job:write("go\n")
     assert.matches("50 120", h.finish(loop, job))
@@ -184,11 +186,13 @@ describe("core spawn", function()
   end)
 
   describe("failures come back as values", function()
+    -- (a failed spawn's child is reaped by then: a zombie counts as a child)
     local function no_children_left()
-      h.sleep(20)
-      return #h.children(h.self_pid()) == 0 or
+      return h.wait_until(function()
+        local kids = h.children(h.self_pid())
         -- the guardian is our only legitimate child
-        (#h.children(h.self_pid()) == 1 and h.children(h.self_pid())[1].pid == loop:guardian())
+        return #kids == 0 or (#kids == 1 and kids[1].pid == loop:guardian())
+      end, 2000)
     end
 
     it("for a missing program", function()

@@ -72,7 +72,10 @@ describe("shipped plugins", function()
       m:run_until(function() return m:record(a.id).status == "failed" and m:record(b.id).status == "failed" end, 2000)
       h.ok(m, "killProcesses", { processId = a.id })
       m:session_close("gone")
-      m:run_until(function() return false end, 700)
+      -- past the backoff (300 ms) neither is started again
+      assert.is_true(h.holds_for(700, function()
+        return m:record(a.id).restarts == nil and m:record(b.id).restarts == nil
+      end, function(ms) m:step(ms) end), "a job was restarted")
       assert.equal("failed", m:record(a.id).status)
       assert.is_nil(m:record(a.id).restarts)
       assert.equal("failed", m:record(b.id).status)
@@ -85,8 +88,13 @@ describe("shipped plugins", function()
       local killed = start(m, { command = "sleep 100", tags = { "restart" } })
       local slow = start(m, { command = "sleep 100", tags = { "restart" }, timeoutMs = 100 })
       h.ok(m, "killProcesses", { processId = killed.id })
-      m:run_until(function() return m:record(slow.id).status == "failed" end, 3000)
-      m:run_until(function() return false end, 200)
+      assert.is_true(m:run_until(function()
+        return m:record(slow.id).status == "failed" and m:record(plain.id).status == "failed"
+      end, 3000))
+      -- well past the backoff (10 ms), none is started again
+      assert.is_true(h.holds_for(200, function()
+        return not (m:record(plain.id).restarts or m:record(killed.id).restarts or m:record(slow.id).restarts)
+      end, function(ms) m:step(ms) end), "a job was restarted")
       assert.is_nil(m:record(plain.id).restarts)
       assert.is_nil(m:record(killed.id).restarts)
       assert.is_nil(m:record(slow.id).restarts)
@@ -189,9 +197,12 @@ describe("shipped plugins", function()
     it("does not flag a quiet job that is not at a prompt", function()
       local m = h.manager { plugins = { "stall" }, config = { stall = { silentMs = 100, checkMs = 50 } } }
       local r = start(m, { command = "echo working; sleep 100", stdin = "pipe" })
-      m:run_until(function() return false end, 400)
-      local notes = m:record(r.id).notes
-      assert.is_true(notes == nil or notes.waitingForInput == nil)
+      assert.is_true(m:run_until(function() return m:record(r.id).lastLine == "working" end, 3000))
+      -- silent for 4 x silentMs, checked every checkMs: never flagged
+      assert.is_true(h.holds_for(400, function()
+        local notes = m:record(r.id).notes
+        return notes == nil or notes.waitingForInput == nil
+      end, function(ms) m:step(ms) end), "flagged as waiting for input")
     end)
   end)
 end)
