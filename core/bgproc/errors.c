@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *bg_errname(int err) {
+/* "ENOENT" for ENOENT; "EIO" for a number without a name. */
+static const char *errname(int err) {
   const char *name = strerrorname_np(err);
   return name ? name : "EIO";
 }
@@ -20,7 +21,7 @@ int bg_fail(lua_State *L, int err, const char *fmt, ...) {
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
   lua_pushnil(L);
-  lua_pushfstring(L, "%s: %s: %s", bg_errname(err), what, strerror(err));
-  lua_pushstring(L, bg_errname(err));
+  lua_pushfstring(L, "%s: %s: %s", errname(err), what, strerror(err));
+  lua_pushstring(L, errname(err));
   return 3;
 }

@@ -12,7 +12,4 @@
 int bg_fail(lua_State *L, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* "ENOENT" for ENOENT; "EIO" for a number without a name. */
-const char *bg_errname(int err);
-
 #endif
