@@ -25,8 +25,7 @@ end
 
 -- Which modules each layer may require (patterns; the layer's own are allowed).
 local ALLOWED = {
-  ["lua/bgproc/lib"] = { "^bgproc%.lib%.", "^bgproc%.jsonenc$", "^bgproc%.sys$", "^bgproc%.core$",
-                         "^bgproc%.engine%.config$" },
+  ["lua/bgproc/lib"] = { "^bgproc%.lib%.", "^bgproc%.jsonenc$", "^bgproc%.sys$" },
   ["lua/bgproc/engine"] = { "^bgproc%.engine", "^bgproc%.lib%.", "^bgproc%.plugins%.", "^bgproc%.core$",
                             "^bgproc%.regex$" },
   ["lua/bgproc/plugins"] = { "^bgproc%.engine", "^bgproc%.lib%.", "^bgproc%.plugins%." },

@@ -7,6 +7,7 @@ local h = require "helpers"
 local uv = require "luv"
 local cjson = require "cjson"
 local core = require "bgproc.core"
+local sys = require "bgproc.sys"
 local client = require "bgproc.client"
 local json = require "bgproc.lib.json"
 
@@ -206,7 +207,7 @@ describe("daemon", function()
     end)
 
     it("refuses a peer of another uid with -32001, logs it, and keeps serving", function()
-      if core.getuid() ~= 0 then
+      if sys.getuid() ~= 0 then
         pending("needs root, to run a client as user nobody (setpriv)")
         return
       end
@@ -979,6 +980,23 @@ describe("daemon", function()
       assert.matches("info stopping: asked by a client\n", log)
       assert.matches("info stopped\n$", log)
       assert.equal(1, count(log, " started, pid "))
+    end)
+
+    it("reports the log it writes when it was given one (daemon.run's log), and none with log = false", function()
+      local d = new_daemon()
+      for _, want in ipairs { d.dir .. "/elsewhere/custom.log", false } do
+        local code = ("os.exit(require('bgproc.daemon').run { socket = %q, log = %s })")
+          :format(d.socket, want and ("%q"):format(want) or "false")
+        local dm = h.spawn_daemon(d, { h.lua, "-e", code })
+        local s = assert(dm.client:call("daemon/status", {}, 5000))
+        dm.client:call("daemon/stop", {}, 5000)
+        dm.client:close()
+        assert.truthy(h.pump(dm.loop, function() return not dm.job:alive() end, 10000))
+        dm.loop:close()
+        assert.equal(want or nil, s.log)
+        if want then assert.matches(" info started, pid ", read_file(want) or "") end
+      end
+      assert.is_nil(read_file(d.log), "nothing went to the default log")
     end)
 
     it("moves a log over 10 MiB to daemon.log.1 when it starts", function()

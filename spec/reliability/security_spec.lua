@@ -6,9 +6,10 @@
 local h = require "helpers"
 local uv = require "luv"
 local core = require "bgproc.core"
+local sys = require "bgproc.sys"
 local client = require "bgproc.client"
 
-local ROOT = core.getuid() == 0
+local ROOT = sys.getuid() == 0
 
 -- A job's report from spec/fixtures/show_self.lua: { args, fds, env }.
 local function parse_self(out)
@@ -80,10 +81,10 @@ describe("security", function()
       local dir = d.dir .. "/run"
       local dst, sst = uv.fs_stat(dir), uv.fs_stat(d.socket)
       assert.equal("700", ("%o"):format(dst.mode & 511))
-      assert.equal(core.getuid(), dst.uid)
+      assert.equal(sys.getuid(), dst.uid)
       assert.equal("socket", sst.type)
       assert.equal("600", ("%o"):format(sst.mode & 511))
-      assert.equal(core.getuid(), sst.uid)
+      assert.equal(sys.getuid(), sst.uid)
       if not ROOT then
         pending("needs root, to connect as user nobody (setpriv)")
         return

@@ -14,6 +14,8 @@
 --                                   -- (BGPROC_CGROUP=0 in the environment: false)
 --     restart = { maxRestarts = 5, backoffMs = 1000 },   -- a plugin's options
 --   }
+local paths = require "bgproc.lib.paths"
+
 local config = {}
 
 config.defaults = {
@@ -33,26 +35,6 @@ local types = {
   graceMs = "number", maxRunning = "number", retention = "table", tags = "table",
   progressMs = "number", cgroup = "boolean",
 }
-
--- $XDG_CONFIG_HOME/bgproc (~/.config/bgproc), or nil without a home.
-function config.dir()
-  local base = os.getenv("XDG_CONFIG_HOME")
-  if not base or base == "" then
-    local home = os.getenv("HOME")
-    if not home then return nil end
-    base = home .. "/.config"
-  end
-  return base .. "/bgproc"
-end
-
-function config.state_dir()
-  local base = os.getenv("XDG_STATE_HOME")
-  if not base or base == "" then
-    local home = os.getenv("HOME") or "/tmp"
-    base = home .. "/.local/state"
-  end
-  return base .. "/bgproc"
-end
 
 local function exists(path)
   local f = io.open(path)
@@ -137,7 +119,7 @@ function config.load(opts)
     source = os.getenv("BGPROC_CONFIG")
     if source == "" then source = nil end
     if not source then
-      local dir = config.dir()
+      local dir = paths.config_dir()
       if dir and exists(dir .. "/init.lua") then source = dir .. "/init.lua" end
     end
   end

@@ -12,6 +12,7 @@
 -- The engine knows no tool: bgproc.new gives it the toolset that `call`
 -- dispatches to (tools/init.lua).
 local config = require "bgproc.engine.config"
+local paths = require "bgproc.lib.paths"
 local core = require "bgproc.core"
 local errors = require "bgproc.lib.errors"
 local plugin_api = require "bgproc.plugins.api"
@@ -49,7 +50,7 @@ end
 
 local function load_plugins(self, cfg)
   local dirs = {}
-  local user = config.dir()
+  local user = paths.config_dir()
   if user then dirs[#dirs + 1] = user .. "/plugins" end
   for _, d in ipairs(cfg.pluginDirs) do dirs[#dirs + 1] = d end
   self.plugins = plugins.new(plugin_api.new(self), function(level, msg) self:log(level, msg) end, dirs)

@@ -1,19 +1,41 @@
--- Where the daemon lives: its socket, lock and log.
+-- Where bgproc keeps things: the user's config and state, and where the
+-- daemon lives: its socket, lock and log.
+--   config  $XDG_CONFIG_HOME/bgproc (~/.config/bgproc)
+--   state   $XDG_STATE_HOME/bgproc (~/.local/state/bgproc)
 --   socket  $BGPROC_SOCKET, else $XDG_RUNTIME_DIR/bgproc/daemon.sock,
 --           else /tmp/bgproc-$UID/daemon.sock
 --   lock    <socket>.lock (held by the running daemon)
---   log     $XDG_STATE_HOME/bgproc/daemon.log (~/.local/state/...)
-local core = require "bgproc.core"
-local config = require "bgproc.engine.config"
+--   log     <state>/daemon.log
+local sys = require "bgproc.sys"
 
 local paths = {}
+
+-- $XDG_CONFIG_HOME/bgproc (~/.config/bgproc), or nil without a home.
+function paths.config_dir()
+  local base = os.getenv("XDG_CONFIG_HOME")
+  if not base or base == "" then
+    local home = os.getenv("HOME")
+    if not home then return nil end
+    base = home .. "/.config"
+  end
+  return base .. "/bgproc"
+end
+
+function paths.state_dir()
+  local base = os.getenv("XDG_STATE_HOME")
+  if not base or base == "" then
+    local home = os.getenv("HOME") or "/tmp"
+    base = home .. "/.local/state"
+  end
+  return base .. "/bgproc"
+end
 
 function paths.socket()
   local s = os.getenv("BGPROC_SOCKET")
   if s and s ~= "" then return s end
   local run = os.getenv("XDG_RUNTIME_DIR")
   if run and run ~= "" then return run .. "/bgproc/daemon.sock" end
-  return ("/tmp/bgproc-%d/daemon.sock"):format(core.getuid())
+  return ("/tmp/bgproc-%d/daemon.sock"):format(sys.getuid())
 end
 
 function paths.dir(socket)
@@ -25,7 +47,7 @@ function paths.lock(socket)
 end
 
 function paths.log()
-  return config.state_dir() .. "/daemon.log"
+  return paths.state_dir() .. "/daemon.log"
 end
 
 -- mkdir -p with mode 0700 for the parts we create. Returns true or nil, err.

@@ -1,6 +1,6 @@
 -- What plugins get as `api`: a narrow view of the engine, through its
 -- methods only (see plugins/host.lua for the hooks).
-local config = require "bgproc.engine.config"
+local paths = require "bgproc.lib.paths"
 local errors = require "bgproc.lib.errors"
 local records = require "bgproc.engine.records"
 local text = require "bgproc.lib.text"
@@ -59,7 +59,7 @@ function api.new(engine)
     end
     return now - s.at
   end
-  a.state_dir = config.state_dir()
+  a.state_dir = paths.state_dir()
   a.config = engine:settings()
   a.tag_policy = engine.tag_policy -- max_length, max_count, charset (read only)
   return a

@@ -53,8 +53,9 @@ end
 
 local WHERE = [[
   local config = require "bgproc.engine.config"
+  local paths = require "bgproc.lib.paths"
   local cfg = config.load()
-  print(require("cjson").encode { dir = config.dir() or false, state = config.state_dir(),
+  print(require("cjson").encode { dir = paths.config_dir() or false, state = paths.state_dir(),
     source = cfg.source, maxRunning = cfg.maxRunning, cgroup = cfg.cgroup == nil and "unset" or cfg.cgroup })
 ]]
 
