@@ -100,6 +100,15 @@ test-core: deps-test
 	@$(MAKE) --no-print-directory all
 	$(RUNNER) $(BUSTED) --run=core
 
+# The core's and the engine's specs, quick (under 90 s on 2 cores): not the
+# daemon's and the CLI's end-to-end specs, reliability or integrations
+# (.busted's check run). `make test` stays the whole proof.
+.PHONY: check
+check: deps-test
+	@$(MAKE) --no-print-directory all
+	@t0=$$(date +%s); $(RUNNER) --timeout 300 $(BUSTED) --run=check; rc=$$?; \
+	  echo "make check: $$(( $$(date +%s) - t0 )) s"; exit $$rc
+
 # The core's specs with AddressSanitizer + UndefinedBehaviorSanitizer, run
 # by build/asan/lua-host (the runtime linked in, nothing preloaded, so the
 # processes the tests start are plain). Child Lua processes of the specs
