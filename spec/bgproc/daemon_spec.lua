@@ -910,9 +910,15 @@ describe("daemon", function()
       local N = 3000 -- about 22 MB of tools/list replies, under the 64 MiB cap
       local t = {}
       for i = 1, N do t[i] = ('{"jsonrpc":"2.0","id":%d,"method":"tools/list"}'):format(i) end
-      deaf:send(table.concat(t, "\n") .. "\n", 10000)
-      pump(function() return false end, 200)
+      -- its first line opens a session: once the daemon counts it, it is
+      -- serving the backlog (a line per loop turn) while c asks
+      deaf:send('{"jsonrpc":"2.0","id":0,"method":"session/open","params":{"sessionId":"deaf","bind":"connection"}}\n'
+        .. table.concat(t, "\n") .. "\n", 10000)
       local c = connect(d)
+      assert.truthy(h.wait_until(function()
+        local s = c:call("daemon/status", {}, 5000)
+        return s and s.sessions >= 1
+      end, 5000), "the daemon never began on the deaf client's requests")
       local t0 = uv.hrtime()
       assert.same({}, assert(c:call("ping", {}, 5000)))
       local list = tool(c, "listBackgroundProcesses", {})
@@ -924,6 +930,7 @@ describe("daemon", function()
       c:close()
       -- the deaf client still gets every reply, in order, once it reads
       deaf:start_reading()
+      assert.equal(0, deaf:recv(10000).id)
       for i = 1, N do
         local m = deaf:recv(10000)
         assert.is_table(m, "reply " .. i .. " missing")
