@@ -69,6 +69,28 @@ describe("bgproc.lib.paths", function()
         where { XDG_RUNTIME_DIR = "", HOME = false })
     end)
 
+    it("config_dir: $XDG_CONFIG_HOME/bgproc, else ~/.config/bgproc, else none; state_dir likewise, else under /tmp",
+      function()
+        local function dirs_in(env)
+          local e = { XDG_CONFIG_HOME = false, XDG_STATE_HOME = false, HOME = false }
+          for k, v in pairs(env) do e[k] = v end
+          local loop = core.new()
+          local job = assert(loop:spawn { argv = { h.lua, "-e", [[
+            local paths = require "bgproc.lib.paths"
+            print(require("cjson").encode { config = paths.config_dir() or false, state = paths.state_dir() })
+          ]] }, env = h.lua_env(e) })
+          local out = h.finish(loop, job, 10000)
+          loop:close()
+          return cjson.decode(out)
+        end
+        assert.same({ config = "/x/c/bgproc", state = "/x/s/bgproc" },
+          dirs_in { XDG_CONFIG_HOME = "/x/c", XDG_STATE_HOME = "/x/s", HOME = "/h" })
+        assert.same({ config = "/h/.config/bgproc", state = "/h/.local/state/bgproc" }, dirs_in { HOME = "/h" })
+        assert.same({ config = "/h/.config/bgproc", state = "/h/.local/state/bgproc" },
+          dirs_in { HOME = "/h", XDG_CONFIG_HOME = "", XDG_STATE_HOME = "" }) -- empty counts as unset
+        assert.same({ config = false, state = "/tmp/.local/state/bgproc" }, dirs_in {})
+      end)
+
     it("paths.dir and paths.lock of a given socket", function()
       assert.equal("/a/b", paths.dir("/a/b/c.sock"))
       assert.equal("rel/dir", paths.dir("rel/dir/x.sock"))
