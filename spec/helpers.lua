@@ -325,6 +325,22 @@ function helpers.private_daemon(config_lua)
   return d
 end
 
+-- Start a daemon on private daemon d's socket as our child (its exit is
+-- ours to see): argv, default `bgproc daemon run`. Returns { loop, job,
+-- pid, client } once a client is connected.
+function helpers.spawn_daemon(d, argv)
+  local loop = require("bgproc.core").new()
+  local job = assert(loop:spawn { argv = argv or { helpers.lua, d.bin, "daemon", "run" }, env = d.env })
+  local c
+  local up = helpers.wait_until(function()
+    loop:dispatch()
+    c = require("bgproc.client").connect { socket = d.socket, autostart = false }
+    return c or not job:alive()
+  end, 15000, 20)
+  assert(up and c, "the daemon did not come up: " .. tostring((job:read(0))))
+  return { loop = loop, job = job, pid = job:pid(), client = c }
+end
+
 -- A copy of env with extra's entries added (false removes one).
 function helpers.env_with(env, extra)
   local out = {}

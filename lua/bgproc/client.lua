@@ -152,6 +152,17 @@ function client.localize_create(args)
   return out
 end
 
+-- A daemon's error reply to tools/call as the tool's error { code,
+-- message }: the tool's own (TOOL_ERROR, its code in data.code), else
+-- "unavailable" (no daemon, or it refused the request). Second value:
+-- true when the tool itself failed.
+function client.tool_error(err)
+  if err.code == rpc.TOOL_ERROR then
+    return { code = err.data and err.data.code or "error", message = err.message }, true
+  end
+  return { code = "unavailable", message = err.message }, false
+end
+
 function Client:dispatch(msg, line)
   if msg.method then
     local params = msg.params or {}

@@ -81,9 +81,9 @@ local function standalone_backend(sid)
   local engine = bgproc.new { log = log }
   engine:session_open(sid)
   local listener
-  engine:on_event(function(ev)
-    if listener and ev.sessionId == sid and notices.wanted(ev) then listener { ev } end
-  end)
+  engine:on_event(notices.listener(function(ev)
+    if listener then listener { ev } end
+  end, sid))
   return {
     listen = function(fn) listener = fn end,
     tools = function(cb) cb(engine:tools()) end,
@@ -103,9 +103,8 @@ local function daemon_backend(sid, socket)
   local conn
   local waiting -- callbacks queued while reconnecting
   local listener
-  local agent = owner.agent_of(math.tointeger(uv.os_getppid()))
-  local open_params = { sessionId = sid, bind = "connection", notify = true, ownerPid = agent,
-                        owner = "MCP client " .. owner.describe(agent) }
+  local open_params = owner.session_params("mcp", math.tointeger(uv.os_getppid()))
+  open_params.sessionId = sid
   local function listen_on(cc)
     cc.on_notification = function(method, params)
       if method == "notifications/jobs" and listener and type(params.events) == "table" then listener(params.events) end
@@ -160,10 +159,7 @@ local function daemon_backend(sid, socket)
         local id = cc:request("tools/call", { name = name, arguments = args, sessionId = sid, progress = progress ~= nil },
           function(r, rerr, raw)
             if r then return cb(r, nil, raw) end
-            if rerr.code == rpc.TOOL_ERROR then
-              return cb(nil, { code = rerr.data and rerr.data.code or "error", message = rerr.message })
-            end
-            cb(nil, { code = "unavailable", message = rerr.message })
+            cb(nil, (client.tool_error(rerr)))
           end, progress)
         cancel_remote = function() cc:notify("notifications/cancelled", { requestId = id }) end
       end)
@@ -191,7 +187,7 @@ function mcp.run(opts)
     end
   end
 
-  local calls = {} -- request id key -> { cancel = fn, cancelled = bool, waits = bool }
+  local calls = rpc.calls() -- each { cancel, cancelled, waits }
   local conn, finished, input_done
   local signals = {}
 
@@ -271,12 +267,10 @@ function mcp.run(opts)
           message = ("still waiting after %d s"):format(elapsed // 1000) })
       end
     end
-    local key = rpc.id_key(id)
-    local entry = { waits = name == "waitForBackgroundProcess" }
-    calls[key] = entry
+    local entry = calls:add(id, { waits = name == "waitForBackgroundProcess" })
     entry.cancel = backend.call(name, args, progress, function(res, terr, raw)
-      calls[key] = nil
-      if input_done and next(calls) == nil then
+      calls:finish(id)
+      if input_done and calls:empty() then
         local t = uv.new_timer() -- after this answer is written
         t:start(0, 0, function() t:close() shutdown("eof") end)
       end
@@ -294,25 +288,14 @@ function mcp.run(opts)
 
   handlers["notifications/initialized"] = function() end
 
-  handlers["notifications/cancelled"] = function(_, params)
-    local entry = calls[rpc.id_key(params.requestId)]
-    if entry and not entry.cancelled then
-      entry.cancelled = true
-      entry.cancel()
-    end
-  end
+  handlers["notifications/cancelled"] = function(_, params) calls:cancel(params.requestId) end
 
   -- At the end of input: waits are cancelled (their client is gone), the
   -- answers still owed are written, then the server exits.
   local function on_eof()
     input_done = true
-    for _, entry in pairs(calls) do
-      if entry.waits and not entry.cancelled then
-        entry.cancelled = true
-        entry.cancel()
-      end
-    end
-    if next(calls) == nil then shutdown("eof") end
+    calls:cancel_all(function(entry) return entry.waits end)
+    if calls:empty() then shutdown("eof") end
   end
 
   conn = rpc.conn {

@@ -102,4 +102,25 @@ function owner.find(parent, getenv)
   return { pid = pid, kind = "agent", description = describe(pid) }
 end
 
+-- The session/open params of a caller, by kind (parent: the caller's
+-- parent pid; getenv: os.getenv or a stand-in):
+--   "cli"   the owner's session ("shell-<pid>"), ending when the owner
+--           exits; or the one BGPROC_SESSION names, bound to nothing;
+--   "hook"  the owner's session, as "cli" finds it (BGPROC_SESSION aside):
+--           an agent's hook reaches what its shell tool started;
+--   "mcp"   a session that ends with the connection, notices pushed,
+--           owned by the agent that runs the server; the caller adds
+--           its sessionId.
+function owner.session_params(kind, parent, getenv)
+  getenv = getenv or os.getenv
+  if kind == "mcp" then
+    local agent = owner.agent_of(parent)
+    return { bind = "connection", notify = true, ownerPid = agent, owner = "MCP client " .. describe(agent) }
+  end
+  local named = kind == "cli" and getenv("BGPROC_SESSION")
+  if named and named ~= "" then return { sessionId = named, bind = "none" } end
+  local who = owner.find(parent, getenv)
+  return { sessionId = owner.session_id(who.pid), bind = "pid", pid = who.pid, owner = who.description }
+end
+
 return owner

@@ -212,7 +212,8 @@ end
 --   return result                 -> replied
 --   return nil, rpc.error(...)     -> the error replied
 --   return nil, nil, true          -> the handler answers (or not) itself
--- Unknown methods get -32601; params that are an array get -32602.
+-- Unknown methods get METHOD_NOT_FOUND; params that are an array get
+-- INVALID_PARAMS.
 -- Notifications (no id) only reach "notifications/..." methods and are
 -- never answered. A "notifications/..." method sent as a request (with an
 -- id) is handled as the notification, and answered {}: a request is
@@ -258,6 +259,54 @@ end
 -- A table key for a request id: 1 and "1" are different requests.
 function rpc.id_key(id)
   return type(id) .. ":" .. tostring(id)
+end
+
+-- ---- calls still running ---------------------------------------------------------
+
+-- A server's calls still running, by request id (rpc.id_key), so that
+-- notifications/cancelled { requestId } can stop one. Each is a record
+-- { cancel = fn, cancelled = true once cancelled }, where the server may
+-- keep more of its own.
+local Calls = {}
+Calls.__index = Calls
+
+function rpc.calls()
+  return setmetatable({ running = {} }, Calls)
+end
+
+-- Call id runs (record.cancel stops it). Returns record.
+function Calls:add(id, record)
+  self.running[rpc.id_key(id)] = record
+  return record
+end
+
+-- Call id answered: forgotten.
+function Calls:finish(id)
+  self.running[rpc.id_key(id)] = nil
+end
+
+local function cancel_once(call)
+  if call.cancelled then return end
+  call.cancelled = true
+  call.cancel()
+end
+
+-- notifications/cancelled: stop call id, once; ids not running are
+-- ignored (some clients cancel after every call).
+function Calls:cancel(id)
+  local call = self.running[rpc.id_key(id)]
+  if call then cancel_once(call) end
+end
+
+-- Stop every call running, or those which(record) picks.
+function Calls:cancel_all(which)
+  for _, call in pairs(self.running) do
+    if not which or which(call) then cancel_once(call) end
+  end
+end
+
+function Calls:empty()
+  return next(self.running) == nil
 end
 
 -- A peer that hangs up before reading is an EPIPE on that connection,

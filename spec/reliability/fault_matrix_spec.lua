@@ -243,18 +243,7 @@ end
 -- ---- daemons and clients ----------------------------------------------------------
 
 -- `bgproc daemon run` on d's socket, as our child (its exit is ours to see).
-local function spawn_daemon(d)
-  local loop = core.new()
-  local job = assert(loop:spawn { argv = { h.lua, d.bin, "daemon", "run" }, env = d.env })
-  local c
-  local up = h.wait_until(function()
-    loop:dispatch()
-    c = client.connect { socket = d.socket, autostart = false }
-    return c or not job:alive()
-  end, 15000, 20)
-  assert(up and c, "the daemon did not come up: " .. tostring((job:read(0))))
-  return { loop = loop, job = job, pid = job:pid(), client = c }
-end
+local spawn_daemon = h.spawn_daemon
 
 -- The daemon process's guardian (its child named bgproc-guardian).
 local function guardian_of(pid)

@@ -27,11 +27,7 @@ end
 -- ending when it exits, or the one BGPROC_SESSION names. Returns the
 -- session/open params.
 function caller.session()
-  local named = os.getenv("BGPROC_SESSION")
-  if named and named ~= "" then return { sessionId = named, bind = "none" } end
-  local owner = require "bgproc.owner"
-  local who = owner.find(math.tointeger(uv.os_getppid()))
-  return { sessionId = owner.session_id(who.pid), bind = "pid", pid = who.pid, owner = who.description }
+  return require("bgproc.owner").session_params("cli", math.tointeger(uv.os_getppid()))
 end
 
 -- Open the caller's session on client c: its id, or nil, message.
@@ -46,8 +42,8 @@ end
 function caller.tool(c, name, arguments, sid)
   local res, err = c:call("tools/call", { name = name, arguments = arguments, sessionId = sid })
   if res then return res end
-  local code = err.data and err.data.code
-  return nil, render.fail(code and ("%s: %s"):format(code, err.message) or err.message)
+  local terr, from_tool = require("bgproc.client").tool_error(err)
+  return nil, render.fail(from_tool and ("%s: %s"):format(terr.code, terr.message) or terr.message)
 end
 
 return caller

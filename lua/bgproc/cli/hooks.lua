@@ -46,8 +46,8 @@ end
 -- nil. Returns what to print (may be "").
 function hooks.claude(event, stdin_text, parent, connect)
   local hook = input(stdin_text)
-  local agent = owner.find(parent).pid
-  local sid = owner.session_id(agent)
+  local session = owner.session_params("hook", parent)
+  local sid, agent = session.sessionId, session.pid
   local c = connect()
   if not c then return "" end
   local printed = ""

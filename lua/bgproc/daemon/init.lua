@@ -14,6 +14,7 @@ local uv = require "luv"
 local bgproc = require "bgproc"
 local json = require "bgproc.lib.json"
 local clock = require "bgproc.lib.clock"
+local connection = require "bgproc.daemon.conn"
 local methods = require "bgproc.daemon.methods"
 local owner = require "bgproc.owner"
 local paths = require "bgproc.lib.paths"
@@ -26,7 +27,8 @@ daemon.ACCEPT_RETRY_MS = 200 -- out of fds: how often to try accept() again
 daemon.SWEEP_MS = 2000       -- how often to reap strays and check the socket is still ours
 
 -- The daemon's state, one table passed around (d):
---   opts, socket, uid (ours), lock, log(level, msg), engine, sessions,
+--   opts, socket, uid (ours), lock, log(level, msg), log_path (nil: none),
+--   engine, sessions,
 --   listener, accept_poll, accept_retry, starved (out of fds at the last accept),
 --   connections (set of connection states), nconn (connections so far),
 --   handles (to close at the stop), started (uv.now()), stopping
@@ -99,32 +101,21 @@ local function refuse(d, pipe, pid, uid)
   d.log("warn", ("refused a connection from uid %s (pid %s): only uid %d may use this daemon")
     :format(tostring(uid), tostring(pid), d.uid))
   local line = json.encode { jsonrpc = "2.0", id = json.null,
-    error = { code = -32001, message = "permission denied: this daemon belongs to another user" } } .. "\n"
+    error = rpc.error(rpc.PERMISSION_DENIED, "permission denied: this daemon belongs to another user") } .. "\n"
   pipe:write(line, function() pipe:close() end)
 end
 
--- A connection's state (c), what methods and sessions read and fill:
---   n        its number, in logs and in the id of its own session
---   daemon   d
---   conn     its rpc.conn
---   session  the session it works in (session/open, or its first job's)
---   owned    sid -> true: sessions that end when it closes (bind "connection")
---   opened   sid -> the session/open params, to open it again the same way
---   notify   sid -> true: sessions it is told of (notify = true)
---   outbox   sid -> { events, timer }: a notice waiting to go out
---   notified sid -> when it was last told (uv.now())
---   calls    rpc.id_key(id) -> the task of a tool call still running
+-- A connection (c, see daemon/conn.lua), served by methods.
 local function new_connection(d, pipe)
   d.nconn = d.nconn + 1
-  local c = { n = d.nconn, daemon = d, owned = {}, opened = {}, notify = {}, outbox = {}, notified = {},
-              calls = {} }
+  local c = connection.new(d, d.nconn)
   c.conn = rpc.conn {
     input = pipe, log = d.log,
     on_message = function(conn, msg) rpc.dispatch(conn, msg, methods, c) end,
     on_close = function(_, why)
       d.connections[c] = nil
       if why ~= "eof" and not d.stopping then d.log("info", ("client %d gone: %s"):format(c.n, why)) end
-      for _, task in pairs(c.calls) do task:cancel() end
+      c:gone()
       d.sessions:disconnected(c, why)
     end,
   }
@@ -231,7 +222,7 @@ function Daemon:stop(why)
   self.stopping = true
   self.log("info", "stopping: " .. why)
   stop_accepting(self)
-  for c in pairs(self.connections) do c.conn:close("daemon stopping") end
+  for c in pairs(self.connections) do c:close("daemon stopping") end
   self.sessions:unwatch_all()
   self.engine:shutdown(why)
   os.remove(self.socket)
@@ -264,7 +255,6 @@ local function open(d)
   uv.fs_chmod(d.socket, tonumber("600", 8))
   d.listener = listener
   d.sessions = sessions.new(d.engine, d.connections, d.log)
-  d.engine:on_event(function(ev) d.sessions:on_event(ev) end)
   return true
 end
 
@@ -278,9 +268,10 @@ function daemon.run(opts)
   if not claim_dir(paths.dir(socket)) then return 1 end
   local lock, code = take_lock(socket, opts)
   if not lock then return code end
-  local logf = open_log(opts.log == nil and paths.log() or opts.log or nil)
+  local log_path = opts.log == nil and paths.log() or opts.log or nil
+  local logf = open_log(log_path)
   local d = setmetatable({ opts = opts, socket = socket, uid = sys.getuid(), lock = lock,
-                           log = logger(logf, opts.verbose),
+                           log = logger(logf, opts.verbose), log_path = log_path,
                            connections = {}, nconn = 0, handles = {}, started = uv.now(),
                            stopping = false }, Daemon)
   if not open(d) then return 1 end

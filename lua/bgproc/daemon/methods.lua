@@ -1,14 +1,13 @@
 -- The daemon's JSON-RPC methods (docs/protocol.md, "Methods").
 --
--- Each is method(c, params, id) as rpc.dispatch calls it: c is the state
--- of the connection asking (see daemon/init.lua), c.daemon the daemon's.
+-- Each is method(c, params, id) as rpc.dispatch calls it: c is the
+-- connection asking (see daemon/conn.lua), c.daemon the daemon's state.
 -- It returns the result; or nil and an rpc error; or nil, nil, true when
 -- it answers by itself, later (a tool call, a session/close).
 local uv = require "luv"
 local bgproc = require "bgproc"
 local json = require "bgproc.lib.json"
 local notices = require "bgproc.engine.notices"
-local paths = require "bgproc.lib.paths"
 local rpc = require "bgproc.rpc"
 local tools = require "bgproc.tools"
 
@@ -69,13 +68,13 @@ methods["daemon/status"] = function(c)
   local cgroup, why = d.engine.core:cgroup()
   return { pid = uv.os_getpid(), version = bgproc.version, socket = d.socket,
            uptimeMs = uv.now() - d.started, jobsRunning = st.running, jobs = st.jobs,
-           sessions = st.sessions, clients = nclients, log = d.opts.log == nil and paths.log() or nil,
+           sessions = st.sessions, clients = nclients, log = d.log_path,
            cgroup = cgroup or false, cgroupWhy = why }
 end
 
 -- Answers first: the stop closes every connection, this one too.
 methods["daemon/stop"] = function(c, _, id)
-  c.conn:reply(id, { stopping = true })
+  c:reply(id, { stopping = true })
   local t = uv.new_timer()
   t:start(0, 0, function()
     t:close()
@@ -131,11 +130,8 @@ local function open_session(c, params)
     if not ok then return nil, berr end
   end
   d.sessions:set_owner(sid, req.owner, req.owner_pid or (req.bind == "pid" and req.pid) or nil)
-  c.opened[sid] = params -- a session ended under us is opened again the same way
   d.engine:session_open(sid)
-  c.session = sid
-  if req.bind == "connection" then c.owned[sid] = true end
-  if params.notify then c.notify[sid] = true end
+  c:join(sid, params, req.bind) -- a session ended under us is opened again the same way
   return { sessionId = sid, bind = req.bind }
 end
 methods["session/open"] = open_session
@@ -179,11 +175,10 @@ methods["session/close"] = function(c, params, id)
       for _, v in ipairs(lists[i] or {}) do answer[key][#answer[key] + 1] = v end
     end
     left = left - 1
-    if left == 0 then c.conn:reply(id, answer) end
+    if left == 0 then c:reply(id, answer) end
   end
   for _, sid in ipairs(req.sids) do
-    c.owned[sid], c.notify[sid] = nil, nil
-    if c.session == sid then c.session = nil end -- a later job gets a new session
+    c:leave(sid)
     answer.sessionIds[#answer.sessionIds + 1] = sid
     c.daemon.sessions:close(sid, req.why or "closed by a client", closed)
   end
@@ -234,7 +229,7 @@ end
 local function call_session(c, name, sid)
   if name == "createBackgroundProcess" then
     if sid and not c.daemon.engine.sessions[sid] then
-      open_session(c, c.opened[sid] or { sessionId = sid })
+      open_session(c, c:opened_with(sid) or { sessionId = sid })
     elseif not sid and not c.session then
       open_session(c, {})
     end
@@ -246,7 +241,7 @@ end
 local function progress_of(c, params, id)
   if params.progress ~= true or id == nil then return nil end
   return function(elapsed, total)
-    c.conn:notify("notifications/progress", { requestId = id, progress = elapsed, total = total })
+    c:notify("notifications/progress", { requestId = id, progress = elapsed, total = total })
   end
 end
 
@@ -259,28 +254,26 @@ methods["tools/call"] = function(c, params, id)
   local serr = bad_session_id(sid)
   if serr then return nil, serr end
   local ctx = { sessionId = call_session(c, name, sid), progress = progress_of(c, params, id) }
-  local key = rpc.id_key(id)
   local as_text = params.text == true -- the answer with its text, for clients that show text
   local task = c.daemon.engine:call_async(name, args, ctx, function(res, err)
-    c.calls[key] = nil
+    c.calls:finish(id)
     if id == nil then return end
     if res and as_text then
-      c.conn:reply(id, { text = tools.summary(name, res), result = res })
+      c:reply(id, { text = tools.summary(name, res), result = res })
     elseif res then
-      c.conn:reply(id, res)
+      c:reply(id, res)
     else
-      c.conn:fail(id, rpc.TOOL_ERROR, err.message, { code = err.code, processId = err.processId })
+      c:fail(id, rpc.TOOL_ERROR, err.message, { code = err.code, processId = err.processId })
     end
   end)
-  if not task.done then c.calls[key] = task end
+  if not task.done then c.calls:add(id, { cancel = function() task:cancel() end }) end
   return nil, nil, true
 end
 
 -- notifications/cancelled { requestId }: stop a running wait; unknown ids
 -- are ignored (some clients cancel after every call).
 methods["notifications/cancelled"] = function(c, params)
-  local task = c.calls[rpc.id_key(params.requestId)]
-  if task then task:cancel() end
+  c.calls:cancel(params.requestId)
 end
 
 return methods

@@ -1,8 +1,8 @@
 -- What the daemon keeps of each session beside the engine's jobs: who owns
 -- it (in words and by pid), the process it is bound to, the events its
--- owner has not taken yet (events/take); and the notices waiting to go
--- to each connection that asked to hear of a session (session/open
--- notify).
+-- owner has not taken yet (events/take); and its events told to the
+-- connections that asked to hear of it (session/open notify: see
+-- daemon/conn.lua).
 --
 -- One record a session, made when it is opened or first has an event,
 -- dropped when it ends:
@@ -16,17 +16,18 @@ local notices = require "bgproc.engine.notices"
 
 local sessions = {}
 
-sessions.NOTICE_BATCH_MS = 50   -- events this close together go out as one notice
-sessions.NOTICE_EVERY_MS = 1000 -- at most one notice a second per session and connection
 sessions.JOURNAL_MAX = 100      -- untaken events kept per session
 
 local Sessions = {}
 Sessions.__index = Sessions
 
--- engine: the daemon's; connections: its set of connection states (the
--- notices go to them); log(level, msg).
+-- engine: the daemon's (its events are listened to from now on);
+-- connections: its set of connections (daemon/conn.lua: the notices go to
+-- them); log(level, msg).
 function sessions.new(engine, connections, log)
-  return setmetatable({ engine = engine, connections = connections, log = log, by_id = {} }, Sessions)
+  local self = setmetatable({ engine = engine, connections = connections, log = log, by_id = {} }, Sessions)
+  engine:on_event(notices.listener(function(ev) self:on_event(ev) end))
+  return self
 end
 
 local function record(self, sid)
@@ -115,46 +116,16 @@ end
 -- once its jobs are gone.
 function Sessions:close(sid, why, done)
   self:forget(sid)
-  for c in pairs(self.connections) do
-    local box = c.outbox[sid]
-    c.outbox[sid] = nil
-    if box and not box.timer:is_closing() then box.timer:close() end
-  end
+  for c in pairs(self.connections) do c:drop_notice(sid) end
   self.engine:session_close_async(sid, done, why)
 end
 
 -- ---- events: kept for events/take, pushed as notices -------------------------
 
-local function send_notices(c, sid)
-  local box = c.outbox[sid]
-  c.outbox[sid] = nil
-  if not box or #box.events == 0 or c.conn.closed then return end
-  c.notified[sid] = uv.now()
-  c.conn:notify("notifications/jobs", { sessionId = sid, events = box.events, text = notices.text(box.events) })
-end
-
--- Events go out together after NOTICE_BATCH_MS, and at most one notice
--- per NOTICE_EVERY_MS: a chatty job does not flood its owner.
-local function queue_notice(c, sid, ev)
-  local box = c.outbox[sid]
-  if box then
-    box.events[#box.events + 1] = ev
-    return
-  end
-  box = { events = { ev }, timer = uv.new_timer() }
-  c.outbox[sid] = box
-  local since = uv.now() - (c.notified[sid] or -math.huge)
-  local delay = math.max(sessions.NOTICE_BATCH_MS, sessions.NOTICE_EVERY_MS - since)
-  box.timer:start(delay, 0, function()
-    box.timer:close()
-    if c.outbox[sid] == box then send_notices(c, sid) end
-  end)
-end
-
--- An event of the engine's: kept in its session's journal (while the
--- session lives), queued for the connections told of that session.
+-- An event of the engine's that its owner wants (notices.wanted): kept
+-- in its session's journal (while the session lives), told to the
+-- connections that hear of that session.
 function Sessions:on_event(ev)
-  if not notices.wanted(ev) then return end
   local sid = ev.sessionId
   if self.engine.sessions[sid] then
     local r = record(self, sid)
@@ -163,9 +134,7 @@ function Sessions:on_event(ev)
     journal[#journal + 1] = ev
     if #journal > sessions.JOURNAL_MAX then table.remove(journal, 1) end
   end
-  for c in pairs(self.connections) do
-    if c.notify[sid] then queue_notice(c, sid, ev) end
-  end
+  for c in pairs(self.connections) do c:tell(sid, ev) end
 end
 
 -- The events not taken yet of the sessions in set `wanted`, oldest
@@ -183,13 +152,9 @@ function Sessions:take(wanted)
   return events
 end
 
--- Connection c closed (`why`): its queued notices go nowhere, and the
--- sessions bound to it end.
+-- Connection c closed (`why`): the sessions bound to it end.
 function Sessions:disconnected(c, why)
-  for _, box in pairs(c.outbox) do
-    if not box.timer:is_closing() then box.timer:close() end
-  end
-  for sid in pairs(c.owned) do
+  for _, sid in ipairs(c:owned_sessions()) do
     local owner = self:owner(sid)
     self:finish(sid, (owner and (owner .. " disconnected") or "connection closed") .. " (" .. tostring(why) .. ")")
   end

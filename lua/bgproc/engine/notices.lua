@@ -13,6 +13,14 @@ function notices.wanted(ev)
   return not (ev.stopReason == "kill" and ev.stoppedBy ~= nil and ev.stoppedBy == ev.sessionId)
 end
 
+-- An engine:on_event listener that gives fn(ev) the events wanted (see
+-- above) of session sid, or of every session when sid is nil.
+function notices.listener(fn, sid)
+  return function(ev)
+    if (sid == nil or ev.sessionId == sid) and notices.wanted(ev) then fn(ev) end
+  end
+end
+
 local function quoted_lines(s)
   local out = {}
   for line in (s or ""):gmatch("[^\n]+") do out[#out + 1] = "  | " .. line end
