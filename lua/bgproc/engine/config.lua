@@ -71,9 +71,16 @@ local function deep_copy(v)
   return out
 end
 
+-- A table of named keys (retention), not a list (plugins).
+local function is_map(t)
+  return type(t) == "table" and #t == 0 and next(t) ~= nil
+end
+
+-- Merge from into into: a table of named keys merges key by key (so
+-- `retention = {}` keeps both limits); anything else replaces.
 local function merge(into, from)
   for k, v in pairs(from) do
-    if type(v) == "table" and type(into[k]) == "table" and #v == 0 and next(v) then
+    if type(v) == "table" and #v == 0 and (next(v) or is_map(into[k])) and type(into[k]) == "table" then
       local sub = {}
       for kk, vv in pairs(into[k]) do sub[kk] = vv end
       into[k] = merge(sub, v)
@@ -94,7 +101,7 @@ local function check(cfg, source)
   for _, key in ipairs { "ringBytes", "maxRingBytes", "graceMs", "maxRunning", "progressMs" } do
     local v = cfg[key]
     local least = (key == "progressMs" or key == "ringBytes") and 1 or 0
-    if v ~= nil and (v < least or v ~= math.floor(v)) then
+    if v ~= nil and (math.tointeger(v) == nil or v < least) then
       error(("bgproc: config %s: '%s' must be an integer >= %d"):format(source, key, least), 0)
     end
   end
@@ -102,7 +109,7 @@ local function check(cfg, source)
   if r ~= nil then
     for _, key in ipairs { "maxFinished", "maxAgeMs" } do
       local v = r[key]
-      if v ~= nil and (type(v) ~= "number" or v < 0 or v ~= math.floor(v)) then
+      if v ~= nil and (type(v) ~= "number" or math.tointeger(v) == nil or v < 0) then
         error(("bgproc: config %s: 'retention.%s' must be a non-negative integer"):format(source, key), 0)
       end
     end

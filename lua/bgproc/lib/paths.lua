@@ -38,8 +38,11 @@ function paths.socket()
   return ("/tmp/bgproc-%d/daemon.sock"):format(sys.getuid())
 end
 
+-- The directory of a socket path ("/" for "/x.sock", "." for "x.sock").
 function paths.dir(socket)
-  return (socket or paths.socket()):match("^(.*)/[^/]*$") or "."
+  local dir = (socket or paths.socket()):match("^(.*)/[^/]*$")
+  if dir == "" then return "/" end
+  return dir or "."
 end
 
 function paths.lock(socket)

@@ -94,6 +94,10 @@ describe("bgproc.engine.config", function()
       assert.same({ "stall" }, cfg.plugins)
       assert.same({ backoffMs = 7 }, cfg.restart) -- a plugin's options pass through
       assert.same({}, config.load({ config = { plugins = {} } }).plugins) -- an empty list is a list
+      -- an empty table of named keys changes none of them
+      assert.same(config.defaults.retention, config.load({ config = { retention = {} } }).retention)
+      assert.same({ maxFinished = 2, maxAgeMs = 86400000 },
+        config.load({ config = { retention = { maxFinished = 2 } }, retention = {} }).retention)
     end)
 
     it("keeps the host's own options (luv, log, subreaper) out of the configuration", function()
@@ -141,6 +145,14 @@ describe("bgproc.engine.config", function()
           assert.matches("^bgproc: config bgproc%.new: " .. case[2], load_fails(opts))
         end)
       end
+
+      it("infinite and NaN numbers, which no integer check may let through", function()
+        for _, v in ipairs { math.huge, -math.huge, 0 / 0 } do
+          assert.matches("'graceMs' must be an integer >= 0", load_fails { config = { graceMs = v } })
+          assert.matches("'retention.maxAgeMs' must be a non%-negative integer",
+            load_fails { config = { retention = { maxAgeMs = v } } })
+        end
+      end)
 
       it("a value that would break the engine, through bgproc.new", function()
         local ok, err = pcall(h.manager, { config = { progressMs = 0 } })
