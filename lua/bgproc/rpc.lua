@@ -46,9 +46,13 @@ end
 
 function Conn:send_line(line)
   if self.closed then return false end
-  local ok, err = pcall(self.output.write, self.output, { line, "\n" }) -- no copy of a long line
-  if not ok or err == nil then
-    self:close("write failed: " .. tostring(err))
+  -- (no copy of a long line) an error now returns nil, err; one the
+  -- kernel reports later (EPIPE) comes to the callback
+  local ok, req, err = pcall(self.output.write, self.output, { line, "\n" }, function(werr)
+    if werr then self:close("write failed: " .. tostring(werr)) end
+  end)
+  if not ok or req == nil then
+    self:close("write failed: " .. tostring(ok and err or req))
     return false
   end
   if self.output:get_write_queue_size() > rpc.MAX_QUEUED then

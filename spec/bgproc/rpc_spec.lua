@@ -382,6 +382,24 @@ describe("bgproc.rpc", function()
       end)
     end)
 
+    it("closes with the kernel's reason when the peer is gone (EPIPE comes after the write)", function()
+      local sigpipe = uv.new_signal() -- busted must not die of the write
+      sigpipe:start("sigpipe", function() end)
+      local st = server { on_eof = function() end } -- (still writing after the peer's EOF)
+      st.peer:close()
+      local sent = 0
+      assert.is_true(pump(function()
+        if st.conn.closed then return true end
+        sent = sent + 1
+        st.conn:send { jsonrpc = "2.0", method = "x", params = { n = sent } }
+        return st.conn.closed
+      end, 10000), "writes to a gone peer never failed")
+      sigpipe:close()
+      uv.run("nowait")
+      assert.matches("^write failed: E", st.why)
+      assert.is_nil(st.why:find("nil", 1, true))
+    end)
+
     it("closes with 'write failed' when its output handle is gone", function()
       local st = server()
       st.pipe:close() -- (closed under it, as a host might)
