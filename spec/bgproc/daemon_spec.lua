@@ -206,6 +206,29 @@ describe("daemon", function()
       assert.equal("600", ("%o"):format((mode_of(d.socket .. ".lock"))))
     end)
 
+    it("never changes a directory that is not bgproc's own (a socket named in $HOME), refuses one others may write", function()
+      local d = new_daemon()
+      local home = d.dir .. "/home"
+      assert(uv.fs_mkdir(home, tonumber("755", 8)))
+      h.write_file(home .. "/notes.txt", "mine\n")
+      assert(uv.fs_chmod(home, tonumber("755", 8)))
+      local in_home = { BGPROC_SOCKET = home .. "/x.sock" }
+      local out, code = d.run({ "daemon", "start" }, in_home)
+      assert.equal(0, code, out)
+      assert.equal("755", ("%o"):format((mode_of(home))), "the user's directory is left as it was")
+      assert.equal("600", ("%o"):format((mode_of(home .. "/x.sock"))))
+      d.run({ "daemon", "stop" }, in_home)
+      -- a directory anyone may write to, not sticky: anyone could replace the socket
+      local open = d.dir .. "/open"
+      assert(uv.fs_mkdir(open, tonumber("777", 8)))
+      h.write_file(open .. "/other.txt", "theirs\n")
+      assert(uv.fs_chmod(open, tonumber("777", 8)))
+      out, code = d.run({ "daemon", "start" }, { BGPROC_SOCKET = open .. "/x.sock" })
+      assert.equal(1, code, out)
+      assert.matches("may be written by others: refusing", log_text(d))
+      assert.equal("777", ("%o"):format((mode_of(open))))
+    end)
+
     it("refuses a peer of another uid with -32001, logs it, and keeps serving", function()
       if sys.getuid() ~= 0 then
         pending("needs root, to run a client as user nobody (setpriv)")

@@ -44,15 +44,37 @@ end
 -- A directory someone else owns could have its socket replaced under us:
 -- refuse it. A shared sticky one (/tmp) is left as it is; ours is made
 -- 0700. Returns true, or nil (the trouble told).
+-- Whether dir holds nothing but bgproc's own files (sockets, locks,
+-- logs): a directory of bgproc's, which it may make private.
+local function ours_only(dir)
+  local scan = uv.fs_scandir(dir)
+  if not scan then return false end
+  while true do
+    local name = uv.fs_scandir_next(scan)
+    if not name then return true end
+    if not (name:find("%.sock$") or name:find("%.lock$") or name:find("%.log") ) then return false end
+  end
+end
+
+-- The socket's directory: the user's, and private unless it is a shared
+-- sticky one (like /tmp). A directory of bgproc's own is made 0700; any
+-- other (a socket named in $HOME, or in /) is never changed, and is
+-- refused when others may write to it.
 local function claim_dir(dir)
   local ok, err = paths.ensure_dir(dir)
   if not ok then return complain(("cannot create %s: %s"):format(dir, err)) end
-  local st = uv.fs_stat(dir)
+  local st, serr = uv.fs_stat(dir)
+  if not st then return complain(("cannot use %s: %s"):format(dir, serr)) end
   if st.uid ~= sys.getuid() then
     return complain(("%s belongs to uid %d, not to uid %d: refusing to put the socket there")
       :format(dir, st.uid, sys.getuid()))
   end
-  if st.mode & tonumber("1000", 8) == 0 then uv.fs_chmod(dir, tonumber("700", 8)) end
+  if st.mode & tonumber("1000", 8) ~= 0 then return true end -- shared and sticky
+  if ours_only(dir) then
+    uv.fs_chmod(dir, tonumber("700", 8))
+  elseif st.mode & tonumber("022", 8) ~= 0 then
+    return complain(("%s may be written by others: refusing to put the socket there"):format(dir))
+  end
   return true
 end
 
