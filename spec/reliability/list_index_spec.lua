@@ -61,7 +61,7 @@ describe("list through the indexes", function()
 
   it("matches a full scan, in creation order, with tags added later by a plugin", function()
     local m = h.manager()
-    local api = m:plugin_api()
+    local api = require("bgproc.plugins.api").new(m)
     local made = {}
     for i = 1, 30 do
       local tags = ({ { "a" }, { "b" }, { "a", "b" } })[i % 3 + 1]
@@ -108,7 +108,7 @@ describe("list through the indexes", function()
 
   it("keeps a restarted record findable, and shows its new state", function()
     local m = h.manager()
-    local api = m:plugin_api()
+    local api = require("bgproc.plugins.api").new(m)
     local first = h.ok(m, "createBackgroundProcess", { argv = { "/bin/sh", "-c", "exit 3" }, tags = { "a" } },
                        { sessionId = "s1" })
     h.ok(m, "createBackgroundProcess", { argv = { "/bin/true" }, tags = { "a" } }, { sessionId = "s1" })
@@ -130,7 +130,7 @@ describe("list through the indexes", function()
 
   it("hands out copies: a caller changing a record changes no later answer", function()
     local m = h.manager()
-    local api = m:plugin_api()
+    local api = require("bgproc.plugins.api").new(m)
     local r = h.ok(m, "createBackgroundProcess", { argv = { "/bin/echo", "hi" }, tags = { "a", "b" } })
     h.ok(m, "createBackgroundProcess", { argv = { "/bin/true" }, tags = { "solo" } })
     all_done(m)
@@ -165,7 +165,7 @@ describe("list through the indexes", function()
 
   it("gives the same public record from the kept form as built from the record", function()
     local m = h.manager()
-    local api = m:plugin_api()
+    local api = require("bgproc.plugins.api").new(m)
     local dir = h.tmpdir()
     local made = {
       h.ok(m, "createBackgroundProcess", { command = "echo ready; echo last; exit 4", name = "Shell job",
