@@ -45,18 +45,12 @@ function helpers.read_file(path)
   return s
 end
 
--- /proc/<pid>/stat fields we care about, or nil when the pid is gone:
--- state, ppid, pgrp, sid, comm, start (clock ticks after boot: tells a
--- reused pid apart) and cpu (user + system ticks).
+-- /proc/<pid>/stat fields (bgproc.lib.proc's: state, ppid, pgrp, comm,
+-- start, cpu...; sid is its session), or nil when the pid is gone.
 function helpers.stat(pid)
-  local s = helpers.read_file(("/proc/%d/stat"):format(pid))
-  local comm, rest = (s or ""):match("^%d+ %((.*)%) (.*)$") -- nil if it died while we read
-  if not rest then return nil end
-  local f = {}
-  for w in rest:gmatch("%S+") do f[#f + 1] = w end
-  -- rest starts at field 3 (state): utime, stime are 14, 15; starttime 22
-  return { state = f[1], ppid = tonumber(f[2]), pgrp = tonumber(f[3]), sid = tonumber(f[4]),
-           comm = comm, start = f[20], cpu = tonumber(f[12]) + tonumber(f[13]) }
+  local st = require("bgproc.lib.proc").stat(pid)
+  if st then st.sid = st.session end
+  return st
 end
 
 -- Running (not a zombie, not gone).

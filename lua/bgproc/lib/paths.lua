@@ -10,24 +10,25 @@ local sys = require "bgproc.sys"
 
 local paths = {}
 
--- $XDG_CONFIG_HOME/bgproc (~/.config/bgproc), or nil without a home.
-function paths.config_dir()
-  local base = os.getenv("XDG_CONFIG_HOME")
+-- $VAR/bgproc, else $HOME/<under>/bgproc; without HOME, fallback (or nil).
+local function xdg(var, under, fallback)
+  local base = os.getenv(var)
   if not base or base == "" then
-    local home = os.getenv("HOME")
+    local home = os.getenv("HOME") or fallback
     if not home then return nil end
-    base = home .. "/.config"
+    base = home .. "/" .. under
   end
   return base .. "/bgproc"
 end
 
+-- $XDG_CONFIG_HOME/bgproc (~/.config/bgproc), or nil without a home.
+function paths.config_dir()
+  return xdg("XDG_CONFIG_HOME", ".config", nil)
+end
+
+-- $XDG_STATE_HOME/bgproc (~/.local/state/bgproc, /tmp/.local/state/bgproc without a home).
 function paths.state_dir()
-  local base = os.getenv("XDG_STATE_HOME")
-  if not base or base == "" then
-    local home = os.getenv("HOME") or "/tmp"
-    base = home .. "/.local/state"
-  end
-  return base .. "/bgproc"
+  return xdg("XDG_STATE_HOME", ".local/state", "/tmp")
 end
 
 function paths.socket()
