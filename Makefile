@@ -1,4 +1,4 @@
-# bgproc: make (build), make test, make demo, make asan, make valgrind,
+# bgproc: make (build), make test, make check, make demo, make asan, make valgrind,
 # make bench, make bench-report, make bench-plugin, make fuzz, make install (via luarocks),
 # make rock-check.
 #
