@@ -41,9 +41,6 @@ end
 
 -- ---- before serving: the socket's directory, the lock, the log -----------------------
 
--- A directory someone else owns could have its socket replaced under us:
--- refuse it. A shared sticky one (/tmp) is left as it is; ours is made
--- 0700. Returns true, or nil (the trouble told).
 -- Whether dir holds nothing but bgproc's own files (sockets, locks,
 -- logs): a directory of bgproc's, which it may make private.
 local function ours_only(dir)
@@ -52,12 +49,13 @@ local function ours_only(dir)
   while true do
     local name = uv.fs_scandir_next(scan)
     if not name then return true end
-    if not (name:find("%.sock$") or name:find("%.lock$") or name:find("%.log") ) then return false end
+    if not (name:find("%.sock$") or name:find("%.lock$") or name:find("%.log[%.%d]*$")) then return false end
   end
 end
 
--- The socket's directory: the user's, and private unless it is a shared
--- sticky one (like /tmp). A directory of bgproc's own is made 0700; any
+-- The socket's directory. One someone else owns could have its socket
+-- replaced under us: refused. A shared sticky one (like /tmp) is left as
+-- it is. Returns true, or nil (the trouble told). A directory of bgproc's own is made 0700; any
 -- other (a socket named in $HOME, or in /) is never changed, and is
 -- refused when others may write to it.
 local function claim_dir(dir)

@@ -156,7 +156,8 @@ local function close_request(c, params)
   return { sids = sids, first = first, why = why }
 end
 
-local CLOSE_LISTS = { "killed", "alreadyFinished", "errors", "escaped" }
+-- what engine:stop returns, in its order: the kill tool's result arrays
+local CLOSE_LISTS = require("bgproc.tools").by_name.killProcesses.arrays
 
 -- session/close { sessionId?, ownerPid?, reason? }: ends that session and
 -- every session the process ownerPid owns (a Claude Code session's Bash

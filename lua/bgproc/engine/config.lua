@@ -141,10 +141,14 @@ function config.load(opts)
   end
   local overrides = {}
   for k, v in pairs(opts) do
-    if k ~= "config" and k ~= "luv" and k ~= "log" and k ~= "subreaper" then overrides[k] = v end
+    if k ~= "config" and k ~= "luv" and k ~= "log" and k ~= "subreaper" and k ~= "tools" then overrides[k] = v end
   end
   check(overrides, "bgproc.new")
   merge(cfg, overrides)
+  if cfg.ringBytes > cfg.maxRingBytes then
+    error(("bgproc: config %s: 'ringBytes' (%d) must be <= 'maxRingBytes' (%d)"):format(
+      name, cfg.ringBytes, cfg.maxRingBytes), 0)
+  end
   if os.getenv("BGPROC_CGROUP") == "0" then cfg.cgroup = false end
   cfg.source = name
   return cfg

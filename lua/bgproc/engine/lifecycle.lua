@@ -148,6 +148,7 @@ end
 -- them, so what they return is checked again. Returns the public
 -- record, or nil and an error.
 function methods:create(args, ctx, check)
+  assert(type(check) == "function", "create needs the create tool's check")
   if self.closed then return errors.fail("conflict", "the manager is shut down") end
   ctx = ctx or {}
   if self.plugins:has("on_create") then
@@ -156,7 +157,9 @@ function methods:create(args, ctx, check)
     if not args then return errors.fail("refused", "%s", refused) end
     local err
     args, err = check(args)
-    if not args then return nil, err end
+    if not args then -- what a plugin made of the caller's arguments
+      return errors.fail(err.code, "after the plugins' on_create: %s", err.message)
+    end
   end
   local ok, err = room(self)
   if not ok then return nil, err end

@@ -3,6 +3,11 @@
 -- that is gone (or went while it was read).
 local proc = {}
 
+-- /proc/<pid>/<name>: pid a number (12 or 12.0, as JSON gives it) or "self".
+local function path_of(pid, name)
+  return ("/proc/%s/%s"):format(math.tointeger(pid) or pid, name)
+end
+
 local function read(path)
   local f = io.open(path, "rb")
   if not f then return nil end
@@ -15,7 +20,7 @@ end
 -- ("self" for this process), or nil. start: clock ticks after boot (tells
 -- a reused pid apart); cpu: user + system ticks.
 function proc.stat(pid)
-  local s = read("/proc/" .. pid .. "/stat")
+  local s = read(path_of(pid, "stat"))
   if not s then return nil end
   local self_pid, comm, rest = s:match("^(%d+) %((.*)%) (.*)$")
   if not rest then return nil end
@@ -29,7 +34,7 @@ end
 
 -- The argv of pid, or nil.
 function proc.argv(pid)
-  local s = read("/proc/" .. pid .. "/cmdline")
+  local s = read(path_of(pid, "cmdline"))
   if not s then return nil end
   local argv = {}
   for w in s:gmatch("([^%z]*)%z") do argv[#argv + 1] = w end

@@ -15,7 +15,7 @@
 --
 -- `record` is a public record (as tools return it); `job` in on_output is
 -- a light one: id, name, status, pid, sessionId, global, stdin, tags
--- (api.record(id) has the rest). The api (manager.lua, M:plugin_api):
+-- (api.record(id) has the rest). The api (plugins/api.lua):
 --   log(level, msg)  after(ms, fn)  every(ms, fn)   timers, with :cancel()
 --   record(id)  records(pred)      public records (pred gets each)
 --   jobs(pred)                     light records, cheap enough for a timer

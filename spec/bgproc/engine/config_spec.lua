@@ -100,6 +100,11 @@ describe("bgproc.engine.config", function()
         config.load({ config = { retention = { maxFinished = 2 } }, retention = {} }).retention)
     end)
 
+    it("keeps bgproc.new's tools out of the configuration plugins see", function()
+      local m = h.manager()
+      assert.is_nil(m:settings().tools)
+    end)
+
     it("keeps the host's own options (luv, log, subreaper) out of the configuration", function()
       local cfg = config.load { config = {}, luv = false, log = print, subreaper = true, maxRunning = 3 }
       assert.is_nil(cfg.luv)
@@ -145,6 +150,13 @@ describe("bgproc.engine.config", function()
           assert.matches("^bgproc: config bgproc%.new: " .. case[2], load_fails(opts))
         end)
       end
+
+      it("a ringBytes over maxRingBytes, whichever source sets either", function()
+        assert.matches("'ringBytes' %(2097152%) must be <= 'maxRingBytes' %(1048576%)",
+          load_fails { config = { ringBytes = 2 * 1024 * 1024, maxRingBytes = 1024 * 1024 } })
+        assert.matches("'ringBytes' %(67108865%) must be <= 'maxRingBytes'",
+          load_fails { config = {}, ringBytes = 64 * 1024 * 1024 + 1 })
+      end)
 
       it("infinite and NaN numbers, which no integer check may let through", function()
         for _, v in ipairs { math.huge, -math.huge, 0 / 0 } do

@@ -28,6 +28,7 @@ describe("bgproc.tools.create", function()
       local m = with_rewrite(rewrite)
       local msg = h.fails(m, "invalid_argument", "createBackgroundProcess", { argv = { "true" } })
       assert.truthy(msg:find(says, 1, true), msg)
+      assert.truthy(msg:find("after the plugins' on_create", 1, true), "the plugins are named: " .. msg)
       assert.equal(0, #h.ok(m, "listBackgroundProcesses", {}).processes, "no record for a refused job")
       local plain = h.manager()
       local direct = rewrite { argv = { "true" } }
