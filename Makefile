@@ -171,8 +171,8 @@ install:
 LUADIR ?= $(error LUADIR is not set: this target is luarocks', use make install)
 LIBDIR ?= $(error LIBDIR is not set: this target is luarocks', use make install)
 install-rock: modules
-	cd lua && for f in $$(find bgproc -name '*.lua' | sort); do \
-	  install -D -m 0644 "$$f" '$(LUADIR)'/"$$f" || exit 1; done
+	for f in $$(find lua/bgproc -name '*.lua' | sort); do \
+	  install -D -m 0644 "$$f" '$(LUADIR)'/"$${f#lua/}" || exit 1; done
 	install -d '$(LUADIR)/bgproc/plugins' '$(LIBDIR)/bgproc'
 	install -m 0644 plugins/*.lua '$(LUADIR)/bgproc/plugins/'
 	install -m 0755 $(SO) '$(LIBDIR)/bgproc/'
