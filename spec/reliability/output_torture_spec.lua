@@ -498,9 +498,11 @@ describe("output torture", function()
     assert.is_true(fin.outputBytes > 100 * MiB, "the flood printed little: the test proves nothing")
     assert.is_true(lost > 0, "the ring never wrapped between reads")
     -- bounds for a loaded 2-core machine: a read waits for at most a
-    -- dispatch (4 MiB per pipe) and a scheduler slice or two
+    -- dispatch (4 MiB per pipe) and a scheduler slice or two. The max is a
+    -- tail of the scheduler's, not ours (280 ms seen under stress-ng), so it
+    -- only catches starvation: a read held for the flood's length.
     assert.is_true(pct(lat, 0.99) < 50, "p99 of reads " .. pct(lat, 0.99) .. " ms")
-    assert.is_true(lat[#lat] < 250, "slowest read " .. lat[#lat] .. " ms")
+    assert.is_true(lat[#lat] < 1000, "slowest read " .. lat[#lat] .. " ms: starved by the flood")
     assert_memory(d, ring + 4 * 64 * 1024, 65536, "flood")
   end)
 end)
