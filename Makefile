@@ -127,9 +127,11 @@ valgrind: deps-test all
 	  --errors-for-leak-kinds=definite --show-leak-kinds=definite \
 	  --track-fds=no $(BUSTED) --run=core
 
+# The tour prints only what a user types and sees (tools/demo.lua): the
+# build and the private daemon it runs are quiet setup.
 demo: deps
-	@$(MAKE) --no-print-directory all
-	$(LUA) tools/demo.lua
+	@$(MAKE) --no-print-directory -s all
+	@$(LUA) tools/demo.lua
 
 bench: deps all
 	$(LUA) bench/run.lua

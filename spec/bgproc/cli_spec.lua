@@ -230,7 +230,7 @@ describe("bgproc CLI with a daemon", function()
       assert.same({ "printf", "%s|", "a  b", "$HOME", "c;d" }, r.argv)
       assert.is_nil(r.command)
       finished(d, r.id)
-      assert.equal("a  b|$HOME|c;d|", logs(d, r.id))
+      assert.equal("a  b|$HOME|c;d|", logs(d, r.id, "--raw")) -- the bytes: no newline added
     end)
 
     it("runs exactly one quoted string as a shell command", function()
@@ -432,9 +432,9 @@ describe("bgproc CLI with a daemon", function()
     end)
 
     it("rejects a bad --status value with one `bgproc: ` line naming it", function()
-      -- (exit 1, not 2: the value is checked by the daemon, not the parser)
+      -- exit 2: a usage error, whether the parser or the daemon checks it
       local out, code, so, se = d.run { "list", "--status", "sleeping" }
-      assert.is_true(code == 1 or code == 2, out)
+      assert.equal(2, code, out)
       assert.equal("", so)
       assert.matches("status", se)
       assert.matches("bgproc: [^\n]*\n$", se)
@@ -508,9 +508,11 @@ describe("bgproc CLI with a daemon", function()
       assert.equal("line1\nline2\nline3\nline4\nline5\nline6\n", logs(d, id, "--stdout"))
     end)
 
-    it("keeps matching lines with --grep", function()
+    it("keeps matching lines with --grep; none matching exits 1, as grep does", function()
       assert.equal("line2\nline4\n", logs(d, id, "--grep", "line[24]"))
-      assert.equal("", logs(d, id, "--grep", "^nomatch$"))
+      local out, code, so = d.run { "logs", id, "--grep", "^nomatch$" }
+      assert.equal(1, code, out)
+      assert.equal("", so)
     end)
 
     it("prints JSON with a cursor, and --since CURSOR gives only newer output", function()
@@ -542,11 +544,11 @@ describe("bgproc CLI with a daemon", function()
       assert.equal("completed", show(d, r.id).status)
     end)
 
-    it("-f keeps a last line without a newline, and works on a finished job", function()
+    it("-f closes a last line without a newline once the job ended, and works on a finished job", function()
       local r = start(d, { "--", "sh", "-c", "echo a; sleep 0.2; printf b" })
       local out, code, so = d.run({ "logs", r.id, "--follow" }, nil, 10000)
       assert.equal(0, code, out)
-      assert.equal("a\nb", so)
+      assert.equal("a\nb\n", so)
       local _, code2, so2 = d.run({ "logs", id, "-f" }, nil, 10000)
       assert.equal(0, code2)
       assert.matches("^line1\n.*line6\n$", so2)
@@ -657,15 +659,15 @@ describe("bgproc CLI with a daemon", function()
       assert.is_true(h.alive(r.pid))
     end)
 
-    it("fails with exit 1 for an unknown id, or an unknown signal", function()
+    it("fails with exit 1 for an unknown id; an unknown signal is a usage error (2)", function()
       local out, code, so, se = d.run { "kill", "zz-1" }
       assert.equal(1, code, out)
       assert.equal("", so)
       assert_one_error_line(se, "not_found")
       local r = start(d, { "--", "sleep", "1000" })
       local _, code2, _, se2 = d.run { "kill", r.id, "--signal", "NOPE" }
-      assert.equal(1, code2)
-      assert_one_error_line(se2, "NOPE")
+      assert.equal(2, code2)
+      assert_one_error_line(se2, "^bgproc: invalid_argument: %-%-signal: .*NOPE")
       assert.is_true(h.alive(r.pid))
     end)
   end)
@@ -766,7 +768,7 @@ describe("bgproc CLI with a daemon", function()
       -- without a --ready pattern it is an error
       local s = start(d, { "--", "sleep", "1000" })
       local _, code2, _, se2 = d.run { "wait", s.id, "--ready" }
-      assert.equal(1, code2)
+      assert.equal(2, code2) -- the tool's invalid_argument: a usage error
       assert_one_error_line(se2, "readyPattern")
     end)
 
@@ -799,7 +801,7 @@ describe("bgproc CLI with a daemon", function()
       assert.equal(3, j.bytes)
       assert.is_true(j.eof)
       finished(d, r.id)
-      assert.equal("abc", logs(d, r.id))
+      assert.equal("abc", logs(d, r.id, "--raw")) -- the bytes: no newline added
     end)
 
     it("fails with exit 1 for a job without --stdin, a finished one, or an unknown id", function()

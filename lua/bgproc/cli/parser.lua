@@ -8,6 +8,13 @@ local parser = {}
 
 local integer = flags.integer
 
+-- The positional of the commands on one job: its id, or its name (the
+-- daemon looks a name up: the caller's running job of that name, else the
+-- newest). Parsed as `id`.
+local function job_argument(cmd, help)
+  return cmd:argument("ID|NAME", help or "The job: its id, or its name."):target("id")
+end
+
 local function global_flags(p)
   p:flag("--json", "Print results as JSON.")
   p:option("--socket", "Daemon socket (default: $BGPROC_SOCKET, $XDG_RUNTIME_DIR/bgproc/daemon.sock).")
@@ -28,19 +35,21 @@ end
 
 local function show_command(p)
   local show = p:command("show", "Show one process: its record and last lines.")
-  show:argument("id", "Process id.")
+  job_argument(show)
   show:option("-n --lines", "Lines of output.", "20", integer("--lines"))
 end
 
 local function logs_command(p)
   local logs = p:command("logs", "Print a process's output.")
-  logs:argument("id", "Process id.")
+    :epilog("Output is printed as lines: one the job left open at its end gets its newline (not with "
+      .. "--raw into a pipe or a file). Exit 0; with --grep, 1 when no line matched (with -f: by the end).")
+  job_argument(logs)
   logs:option("-n", "Last N lines.", "100", integer("-n"))
   logs:flag("-f --follow", "Keep printing new output until the job ends.")
   logs:option("--since", "Only output after this cursor.", nil, integer("--since")):argname("<cursor>")
-  logs:option("--grep", "Only lines matching this regex."):argname("<re>")
+  logs:option("--grep", "Only lines matching this regex (none: exit 1)."):argname("<re>")
   logs:mutex(logs:flag("--stderr", "Only stderr."), logs:flag("--stdout", "Only stdout."))
-  logs:flag("--raw", "Keep ANSI colour codes and carriage returns.")
+  logs:flag("--raw", "The bytes as the job wrote them: ANSI colour codes, carriage returns.")
 end
 
 local function kill_command(p)
@@ -48,7 +57,7 @@ local function kill_command(p)
     :epilog("The whole process group gets the signal; what is alive after the grace gets KILL. "
       .. "Processes that left the group (setsid) are listed as escaped: killed through the job's "
       .. "cgroup v2 leaf where the machine gives one (`bgproc daemon status` says), else left running.")
-  kill:argument("id", "Process id."):args("?")
+  job_argument(kill):args("?")
   flags.add(kill, "killProcesses")
 end
 
@@ -56,14 +65,18 @@ local function wait_command(p)
   local wait = p:command("wait", "Wait for a process (or several) to exit, print a line, or become ready.")
     :epilog("Several IDs, or --tag, wait for every one of them (--any: the first). Exit 0 when met "
       .. "(each job completed or matched), 1 when a job ended otherwise, 124 on timeout.")
-  wait:argument("id", "Process id (several: wait for all, or --any)."):args("*")
+  job_argument(wait, "The job: its id, or its name (several: wait for all, or --any)."):args("*")
   flags.add(wait, "waitForBackgroundProcess")
 end
 
 local function send_command(p)
   local send = p:command("send", "Write text to a process's stdin.")
-  send:argument("id", "Process id.")
-  send:argument("text", "Text to send (add \\n yourself for a newline).")
+    :epilog("The text goes as given: 'alice\\n' is alice, a backslash and an n. --line adds a newline; "
+      .. "-e reads " .. require("bgproc.cli.commands").ESCAPES .. ", as echo -e does.")
+  job_argument(send)
+  send:argument("text", "Text to send, as given (see --line, -e).")
+  send:flag("--line", "Add a newline after the text (as Enter does).")
+  send:flag("-e --escapes", "Read backslash escapes in the text (as echo -e).")
   flags.add(send, "sendBackgroundProcessInput")
 end
 
@@ -99,7 +112,11 @@ end
 -- A new parser; the subcommand's name lands in `cmd` of the parsed args.
 function parser.build()
   local p = argparse("bgproc", "Run, watch and stop background processes.")
-    :epilog("Jobs run in a per-user daemon, started on demand. `bgproc mcp` serves the same tools to AI agents over MCP.")
+    :epilog("Jobs run in a per-user daemon, started on demand. `bgproc mcp` serves the same tools to AI agents over MCP."
+      .. "\n\nExit codes: 0 ok; 1 the operation failed (no such job, a conflict with its state, a program "
+      .. "that cannot start, a job that failed for `wait`, no line matched for `logs --grep`); 2 usage: "
+      .. "a flag or value the command cannot take, a bad regex (the message names the flag); 124 `wait` "
+      .. "timed out; 130 interrupted (Ctrl-C).")
     :require_command(false)
     :command_target("cmd")
   for _, add in ipairs { global_flags, start_command, list_command, show_command, logs_command, kill_command,
@@ -117,6 +134,19 @@ function parser.find_command(p, name)
       if alias == name then return cmd end
     end
   end
+end
+
+-- What a user types for each parsed key of subcommand `name`: its
+-- option's long form ("--grep"), its positional's name ("ID|NAME").
+function parser.words(p, name)
+  local cmd, words = parser.find_command(p, name), {}
+  for _, o in ipairs(cmd and cmd._options or {}) do
+    words[o._target or o:_get_default_target()] = o._aliases[#o._aliases]
+  end
+  for _, arg in ipairs(cmd and cmd._arguments or {}) do
+    words[arg._target or arg:_get_default_target()] = arg._name
+  end
+  return words
 end
 
 -- The usage text of a subcommand (by name or alias), or of bgproc.

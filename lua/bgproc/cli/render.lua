@@ -35,8 +35,39 @@ end
 local function out(...) io.stdout:write(...) end
 render.out = out
 
--- Print msg as bgproc's error; returns the exit code (default FAIL).
+-- A job's output as printed by logs and show. A job may end without a
+-- final newline; its last line is then closed when the command stops
+-- printing it (the job ended, the follow stops, an error, Ctrl-C), or the
+-- next thing printed (the shell's prompt, the next line of a pipe) would
+-- run into it. Within a follow nothing is added: the next chunk may go on
+-- with the same line. Exact output (--raw) into a pipe or a file stays the
+-- job's bytes; on a terminal its last line is closed all the same.
+local open_line = false
+
+function render.output(s, exact)
+  if s == "" then return end
+  out(s)
+  open_line = s:sub(-1) ~= "\n" and not (exact and not isatty(1))
+end
+
+-- End a job's output: "\n" after a line it left open. Returns whether
+-- one was printed.
+function render.close_output()
+  if not open_line then return false end
+  open_line = false
+  out("\n")
+  io.stdout:flush()
+  return true
+end
+
+-- Whether stdout is a terminal.
+function render.stdout_is_tty() return isatty(1) end
+
+-- Print msg as bgproc's error (after closing a job's open line, so that
+-- on a terminal it starts a line of its own); returns the exit code
+-- (default FAIL).
 function render.fail(msg, code)
+  render.close_output()
   io.stderr:write("bgproc: ", msg, "\n")
   return code or render.EXIT.FAIL
 end
