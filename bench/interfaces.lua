@@ -200,4 +200,8 @@ benches.daemon_clients = {
   ok = function(r) return r.value > 0 end,
 }
 
+-- `bgproc top` at 1 Hz over 500 jobs, against `bgproc ls` once a second
+-- (bench/top.lua), on this file's private daemon.
+benches.top = require "top" (with_daemon, start_jobs)
+
 return benches

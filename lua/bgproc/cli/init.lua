@@ -51,6 +51,7 @@ local LOCAL = {
   daemon = function(a) return require("bgproc.cli.daemon").run(a) end,
   hook = function(a) return require("bgproc.cli.hooks").command(a) end,
   mcp = function(a) return require("bgproc.mcp").run { standalone = a.standalone, socket = a.socket } end,
+  top = function(a) return require("bgproc.cli.top").run(a) end,
 }
 
 -- The command to run: "ls" is "list", -v is "version", none is "help".

@@ -102,6 +102,23 @@ local function mcp_command(p)
   m:flag("--standalone", "Run an engine in this process instead of using the daemon.")
 end
 
+-- --interval of top: seconds, from 0.5 to 60 (the error names the flag).
+local function interval(s)
+  local n = tonumber(s)
+  if n and n >= 0.5 and n <= 60 then return n end
+  return nil, ("--interval: expected seconds from 0.5 to 60, got '%s'"):format(s)
+end
+
+local function top_command(p)
+  local t = p:command("top", "A live full-screen view of the jobs: CPU, memory, ports, last line.")
+    :epilog("Keys: q quit, arrows/PgUp/PgDn/Home/End select, k kill, r restart, l logs, / filter (Enter "
+      .. "applies, Esc cancels), s sort. NO_COLOR turns colours off. Without a terminal, use --once.")
+  t:option("--interval", "Seconds between refreshes (0.5 to 60).", "1", interval):argname("<s>")
+  t:option("--sort", "Sort by this first.", "cpu"):choices(require("bgproc.cli.top.jobs").SORTS)
+  t:option("--filter", "Only jobs whose name, id or a tag contains this."):argname("<text>")
+  t:flag("--once", "Print one plain frame and exit (no terminal needed).")
+end
+
 -- `version` and `help`
 local function help_command(p)
   p:command("version", "Print the version.")
@@ -121,7 +138,7 @@ function parser.build()
     :command_target("cmd")
   for _, add in ipairs { global_flags, start_command, list_command, show_command, logs_command, kill_command,
                          wait_command, send_command, daemon_command, hook_command, mcp_command,
-                         help_command } do
+                         top_command, help_command } do
     add(p)
   end
   return p
