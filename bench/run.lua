@@ -26,7 +26,7 @@ local cjson = require "cjson"
 local uv = require "luv"
 local common = require "common"
 
-local groups = { "core", "engine", "interfaces" }
+local groups = { "core", "engine", "interfaces", "metrics" }
 local BASELINE = root .. "/build/bench-baseline"
 
 local function all_benches()

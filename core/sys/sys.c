@@ -8,6 +8,9 @@
  *   sys.listen(path, n)    -> a Listener: a Unix socket we accept() on
  *   sys.getuid()           -> the real uid
  *
+ * and the readers the engine samples jobs with (readers.h): proc_scan,
+ * clock_ticks, page_size, socket_inodes, inet_listeners, http_probe.
+ *
  * Misuse raises; operational failure returns nil, "ENAME: what:
  * strerror", "ENAME", as bgproc.core does.
  */
@@ -26,6 +29,8 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+
+#include "readers.h"
 
 #define PIDFD_MT "bgproc.sys.Pidfd"
 #define LOCK_MT "bgproc.sys.Lock"
@@ -223,6 +228,8 @@ int luaopen_bgproc_sys(lua_State *L) {
   new_class(L, PIDFD_MT, pidfd_methods, pidfd_close);
   new_class(L, LOCK_MT, lock_methods, lock_close);
   new_class(L, LISTENER_MT, listener_methods, listener_close);
+  bg_sys_open_http(L);
   luaL_newlib(L, funcs);
+  luaL_setfuncs(L, bg_sys_readers, 0); /* readers.h: proc_scan, http_probe... */
   return 1;
 }
