@@ -26,7 +26,7 @@ end
 -- Which modules each layer may require (patterns; the layer's own are allowed).
 local ALLOWED = {
   ["lua/bgproc/lib"] = { "^bgproc%.lib%.", "^bgproc%.jsonenc$", "^bgproc%.sys$" },
-  ["lua/bgproc/engine"] = { "^bgproc%.engine", "^bgproc%.lib%.", "^bgproc%.plugins%.", "^bgproc%.core$",
+  ["lua/bgproc/engine"] = { "^bgproc%.engine", "^bgproc%.lib%.", "^bgproc%.plugins%.", "^bgproc%.core$", "^bgproc%.sys$",
                             "^bgproc%.regex$" },
   ["lua/bgproc/plugins"] = { "^bgproc%.engine", "^bgproc%.lib%.", "^bgproc%.plugins%." },
   ["lua/bgproc/tools"] = { "^bgproc%.engine", "^bgproc%.lib%.", "^bgproc%.tools", "^bgproc%.regex$" },

@@ -359,7 +359,7 @@ describe("bgproc CLI with a daemon", function()
   end)
 
   describe("list", function()
-    it("prints a table with id, name, status, pid, age, tags and last line", function()
+    it("prints a table with id, name, status, pid, ports, age, tags and last line", function()
       local name = uniq("tbl")
       local a = start(d, { "--name", name .. "-run", "--tag", "alpha", "--tag", "beta", "--",
                            "sh", "-c", "echo first-line; sleep 1000" })
@@ -371,7 +371,7 @@ describe("bgproc CLI with a daemon", function()
       local lines = {}
       for l in so:gmatch("[^\n]+") do lines[#lines + 1] = l end
       assert.equal(3, #lines, so)
-      assert.matches("^ID%s+NAME%s+STATUS%s+PID%s+AGE%s+TAGS%s+LAST LINE$", lines[1])
+      assert.matches("^ID%s+NAME%s+STATUS%s+PID%s+PORTS%s+AGE%s+TAGS%s+LAST LINE$", lines[1])
       assert.matches("^" .. a.id:gsub("%-", "%%-") .. "%s+" .. name:gsub("%-", "%%-") .. "%-run%s+running%s+"
         .. a.pid .. "%s+%d+s%s+alpha,beta%s+first%-line$", lines[2])
       assert.matches("^" .. b.id:gsub("%-", "%%-") .. "%s+" .. name:gsub("%-", "%%-") .. "%-done%s+completed%s+"
@@ -991,7 +991,8 @@ describe("bgproc CLI with a daemon", function()
       local names = {}
       for _, t in ipairs(await(2).result.tools) do names[#names + 1] = t.name end
       assert.same({ "createBackgroundProcess", "listBackgroundProcesses", "getBackgroundProcess",
-                    "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput" }, names)
+                    "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput",
+                    "restartBackgroundProcess", "removeBackgroundProcesses" }, names)
       send { jsonrpc = "2.0", id = 3, method = "tools/call",
              params = { name = "createBackgroundProcess", arguments = { command = "sleep 1000", name = uniq("mcp-") } } }
       local created = await(3).result

@@ -126,7 +126,8 @@ describe("bgproc mcp", function()
         assert.equal("object", t.inputSchema.type)
       end
       assert.same({ "createBackgroundProcess", "listBackgroundProcesses", "getBackgroundProcess",
-                    "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput" }, names)
+                    "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput",
+                    "restartBackgroundProcess", "removeBackgroundProcesses" }, names)
     end)
 
     it("returns text content, structuredContent, and isError on tool failures", function()
@@ -348,7 +349,8 @@ describe("bgproc mcp", function()
       assert.equal("bgproc", r.serverVersion.name)
       assert.truthy(r.capabilities.tools)
       assert.same({ "createBackgroundProcess", "listBackgroundProcesses", "getBackgroundProcess",
-                    "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput" }, r.tools)
+                    "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput",
+                    "restartBackgroundProcess", "removeBackgroundProcesses" }, r.tools)
       local c = r.calls
       assert.is_false(c.create_session.isError)
       assert.equal("ready on port 4321", c.wait_output.data.line)

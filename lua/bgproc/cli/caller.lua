@@ -65,9 +65,10 @@ function caller.in_cli_words(message, tool, arguments, word_of)
     return word_of(field)
   end
   message = message:gsub("^" .. tool .. ": ", "", 1)
+  -- a leading 'field': always names a field (a value never comes first)
   local lead, rest = message:match("^'([%w_]+)': (.*)$")
   local prefix = ""
-  if lead and word(lead) then prefix, message = word(lead) .. ": ", rest end
+  if lead and word_of(lead) then prefix, message = word_of(lead) .. ": ", rest end
   return prefix .. message:gsub("'([%w_]+)'", function(field)
     local w = word(field)
     return w and ("'" .. w .. "'")

@@ -1,5 +1,5 @@
 -- The subcommands that call a tool: start, list, show, logs, kill, wait,
--- send. Each is commands[name](a, c): a the parsed args, c a client of
+-- send, restart, rm, prune. Each is commands[name](a, c): a the parsed args, c a client of
 -- the daemon; it prints and returns the exit code.
 local caller = require "bgproc.cli.caller"
 local flags = require "bgproc.cli.flags"
@@ -90,6 +90,11 @@ local TOOLS = {
     processIds = { "id", function(a) return several(a) and #a.id > 0 and a.id or nil end },
   } },
   send = { tool = "sendBackgroundProcessInput", args = { processId = "id", input = { "text", send_text } } },
+  restart = { tool = "restartBackgroundProcess", args = { processId = "id" } },
+  rm = { tool = "removeBackgroundProcesses", args = { processIds = "id" } },
+  prune = { tool = "removeBackgroundProcesses", args = { -- no selector: every finished job
+    all = function(a) return not (a.status[1] or a.tags[1] or a.olderThanMs or a.sessionId) or nil end,
+  } },
 }
 commands.TOOLS = TOOLS
 
@@ -293,7 +298,7 @@ end
 local function wait_one(a, r)
   if a.json then render.json(r)
   elseif r.timedOut then out(("%s: still %s after %d ms\n"):format(r.id, r.status, a.timeoutMs))
-  elseif r.matched then out(r.line, "\n") -- just the line, for scripts
+  elseif r.matched then out(r.line or ("%d"):format(r.port.port), "\n") -- just the line (the port), for scripts
   else render.result(false, TOOLS.wait.tool, r) end
   if r.timedOut then return EXIT.TIMEOUT end
   if r.matched ~= nil then return r.matched and EXIT.OK or EXIT.FAIL end
@@ -306,6 +311,24 @@ function commands.wait(a, c)
   if several(a) then return wait_several(a, r) end
   return wait_one(a, r)
 end
+
+function commands.restart(a, c)
+  local r, code = call(c, "restart", a, my_session())
+  if not r then return code end
+  render.result(a.json, TOOLS.restart.tool, r)
+  return EXIT.OK
+end
+
+-- rm and prune: exit 1 when a job named could not go (it still runs).
+local function remove(name, a, c)
+  local r, code = call(c, name, a, my_session())
+  if not r then return code end
+  render.result(a.json, TOOLS[name].tool, r)
+  return #r.errors > 0 and EXIT.FAIL or EXIT.OK
+end
+
+function commands.rm(a, c) return remove("rm", a, c) end
+function commands.prune(a, c) return remove("prune", a, c) end
 
 function commands.send(a, c)
   local r, code = call(c, "send", a, my_session())

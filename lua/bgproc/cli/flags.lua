@@ -1,12 +1,16 @@
 -- The flags of the subcommands that call a tool, made from what each tool
 -- declares (its `cli` list, lua/bgproc/tools/): one entry per flag,
 --   { field, flag, help, argname = "<ms>", value = v, also = { k = v },
---     mutex = "group", default = "30000" }
+--     mutex = "group", default = "30000", parse = "duration" | "bytes",
+--     args = "?" }
 -- The tool's inputSchema says the rest: a boolean (or an entry with a
 -- `value`) is a flag; a list is a repeatable option, with the schema's
 -- enum as its choices; an integer is checked, and its error names the
--- flag. Parsed values land under the tool's field names.
+-- flag. `parse` reads "15m" or "512M"; `args = "?"` makes the value
+-- optional (an integer, 0 when left out). Parsed values land under the
+-- tool's field names.
 local tools = require "bgproc.tools"
+local units = require "bgproc.lib.units"
 
 local flags = {}
 
@@ -25,6 +29,22 @@ local function types_of(prop)
   return set
 end
 
+-- Converters for entries with `parse`: what the flag's value means, and
+-- how its error says what was expected.
+local PARSE = {
+  duration = { units.duration_ms, "a duration like 500ms, 30s, 15m, 2h or 7d" },
+  bytes = { units.bytes, "a size like 1048576, 512K, 256M or 2G" },
+}
+
+local function parser_of(entry)
+  local fn, expected = table.unpack(PARSE[entry.parse])
+  return function(s)
+    local v = fn(s)
+    if v then return v end
+    return nil, ("%s: expected %s, got '%s'"):format(entry[2], expected, s)
+  end
+end
+
 -- A number where one is given ("9" -> 9, "TERM" stays): for fields that
 -- take a name or a number.
 local function number_or_string(s)
@@ -37,7 +57,11 @@ local function add(cmd, entry, prop)
   local types = types_of(prop)
   if entry.value ~= nil or types.boolean then return cmd:flag(flag, help):target(field) end
   local opt
-  if types.array or types.object then
+  if entry.parse then
+    opt = cmd:option(flag, help, entry.default, parser_of(entry))
+  elseif entry.args then -- an optional value ("--port" or "--port 3000"): a list of 0 or 1
+    opt = cmd:option(flag, help):args(entry.args)
+  elseif types.array or types.object then
     opt = cmd:option(flag, help):count("*"):init({})
     local enum = prop.items and prop.items.enum
     if enum then opt:choices(enum) end
@@ -92,8 +116,12 @@ end
 function flags.check(name, a)
   local def = tools.by_name[name]
   for _, entry in ipairs(def.cli) do
+    local v = a[entry[1]]
     if is_object(def, entry[1]) then
-      local _, err = pairs_of(a[entry[1]], entry[2])
+      local _, err = pairs_of(v, entry[2])
+      if err then return err end
+    elseif entry.args and type(v) == "table" and v[1] then
+      local _, err = flags.integer(entry[2])(v[1])
       if err then return err end
     end
   end
@@ -105,6 +133,7 @@ function flags.args(name, a)
   local args = {}
   for _, entry in ipairs(def.cli) do
     local field, v = entry[1], a[entry[1]]
+    if entry.args and type(v) == "table" then v = math.tointeger(tonumber(v[1] or 0)) end -- "--port": 0, any
     if is_object(def, field) then v = next(v) ~= nil and pairs_of(v, entry[2]) or {} end
     if type(v) == "table" and next(v) == nil and not is_object(def, field) then v = nil end -- not given
     if v == false then v = nil end

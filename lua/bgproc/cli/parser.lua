@@ -80,6 +80,25 @@ local function send_command(p)
   flags.add(send, "sendBackgroundProcessInput")
 end
 
+local function restart_command(p)
+  local restart = p:command("restart", "Stop a process (its whole group) and start it again, same id.")
+    :epilog("The same command, name, tags, cwd and env; a new pid. A finished or killed job starts again too.")
+  job_argument(restart)
+  flags.add(restart, "restartBackgroundProcess")
+end
+
+local function rm_command(p)
+  local rm = p:command("rm", "Remove finished processes: their records and output.")
+    :epilog("A job still running is left alone (stop it first with kill): exit 1.")
+  job_argument(rm, "The jobs: ids or names."):args("+")
+end
+
+local function prune_command(p)
+  local prune = p:command("prune", "Remove finished processes, all of them or those selected.")
+    :epilog("With no flag, every finished job goes; running jobs are never touched.")
+  flags.add(prune, "removeBackgroundProcesses")
+end
+
 local function daemon_command(p)
   local d = p:command("daemon", "Start, stop or inspect the per-user daemon.")
   d:argument("action", "start, stop, status, or run (in the foreground).")
@@ -137,8 +156,8 @@ function parser.build()
     :require_command(false)
     :command_target("cmd")
   for _, add in ipairs { global_flags, start_command, list_command, show_command, logs_command, kill_command,
-                         wait_command, send_command, daemon_command, hook_command, mcp_command,
-                         top_command, help_command } do
+                         wait_command, send_command, restart_command, rm_command, prune_command, top_command,
+                         daemon_command, hook_command, mcp_command, help_command } do
     add(p)
   end
   return p

@@ -3,6 +3,7 @@
 -- codes.
 local uv = require "luv"
 local json = require "bgproc.lib.json"
+local cells = require "bgproc.cli.cells"
 
 local render = {}
 
@@ -85,16 +86,8 @@ end
 
 -- "5s", "3m", "2h", "4d" since an ISO time; "-" without one.
 local function age(iso)
-  if not iso then return "-" end
-  local y, mo, d, h, mi, s = iso:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
-  if not y then return "-" end
-  local t = os.time { year = y, month = mo, day = d, hour = h, min = mi, sec = s, isdst = false }
-  local now = os.time(os.date("!*t"))
-  local secs = math.max(0, now - t)
-  if secs < 60 then return secs .. "s" end
-  if secs < 3600 then return secs // 60 .. "m" end
-  if secs < 86400 then return secs // 3600 .. "h" end
-  return secs // 86400 .. "d"
+  local t = cells.epoch(iso)
+  return cells.age(t and os.time() - t)
 end
 
 local function width(s) return utf8.len(s) or #s end
@@ -117,11 +110,14 @@ end
 
 -- ---- jobs ----------------------------------------------------------------------------------
 
-local HEADER = { "ID", "NAME", "STATUS", "PID", "AGE", "TAGS", "LAST LINE" }
+local HEADER = { "ID", "NAME", "STATUS", "PID", "PORTS", "AGE", "TAGS", "LAST LINE" }
+local COLUMNS = #HEADER - 1 -- padded; the last line fills the rest
 
 local function row_of(p)
+  local ports = cells.ports(p.ports)
   return { p.id, clip(p.name, 30), clip(status_text(p), 48), p.pid and ("%d"):format(p.pid) or "-",
-           age(p.startedAt), table.concat(p.tags or {}, ","), p.lastLine or "" }
+           clip(ports == "" and "-" or ports, 24), age(p.startedAt), table.concat(p.tags or {}, ","),
+           p.lastLine or "" }
 end
 
 -- Jobs as a table: columns as wide as their widest cell; the last line
@@ -131,21 +127,21 @@ function render.table(procs)
   for _, p in ipairs(procs) do rows[#rows + 1] = row_of(p) end
   local widths = {}
   for _, row in ipairs(rows) do
-    for i = 1, 6 do widths[i] = math.max(widths[i] or 0, width(row[i])) end
+    for i = 1, COLUMNS do widths[i] = math.max(widths[i] or 0, width(row[i])) end
   end
   local cols = term_columns()
   for r, row in ipairs(rows) do
     local parts = {}
     local used = 0
-    for i = 1, 6 do
+    for i = 1, COLUMNS do
       local cell = row[i] .. (" "):rep(widths[i] - width(row[i]))
       if i == 3 and r > 1 then cell = paint(COLORS[row[3]:match("^%a+")], cell) end
       parts[i] = cell
       used = used + widths[i] + 2
     end
-    local last = row[7]
+    local last = row[COLUMNS + 1]
     if cols then last = clip(last, math.max(10, cols - used)) else last = clip(last, 80) end
-    parts[7] = r == 1 and last or paint("2", last)
+    parts[COLUMNS + 1] = r == 1 and last or paint("2", last)
     out(table.concat(parts, "  "), "\n")
   end
 end
@@ -160,7 +156,11 @@ function render.record(r)
     { "started", r.startedAt }, { "ended", r.endedAt },
     { "exit code", r.exitCode }, { "signal", r.signal }, { "error", r.error },
     { "output", ("%d bytes (%d dropped)"):format(r.outputBytes or 0, r.droppedBytes or 0) },
-    { "ready", r.ready ~= nil and tostring(r.ready) or nil },
+    { "ready", r.ready ~= nil and (tostring(r.ready) .. (r.readyLine and (": " .. r.readyLine) or "")) or nil },
+    { "ports", r.ports and cells.ports(r.ports) },
+    { "cpu", r.cpuMs and ("%s%% (%d ms in all)"):format(r.cpuPercent or "?", r.cpuMs) },
+    { "memory", r.memoryBytes and ("%s (peak %s)"):format(cells.bytes(r.memoryBytes), cells.bytes(r.memoryPeakBytes)) },
+    { "memory max", r.memoryMax and cells.bytes(r.memoryMax) },
     { "restarts", r.restarts },
   }
   for k, v in pairs(r.notes or {}) do lines[#lines + 1] = { k, tostring(v) } end

@@ -107,10 +107,15 @@ end
 local function check_ready(self, rec, at_end)
   if not rec.ready_re or rec.ready then return end
   local l = self:scan_match(rec.ready_scan, rec.ready_re, at_end)
-  if l then
-    rec.ready, rec.readyLine = true, l.line
-    emit(self, rec, "ready", { line = l.line })
-  end
+  if l then events.ready(self, rec, l.line) end
+end
+
+-- The job passed its readiness test; line says how.
+function events.ready(self, rec, line)
+  if rec.ready ~= false then return end
+  rec.ready, rec.readyLine = true, line
+  records.unsettle(rec)
+  emit(self, rec, "ready", { line = line })
 end
 
 local function feed_plugins(self, rec)
@@ -157,9 +162,10 @@ end
 -- The final state of a record we stopped, once its group is gone.
 function events.settle_stopped(self, rec)
   if FINAL[rec.status] then return end
-  if rec.stop.reason == "timeout" then
+  local failure = states.FAILING_STOP[rec.stop.reason]
+  if failure then
     rec.status = "failed"
-    rec.error = ("timed out after %d ms"):format(rec.timeoutMs)
+    rec.error = failure(rec)
   else
     rec.status = "cancelled"
     rec.error = nil
@@ -180,6 +186,10 @@ local function on_exit(self, rec)
   local code, sig = rec.job:exit()
   rec.exitCode, rec.signal = code, sig
   rec.endedMs = clock.wall_ms()
+  if not rec.stop and rec.oom_check and rec.oom_check() then -- its cgroup's memory.max ended it
+    rec.stop = { reason = "memory", escaped = {}, escaped_order = {} }
+    records.unsettle(rec)
+  end
   if rec.stop then
     -- the stop protocol decides, once the group is gone; if it already
     -- gave up (a process stuck in the kernel), this late death settles it

@@ -4,7 +4,9 @@
 -- A roster is a list of records in creation order (by rec.seq). Removed
 -- records stay in it as holes (callers skip rec.removed) until they are
 -- many: removing one costs O(1) amortized.
+local errors = require "bgproc.lib.errors"
 local selectors = require "bgproc.engine.select"
+local states = require "bgproc.engine.states"
 
 local index = {}
 local methods = {}
@@ -69,6 +71,7 @@ function index.insert(self, rec)
   index.roster_add(self.order, rec)
   for _, tag in ipairs(rec.tags) do index.add(self.by_tag, tag, rec) end
   index.add(self.by_session, rec.sessionId, rec)
+  index.add(self.by_name, rec.name, rec)
 end
 
 -- A removed record (rec.removed set) leaves them.
@@ -76,6 +79,7 @@ function index.delete(self, rec)
   index.roster_forget(self.order)
   for _, tag in ipairs(rec.tags) do forget(self.by_tag, tag) end
   forget(self.by_session, rec.sessionId)
+  forget(self.by_name, rec.name)
 end
 
 -- The records of several rosters, each once, in creation order: a merge
@@ -134,6 +138,43 @@ end
 
 function methods:get(id)
   return self.jobs[id]
+end
+
+local function any() return true end -- (each skips removed records)
+local function running(rec) return not states.FINAL[rec.status] end
+
+-- "ab-3 (running, session s1, cwd /app)" for a list of candidates.
+local function describe(recs)
+  local parts = {}
+  for i, rec in ipairs(recs) do
+    parts[i] = ("%s (%s, session %s%s)"):format(rec.id, rec.status, rec.sessionId,
+      rec.cwd and (", cwd " .. rec.cwd) or "")
+  end
+  return table.concat(parts, ", ")
+end
+
+-- The job `ref` means to the caller of session sid (may be nil): the one
+-- with that id, else the one with that exact name. Among jobs of one
+-- name, the caller's own session's and global ones come first, then the
+-- running one, else the newest. Two running of one name are ambiguous.
+-- Returns the record, or nil and an error naming `field`.
+function methods:resolve(ref, sid, field)
+  field = field or "processId"
+  local rec = self.jobs[ref]
+  if rec then return rec end
+  local named = self.by_name[ref] and self:each(any, self.by_name[ref]) or {}
+  if #named == 0 then
+    return errors.fail("not_found", "'%s': no process '%s' (no job has that id or name; finished jobs are "
+      .. "removed after a while: see listBackgroundProcesses)", field, ref)
+  end
+  local mine = sid and self:each(function(r) return r.sessionId == sid or r.global end, named) or {}
+  if #mine > 0 then named = mine end
+  local up = self:each(running, named)
+  if #up > 1 then
+    return errors.fail("invalid_argument", "'%s': the name '%s' is ambiguous: %d running jobs have it: %s; "
+      .. "give an id", field, ref, #up, describe(up))
+  end
+  return up[1] or named[#named]
 end
 
 -- The records for which pred(rec) holds, in creation order. `within`: a

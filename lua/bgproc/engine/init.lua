@@ -25,7 +25,8 @@ local engine = {}
 local Engine = {}
 Engine.__index = Engine
 
-for _, part in ipairs { "index", "records", "output", "events", "lifecycle", "stop", "sessions" } do
+for _, part in ipairs { "index", "records", "output", "events", "lifecycle", "stop", "sessions", "metrics",
+                         "probes" } do
   for name, fn in pairs(require("bgproc.engine." .. part).methods) do
     assert(not Engine[name], "engine method defined twice: " .. name)
     Engine[name] = fn
@@ -69,6 +70,7 @@ function engine.new(opts)
     order = {},           -- records in creation order (a roster, see index.lua)
     by_tag = {},          -- tag -> roster of the records with that tag
     by_session = {},      -- session id -> roster of its records
+    by_name = {},         -- name -> roster of the records with that name
     seq = 0,
     prefix = random_prefix(),
     sessions = {},        -- id -> { id, openedAt }
@@ -115,8 +117,9 @@ function Engine:every(ms, fn) return self.sched:every(ms, fn) end
 
 -- Inside a task: wait until pred() holds, at most timeout_ms. progress,
 -- if given, is called every progressMs with (elapsed ms, timeout_ms).
--- Returns true, or false and "timeout" / "cancelled" / a message.
-function Engine:await(pred, timeout_ms, progress)
+-- poll_ms: look at pred that often too (it is otherwise looked at after
+-- events). Returns true, or false and "timeout" / "cancelled" / a message.
+function Engine:await(pred, timeout_ms, progress, poll_ms)
   local ticker
   if progress then
     local started = self.sched.now()
@@ -124,7 +127,7 @@ function Engine:await(pred, timeout_ms, progress)
       pcall(progress, math.floor(self.sched.now() - started), timeout_ms)
     end)
   end
-  local ok, why = self.sched:await(pred, timeout_ms)
+  local ok, why = self.sched:await(pred, timeout_ms, poll_ms)
   if ticker then ticker:cancel() end
   return ok, why
 end
@@ -256,8 +259,10 @@ local function start_call(self, name, args, ctx)
   local def, norm = self.toolset.check(name, args, self)
   if not def then return done_task(nil, norm) end
   if self.closed then return done_task(errors.fail("conflict", "the manager is shut down")) end
-  -- only tools that wait need a task of their own
-  if not def.waits then return done_task(run_handler(self, def, name, norm, ctx)) end
+  -- only tools that wait need a task of their own (some only for some arguments)
+  local waits = def.waits
+  if type(waits) == "function" then waits = waits(norm) end
+  if not waits then return done_task(run_handler(self, def, name, norm, ctx)) end
   return self.sched:task(run_handler, self, def, name, norm, ctx)
 end
 

@@ -3,6 +3,7 @@
 local errors = require "bgproc.lib.errors"
 local events = require "bgproc.engine.events"
 local index = require "bgproc.engine.index"
+local probes = require "bgproc.engine.probes"
 local records = require "bgproc.engine.records"
 local regex = require "bgproc.regex"
 local states = require "bgproc.engine.states"
@@ -85,6 +86,7 @@ local function reset_run(rec)
   rec.ended_told = nil
   rec.fed = rec.base
   rec.ll_head = nil
+  rec.m = nil -- ports, CPU, memory: the new run's
 end
 
 -- Start (or restart) the record's process. Returns true or nil, err.
@@ -106,6 +108,7 @@ local function launch(self, rec)
   self.by_job[job] = rec
   reset_run(rec)
   arm_timeout(self, rec)
+  probes.arm(self, rec)
   if self.plugins:has("on_start") then self.plugins:call("on_start", records.public(rec)) end
   self:after_activity()
   return true
@@ -121,11 +124,17 @@ local function room(self)
   return errors.fail("limit", "%d jobs are running, the most allowed (maxRunning)", self.running)
 end
 
-local function new_record(self, args, sid)
+-- A record for checked args. `old`: the record it replaces, whose id it
+-- takes, and whose output cursor it goes on from.
+local function new_record(self, args, sid, old)
   local tag_list = assert(tags.normalize(args.tags, self.tag_policy)) -- checked before
-  self.seq = self.seq + 1
+  local seq = old and old.seq
+  if not seq then
+    self.seq = self.seq + 1
+    seq = self.seq
+  end
   local rec = {
-    id = ("%s-%d"):format(self.prefix, self.seq), seq = self.seq,
+    id = old and old.id or ("%s-%d"):format(self.prefix, seq), seq = seq,
     name = args.name or default_name(args),
     command = args.command, argv = args.argv,
     cwd = args.cwd, env = args.env, clear_env = args.inheritEnv == false,
@@ -136,11 +145,32 @@ local function new_record(self, args, sid)
     timeoutMs = args.timeoutMs,
     readyPattern = args.readyPattern, ready_re = args.readyPattern and assert(regex.new(args.readyPattern)),
     notifyPattern = args.notifyPattern, notify_re = args.notifyPattern and assert(regex.new(args.notifyPattern)),
-    status = "pending", base = 0, restarts = 0,
+    readyPort = args.readyPort, readyUrl = args.readyUrl, memoryMax = args.memoryMax,
+    status = "pending", base = old and records.output_end(old) or 0, restarts = old and old.restarts + 1 or 0,
   }
   rec.lname = rec.name:lower() -- for name filters
-  if rec.ready_re then rec.ready = false end
+  if rec.ready_re or rec.readyPort or rec.readyUrl then rec.ready = false end
   return rec
+end
+
+-- The job a unique start finds: running (not being stopped) under the
+-- same name and working directory.
+local function twin(self, args)
+  local roster = self.by_name[args.name] or {}
+  for i = #roster, 1, -1 do
+    local r = roster[i]
+    if not r.removed and not FINAL[r.status] and not r.stop and r.cwd == args.cwd then return r end
+  end
+end
+
+-- Inside a task: stop rec (a restart, a replace) unless it is over.
+-- Returns true, or nil and a conflict when its group would not die.
+local function stop_for(self, rec, reason, opts)
+  if states.over(rec) then return true end
+  local _, _, errs = self:stop({ rec }, { reason = reason, signal = opts.signal, graceMs = opts.graceMs,
+                                          by = opts.sessionId })
+  if #errs > 0 then return errors.fail("conflict", "%s: %s", rec.id, errs[1].message) end
+  return true
 end
 
 -- Create a job. args were checked by check(args) -> args or nil, err
@@ -161,11 +191,25 @@ function methods:create(args, ctx, check)
       return errors.fail(err.code, "after the plugins' on_create: %s", err.message)
     end
   end
+  local old = args.unique and twin(self, args)
+  if old and args.unique == "reuse" then
+    local r = records.public(old)
+    r.reused = true
+    return r
+  end
+  if old then -- replace: stopped first, so it does not count against maxRunning
+    if not coroutine.isyieldable() then -- (a plugin's on_create asked for it: create.waits did not see it)
+      return errors.fail("conflict", "unique \"replace\" was added by a plugin; it needs the caller to ask")
+    end
+    local _, err = stop_for(self, old, "replace", ctx)
+    if err then return nil, err end
+  end
   local ok, err = room(self)
   if not ok then return nil, err end
   local sid = ctx.sessionId or "default"
   if not self.sessions[sid] then self:session_open(sid) end
-  local rec = new_record(self, args, sid)
+  local rec = new_record(self, args, sid, old)
+  if old then self:remove(old) end
   self.jobs[rec.id] = rec
   index.insert(self, rec)
   local launched, lerr = launch(self, rec)
@@ -176,12 +220,13 @@ function methods:create(args, ctx, check)
   return records.public(rec)
 end
 
--- Why a record cannot be restarted now, or nil.
-local function why_not_respawn(self, rec)
+-- Why a record cannot be restarted now, or nil. asked: a caller asked
+-- for it (a stop before does not forbid it, as it does a plugin's).
+local function why_not_respawn(self, rec, asked)
   if not FINAL[rec.status] then return errors.fail("conflict", "job %s is still %s", rec.id, rec.status) end
   if rec.removed then return errors.fail("not_found", "job %s was removed", rec.id) end
   if self.closed or self.closing then return errors.fail("conflict", "the manager is shut down") end
-  if rec.no_restart or rec.stop then
+  if not asked and (rec.no_restart or rec.stop) then
     return errors.fail("conflict", "job %s was stopped (killed, or its session ended)", rec.id)
   end
   if not rec.global and not self.sessions[rec.sessionId] then
@@ -194,18 +239,18 @@ local function why_not_respawn(self, rec)
   if not ok then return nil, err end
 end
 
--- Start a finished record again under the same id (the restart plugin).
--- Its output cursor continues where the previous run's ended.
-function methods:respawn(rec)
-  local _, err = why_not_respawn(self, rec)
+-- Start a finished record again under the same id (the restart plugin;
+-- asked: a caller's restart). Its output cursor continues where the
+-- previous run's ended.
+function methods:respawn(rec, asked)
+  local _, err = why_not_respawn(self, rec, asked)
   if err then return nil, err end
   events.flush_ended(self, rec) -- a restart within the notice wait: tell the last run's end now
   if rec.job then
-    local _, head = rec.job:offsets()
-    rec.base = rec.base + head
+    rec.base = records.output_end(rec)
     records.drop_job(self, rec)
   end
-  rec.stop = nil
+  rec.stop, rec.no_restart = nil, nil
   records.unsettle(rec)
   if rec.finished then
     rec.finished = false
@@ -213,9 +258,21 @@ function methods:respawn(rec)
   end
   rec.restarts = rec.restarts + 1
   rec.startedMs = nil
-  if rec.ready_re then rec.ready, rec.readyLine = false, nil end
+  if rec.ready ~= nil then rec.ready, rec.readyLine = false, nil end
   rec.status = "pending"
   return launch(self, rec)
+end
+
+-- Inside a task: stop the job (opts: signal, graceMs, sessionId: who
+-- asks) unless it is over, and start it again under the same id. Returns
+-- the public record, or nil and an error.
+function methods:restart(rec, opts)
+  local _, err = stop_for(self, rec, "restart", opts or {})
+  if err then return nil, err end
+  local ok
+  ok, err = self:respawn(rec, true)
+  if not ok then return nil, err end
+  return records.public(rec)
 end
 
 -- Write to a job's stdin, then close it when eof. Returns the bytes
@@ -243,9 +300,10 @@ function methods:write_input(rec, input, eof)
   return bytes
 end
 
--- Whether the job has a readyPattern, whether it matched, and the line.
+-- Whether the job has a readiness test (readyPattern, readyPort,
+-- readyUrl), whether it passed, and the line that says how.
 function methods:readiness(rec)
-  return rec.ready_re ~= nil, rec.ready == true, rec.readyLine
+  return rec.ready ~= nil, rec.ready == true, rec.readyLine
 end
 
 return lifecycle

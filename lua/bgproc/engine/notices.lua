@@ -5,11 +5,15 @@
 -- messages, all from here.
 local notices = {}
 
+-- Stops after which the owner hears nothing: its session's end, the
+-- daemon's stop, and a restart or replace (the job goes on, same id).
+local UNTOLD_STOP = { session = true, shutdown = true, restart = true, replace = true }
+
 -- Whether the owner wants to hear of ev. Not of a stop it asked for
 -- itself (its own kill, its session's end, the daemon's stop).
 function notices.wanted(ev)
   if ev.event ~= "ended" then return true end
-  if ev.stopReason == "session" or ev.stopReason == "shutdown" then return false end
+  if UNTOLD_STOP[ev.stopReason] then return false end
   return not (ev.stopReason == "kill" and ev.stoppedBy ~= nil and ev.stoppedBy == ev.sessionId)
 end
 

@@ -4,6 +4,7 @@
 local clock = require "bgproc.lib.clock"
 local index = require "bgproc.engine.index"
 local json = require "bgproc.lib.json"
+local metrics = require "bgproc.engine.metrics"
 local states = require "bgproc.engine.states"
 local tags = require "bgproc.engine.tags"
 local text = require "bgproc.lib.text"
@@ -65,6 +66,7 @@ local KEPT = { "id", "name", "status", "pid", "sessionId", "global", "tags", "st
                "startedAt", "endedAt", "durationMs", "exitCode", "outputBytes", "droppedBytes", "lastLine" }
 local LISTS = { tags = true, argv = true } -- kept lists, copied for each caller
 records.LISTS = LISTS
+records.ARRAYS = { "tags", "argv", "ports" } -- the record's fields that are JSON arrays
 local REST = #KEPT + 1
 local KEPT_INDEX = {}
 for i, k in ipairs(KEPT) do KEPT_INDEX[k] = i end
@@ -135,7 +137,15 @@ local function build_public(rec, now)
   if rec.signal then r.signal = rec.signal end
   if rec.error then r.error = rec.error end
   if rec.restarts > 0 then r.restarts = rec.restarts end
-  if rec.readyPattern then r.ready = rec.ready end
+  if rec.ready ~= nil then r.ready, r.readyLine = rec.ready, rec.readyLine end
+  if rec.readyPort then r.readyPort = rec.readyPort end
+  if rec.readyUrl then r.readyUrl = rec.readyUrl end
+  if rec.memoryMax then r.memoryMax = rec.memoryMax end
+  local m = rec.m -- the last sample (engine/metrics.lua); ports only while it runs
+  if m then
+    r.cpuMs, r.cpuPercent, r.memoryBytes, r.memoryPeakBytes = m.cpuMs, m.cpuPercent, m.memoryBytes, m.memoryPeakBytes
+    if m.ports and not FINAL[rec.status] then r.ports = json.array(table.move(m.ports, 1, #m.ports, 1, {})) end
+  end
   local stop = rec.stop
   if stop then
     r.stopReason = stop.reason
@@ -179,6 +189,13 @@ function records.light(rec)
            global = rec.global, stdin = rec.stdin, tags = table.move(rec.tags, 1, #rec.tags, 1, {}) }
 end
 
+-- The cursor just past the record's output: where a next run's begins.
+function records.output_end(rec)
+  if not rec.job then return rec.base end
+  local _, head = rec.job:offsets()
+  return rec.base + head
+end
+
 -- Let go of a record's core job: its ring, and anything left of its group.
 function records.drop_job(self, rec)
   if not rec.job then return end
@@ -190,15 +207,18 @@ end
 
 function methods:record(id)
   local rec = self.jobs[id]
+  if rec then metrics.refresh(self, { rec }) end
   return rec and public_record(rec)
 end
 
 function methods:public(rec)
+  metrics.refresh(self, { rec })
   return public_record(rec)
 end
 
 -- Public records of a list of records (a JSON array).
 function methods:publics(recs)
+  metrics.refresh(self, recs)
   local now = wall_ms()
   local out = json.array()
   for i, rec in ipairs(recs) do out[i] = public_record(rec, now) end

@@ -55,6 +55,14 @@ local STOPPED_BY = {
   session = function(stop) return "session ended" .. (stop.detail and (" (" .. stop.detail .. ")") or "") end,
   timeout = function(_, rec) return ("timeout after %d ms"):format(rec.timeoutMs or 0) end,
   shutdown = function(stop) return "daemon stopped" .. (stop.detail and (" (" .. stop.detail .. ")") or "") end,
+  restart = function() return "stopped to restart" end,
+  replace = function() return "replaced by a new start of the same name (unique: replace)" end,
+  memory = function(_, rec) return ("used more memory than memoryMax (%d bytes)"):format(rec.memoryMax or 0) end,
+}
+-- Stops that count as the job's failure, not a cancel: its `error`.
+states.FAILING_STOP = {
+  timeout = function(rec) return ("timed out after %d ms"):format(rec.timeoutMs or 0) end,
+  memory = function(rec) return ("used more memory than memoryMax (%d bytes)"):format(rec.memoryMax or 0) end,
 }
 
 -- One line saying why a finished job ended, for people and agents:
@@ -63,7 +71,7 @@ local STOPPED_BY = {
 function states.end_reason(rec)
   local stop = rec.stop
   local stopped = stop and (stop.text or (STOPPED_BY[stop.reason] or tostring)(stop, rec))
-  if rec.status == "cancelled" or (rec.status == "failed" and stopped and stop.reason == "timeout") then
+  if rec.status == "cancelled" or (rec.status == "failed" and stopped and states.FAILING_STOP[stop.reason]) then
     return stopped or "cancelled"
   end
   local exited = rec.error or (rec.exitCode and ("exited with code %d"):format(rec.exitCode)) or rec.status

@@ -5,6 +5,7 @@ local regex = require "bgproc.regex"
 local schema = require "bgproc.lib.schema"
 local selectors = require "bgproc.engine.select"
 local states = require "bgproc.engine.states"
+local stop = require "bgproc.engine.stop"
 
 local common = {}
 
@@ -25,12 +26,24 @@ function common.with(t, extra)
   return out
 end
 
-common.ID = { type = "string", minLength = 1, maxLength = 100,
-              description = "The process id returned by createBackgroundProcess." }
+common.ID = { type = "string", minLength = 1, maxLength = 200,
+              description = "The process id returned by createBackgroundProcess, or the job's name "
+                .. "(the caller's running job of that name, else its newest)." }
 common.TASK_ID = { type = "string", minLength = 1, maxLength = 100,
                    description = "Alias of processId (the seed plugin's name)." }
 common.STRINGS = { type = { "string", "array" }, items = { type = "string", maxLength = 200 }, maxItems = 64 }
 common.CURSOR = { type = "integer", minimum = 0, maximum = 1 << 53 }
+common.SIGNAL = { type = { "string", "integer" }, description = "Signal name (TERM, INT, HUP, KILL, ...) or number." }
+common.GRACE_MS = { type = "integer", minimum = 0, maximum = 600000,
+                    description = "Milliseconds between the signal and KILL (default 3000)." }
+
+-- A check of an optional `signal` argument: its name, or nil and an
+-- invalid_argument error.
+function common.signal(args)
+  local num, name = stop.signal(args.signal or "TERM")
+  if not num then return errors.fail("invalid_argument", "'signal': %s", name) end
+  return name
+end
 
 -- The schema of each selector key (select.KEYS); a tool may word a
 -- key's description its own way.
@@ -66,16 +79,12 @@ function common.either(keys)
   return table.concat(quoted, ", ", 1, #quoted - 1) .. " or " .. quoted[#quoted]
 end
 
--- The job named by processId (or its alias taskId): its record, or nil
--- and an error.
-function common.lookup(engine, args)
-  local id = args.processId or args.taskId
-  if not id then return errors.fail("invalid_argument", "missing required field 'processId'") end
-  local rec = engine:get(id)
-  if not rec then
-    return errors.fail("not_found", "no process '%s' (finished jobs are removed after a while; see listBackgroundProcesses)", id)
-  end
-  return rec
+-- The job processId (or its alias taskId) names, by id or by name (see
+-- engine:resolve), for the caller of ctx: its record, or nil and an error.
+function common.lookup(engine, args, ctx)
+  local ref = args.processId or args.taskId
+  if not ref then return errors.fail("invalid_argument", "missing required field 'processId'") end
+  return engine:resolve(ref, ctx and ctx.sessionId, args.processId and "processId" or "taskId")
 end
 
 -- A regular expression from argument `field`: the compiled regex, or nil

@@ -2,6 +2,7 @@
 local common = require "bgproc.tools.common"
 local errors = require "bgproc.lib.errors"
 local text = require "bgproc.lib.text"
+local url = require "bgproc.lib.url"
 
 local int, object = common.int, common.object
 
@@ -52,6 +53,19 @@ local create = {
                     description = "Output kept in memory (a ring: the newest bytes win). Default 1 MiB." },
     readyPattern = { type = "string", minLength = 1, maxLength = 1000,
                      description = "Regular expression; the first output line matching it marks the job ready." },
+    readyPort = { type = "integer", minimum = 0, maximum = 65535,
+                  description = "The job is ready once a process of it listens on this TCP/UDP port (0: on "
+                    .. "any port)." },
+    readyUrl = { type = "string", minLength = 1, maxLength = 2048,
+                 description = "The job is ready once an HTTP GET of this URL (http or https on a loopback "
+                   .. "address: localhost, 127.x.x.x, [::1]) answers with a status below 500." },
+    memoryMax = { type = "integer", minimum = 1 << 20, maximum = 1 << 50,
+                  description = "Bytes of memory the job may use, all its processes together (at least "
+                    .. "1 MiB): over it, it is stopped and fails with stopReason \"memory\". The job's "
+                    .. "cgroup enforces it where the machine allows, else a watchdog checks every second." },
+    unique = { type = "string", enum = { "reuse", "replace" },
+               description = "With `name`: if a job of that name runs in the same cwd, \"reuse\" returns "
+                 .. "it as it is (reused: true) and \"replace\" stops it and starts this one under its id." },
     notifyPattern = { type = "string", minLength = 1, maxLength = 1000,
                       description = "Regular expression; an output line matching it is told to the session's "
                         .. "owner as a notice (at most one a second), like the job's end and readiness." },
@@ -67,11 +81,19 @@ local create = {
     { "stdin", "--stdin", "Keep stdin open as a pipe (see `bgproc send`).", value = "pipe" },
     { "timeoutMs", "--timeout", "Stop it after MS milliseconds.", argname = "<ms>" },
     { "readyPattern", "--ready", "Regex: the first matching line marks it ready.", argname = "<re>" },
+    { "readyPort", "--ready-port", "Ready once it listens on port N (0: any port).", argname = "<n>" },
+    { "readyUrl", "--ready-url", "Ready once an HTTP GET of URL (loopback) answers below 500.", argname = "<url>" },
+    { "memoryMax", "--memory-max", "Stop it when it uses more memory (bytes, or 512K, 256M, 2G).",
+      argname = "<size>", parse = "bytes" },
+    { "unique", "--unique", "If a job of this --name runs in this cwd: reuse it, or replace it." },
     { "notifyPattern", "--notify", "Regex: a matching line is told to the session's owner (an agent's notices).",
       argname = "<re>" },
     { "outputBytes", "--output-bytes", "Output kept in memory.", argname = "<n>" },
   },
 }
+
+-- What may mark a job ready: one of these.
+local READINESS = { "readyPattern", "readyPort", "readyUrl" }
 
 -- What the schema cannot say. Runs on the caller's arguments and again
 -- on what a plugin's on_create returns.
@@ -96,6 +118,19 @@ function create.check(args, engine)
     return errors.fail("invalid_argument", "'outputBytes' must be <= %d (maxRingBytes), got %d", max_ring,
       args.outputBytes)
   end
+  if args.unique and not args.name then
+    return errors.fail("invalid_argument", "'unique' needs 'name' (the name a running job is found by)")
+  end
+  local ready_by = {}
+  for _, field in ipairs(READINESS) do if args[field] ~= nil then ready_by[#ready_by + 1] = field end end
+  if #ready_by > 1 then
+    return errors.fail("invalid_argument", "give one of %s, not %s", common.either(READINESS),
+      table.concat(ready_by, " and "))
+  end
+  if args.readyUrl then
+    local _, uerr = url.parse_loopback(args.readyUrl)
+    if uerr then return errors.fail("invalid_argument", "'readyUrl': %s", uerr) end
+  end
   for _, field in ipairs { "readyPattern", "notifyPattern" } do
     if args[field] then
       local re, rerr = common.regex(field, args[field])
@@ -105,12 +140,15 @@ function create.check(args, engine)
   return true
 end
 
+-- Only a replace waits (for the old job to stop).
+function create.waits(args) return args.unique == "replace" end
+
 function create.handler(engine, args, ctx)
   return engine:create(args, ctx, function(a) return common.validate(create, a, engine) end)
 end
 
 function create.text(r)
-  return ("started %s (pid %s): %s"):format(r.id, int(r.pid), r.name)
+  return ("%s %s (pid %s): %s"):format(r.reused and "reusing" or "started", r.id, int(r.pid), r.name)
 end
 
 return create

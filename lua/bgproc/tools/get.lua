@@ -88,8 +88,8 @@ get.inputSchema = common.object {
   stripAnsi = { type = "boolean", description = "Remove colour codes and collapse progress bars (default true)." },
 }
 
-function get.handler(engine, args)
-  local rec, err = common.lookup(engine, args)
+function get.handler(engine, args, ctx)
+  local rec, err = common.lookup(engine, args, ctx)
   if not rec then return nil, err end
   local re
   if args.filter then

@@ -19,7 +19,7 @@ local records = require "bgproc.engine.records"
 local tools = {}
 
 -- In the order tools/list gives them.
-local FILES = { "create", "list", "get", "kill", "wait", "send" }
+local FILES = { "create", "list", "get", "kill", "wait", "send", "restart", "remove" }
 
 tools.list, tools.by_name = {}, {}
 for i, file in ipairs(FILES) do
@@ -32,7 +32,7 @@ end
 -- arguments that may be lists. Decoding marks empty ones as arrays again.
 local function array_keys()
   local keys = {}
-  for k in pairs(records.LISTS) do keys[#keys + 1] = k end
+  for _, k in ipairs(records.ARRAYS) do keys[#keys + 1] = k end
   for _, t in ipairs(tools.list) do
     for _, k in ipairs(t.arrays or {}) do keys[#keys + 1] = k end
     for k, prop in pairs(t.inputSchema.properties) do

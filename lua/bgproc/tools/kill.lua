@@ -2,7 +2,6 @@
 local common = require "bgproc.tools.common"
 local errors = require "bgproc.lib.errors"
 local selectors = require "bgproc.engine.select"
-local stop = require "bgproc.engine.stop"
 
 local SELECTS = { "processId", "sessionId", "status", "tags" }
 
@@ -17,8 +16,8 @@ local kill = {
   inputSchema = common.object(common.selector_props(SELECTS, { tags = "Jobs with any of these tags." }, {
     taskId = common.TASK_ID,
     all = { type = "boolean", description = "true selects every job (required when no other selector is given)." },
-    signal = { type = { "string", "integer" }, description = "Signal name (TERM, INT, HUP, KILL, ...) or number." },
-    graceMs = { type = "integer", minimum = 0, maximum = 600000 },
+    signal = common.SIGNAL,
+    graceMs = common.GRACE_MS,
   })),
   selects = SELECTS,
   annotations = { destructiveHint = true },
@@ -39,22 +38,22 @@ kill.NO_SELECTOR = ("no selector: give %s (non-empty), or 'all': true to stop ev
 
 function kill.handler(engine, args, ctx)
   local criteria = selectors.pick(args, SELECTS)
-  criteria.processId = args.processId or args.taskId
+  if args.processId or args.taskId then -- an id or a name: the selector takes the id
+    local one, err = common.lookup(engine, args, ctx)
+    if not one then return nil, err end
+    criteria.processId = one.id
+  end
   local s, err = common.selector(engine, criteria)
   if not s then return nil, err end
   -- judged on what the selector does: `tags: []` narrows nothing, and
   -- must not stop every job (the seed's unknown-id defect)
   if not s.narrows and args.all ~= true then return errors.fail("invalid_argument", "%s", kill.NO_SELECTOR) end
-  if criteria.processId then
-    local one
-    one, err = common.lookup(engine, args)
-    if not one then return nil, err end
-  end
   if criteria.sessionId and not engine:session_known(criteria.sessionId) then
     return errors.fail("not_found", "'sessionId': no session '%s'", criteria.sessionId)
   end
-  local num, name = stop.signal(args.signal or "TERM")
-  if not num then return errors.fail("invalid_argument", "'signal': %s", name) end
+  local name
+  name, err = common.signal(args)
+  if not name then return nil, err end
   local recs = engine:select(s) -- (one id: a lookup, no scan)
   local stopped, finished, errs, escaped = engine:stop(recs, { signal = args.signal or "TERM",
     graceMs = args.graceMs, reason = "kill", by = ctx.sessionId })

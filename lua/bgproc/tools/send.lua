@@ -16,8 +16,8 @@ local send = {
   },
 }
 
-function send.handler(engine, args)
-  local rec, err = common.lookup(engine, args)
+function send.handler(engine, args, ctx)
+  local rec, err = common.lookup(engine, args, ctx)
   if not rec then return nil, err end
   if args.input == nil and not args.eof then
     return errors.fail("invalid_argument", "give 'input', 'eof': true, or both")

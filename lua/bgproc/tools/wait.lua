@@ -4,16 +4,20 @@ local common = require "bgproc.tools.common"
 local errors = require "bgproc.lib.errors"
 local json = require "bgproc.lib.json"
 local selectors = require "bgproc.engine.select"
+local url = require "bgproc.lib.url"
 
 local int = common.int
 
 local SELECTS = { "tags" }
+local POLL_MS = 100 -- how often a port or url wait looks
 
 local wait = {
   name = "waitForBackgroundProcess",
   waits = true,
   description = "Wait until a background process exits (until: \"exit\", the default), prints a "
-    .. "line matching `pattern` (until: \"output\"), or matches its readyPattern (until: \"ready\"). "
+    .. "line matching `pattern` (until: \"output\"), passes its readiness test (until: \"ready\"), "
+    .. "listens on a port (until: \"port\", any or `port`) or answers at `url` (until: \"url\"). "
+    .. "A job that exits first ends the wait (matched: false). "
     .. "Use it instead of sleeping, e.g. until the server prints \"ready on port 3000\". Returns "
     .. "timedOut: true if timeoutMs (default 30000) passes first. Several jobs: `processIds` and/or "
     .. "`tags` with mode \"all\" (default: until every one is done) or \"any\" (until the first).",
@@ -24,7 +28,12 @@ local wait = {
                    description = "Wait on several jobs (see mode)." },
     mode = { type = "string", enum = { "all", "any" },
              description = "With several jobs: \"all\" (default) or \"any\" must meet `until`." },
-    ["until"] = { type = "string", enum = { "exit", "output", "ready" } },
+    ["until"] = { type = "string", enum = { "exit", "output", "ready", "port", "url" } },
+    port = { type = "integer", minimum = 0, maximum = 65535,
+             description = "For until = \"port\": this port (default 0: any port the job listens on)." },
+    url = { type = "string", minLength = 1, maxLength = 2048,
+            description = "For until = \"url\": an http(s) URL on a loopback address; met when a GET "
+              .. "answers below 500 (https: when the job listens on its port)." },
     pattern = { type = "string", minLength = 1, maxLength = 1000, description = "Regular expression for until = \"output\"." },
     since = common.with(common.CURSOR, { description = "Only output after this cursor (default: all kept output)." }),
     timeoutMs = { type = "integer", minimum = 0, maximum = 3600 * 1000 },
@@ -38,7 +47,12 @@ local wait = {
     { "mode", "--any", "With several jobs: until the first one is done.", value = "any" },
     { "pattern", "--for", "Regex: wait for a matching output line.", argname = "<re>",
       also = { ["until"] = "output" }, mutex = "until" },
-    { "until", "--ready", "Wait for its --ready pattern.", value = "ready", mutex = "until" },
+    { "until", "--ready", "Wait until it is ready (its --ready, --ready-port or --ready-url).", value = "ready",
+      mutex = "until" },
+    { "port", "--port", "Wait until it listens on port N (no N: any port).", argname = "<n>", args = "?",
+      also = { ["until"] = "port" }, mutex = "until" },
+    { "url", "--url", "Wait until an HTTP GET of URL (loopback) answers below 500.", argname = "<url>",
+      also = { ["until"] = "url" }, mutex = "until" },
     { "timeoutMs", "--timeout", "Give up after MS milliseconds (exit code 124).", argname = "<ms>",
       default = "30000" },
   },
@@ -62,6 +76,18 @@ local function condition(engine, rec, mode, re, since)
       -- not past a line still being written: resuming there must see it whole
       r.cursor = hit and hit.cursor or (scanner.cursor - #scanner.partial)
     end
+  elseif mode == "port" or mode == "url" then
+    local cond = mode == "port" and engine:port_condition(rec, re.port) or engine:url_condition(rec, re.url)
+    local seen
+    return function()
+      if seen then return true end
+      local ok, how = cond()
+      if ok then seen = how end
+      return ok or engine:final(rec) -- an exit ends the wait
+    end, function(r)
+      r.matched = seen ~= nil
+      if mode == "port" then r.port = seen else r.line = seen end
+    end
   elseif mode == "ready" then
     return function()
       local _, ready = engine:readiness(rec)
@@ -83,9 +109,10 @@ end
 
 -- The jobs a wait is on: one (processId), or a selection (processIds,
 -- tags). Returns the records and whether it is a selection, or nil, err.
-local function targets(engine, args)
+local function targets(engine, args, ctx)
+  local sid = ctx and ctx.sessionId
   if not args.processIds and not args.tags then
-    local rec, err = common.lookup(engine, args)
+    local rec, err = common.lookup(engine, args, ctx)
     if not rec then return nil, err end
     return { rec }, false
   end
@@ -94,8 +121,8 @@ local function targets(engine, args)
   end
   local recs, seen = {}, {}
   for _, id in ipairs(args.processIds or {}) do
-    local rec = engine:get(id)
-    if not rec then return errors.fail("not_found", "'processIds': no process '%s'", id) end
+    local rec, err = engine:resolve(id, sid, "processIds")
+    if not rec then return nil, err end
     add_new(recs, seen, { rec })
   end
   if args.since then
@@ -111,22 +138,47 @@ local function targets(engine, args)
   return recs, true
 end
 
--- The regex of until = "output" (false for the others), or nil and an
--- error when `until`, `pattern` and `mode` do not fit the jobs.
+-- What the jobs are waited for, by until: "output" the regex, "port"
+-- { port }, "url" { url }, the others false; or nil and an error when
+-- `until`, `pattern`, `port`, `url` and `mode` do not fit the jobs.
 local function check_until(engine, args, recs, several)
   local mode = args["until"] or "exit"
   local re, err = false, nil
-  if mode == "output" then
+  for _, field in ipairs { "port", "url" } do
+    if args[field] ~= nil and mode ~= field then
+      return errors.fail("invalid_argument", "'%s' is only for until = \"%s\"", field, field)
+    end
+  end
+  if mode == "port" then
+    re = { port = args.port }
+  elseif mode == "url" then
+    if not args.url then return errors.fail("invalid_argument", "until = \"url\" needs 'url'") end
+    local _, uerr = url.parse_loopback(args.url)
+    if uerr then return errors.fail("invalid_argument", "'url': %s", uerr) end
+    re = { url = args.url }
+  elseif mode == "output" then
     if not args.pattern then return errors.fail("invalid_argument", "until = \"output\" needs 'pattern'") end
     re, err = common.regex("pattern", args.pattern)
     if not re then return nil, err end
   elseif args.pattern then
     return errors.fail("invalid_argument", "'pattern' is only for until = \"output\"")
+  elseif mode == "port" or mode == "url" then
+    local cond = mode == "port" and engine:port_condition(rec, re.port) or engine:url_condition(rec, re.url)
+    local seen
+    return function()
+      if seen then return true end
+      local ok, how = cond()
+      if ok then seen = how end
+      return ok or engine:final(rec) -- an exit ends the wait
+    end, function(r)
+      r.matched = seen ~= nil
+      if mode == "port" then r.port = seen else r.line = seen end
+    end
   elseif mode == "ready" then
     for _, rec in ipairs(recs) do
       if not engine:readiness(rec) then
         return errors.fail("invalid_argument",
-          "'until': \"ready\" needs a job started with readyPattern; %s has none", rec.id)
+          "'until': \"ready\" needs a job started with readyPattern, readyPort or readyUrl; %s has none", rec.id)
       end
     end
   end
@@ -174,7 +226,7 @@ local function answer(engine, recs, conds, fills, several, timed_out, any)
 end
 
 function wait.handler(engine, args, ctx)
-  local recs, several = targets(engine, args)
+  local recs, several = targets(engine, args, ctx)
   if not recs then return nil, several end
   local re, err = check_until(engine, args, recs, several)
   if re == nil then return nil, err end
@@ -183,7 +235,9 @@ function wait.handler(engine, args, ctx)
   for i, rec in ipairs(recs) do conds[i], fills[i] = condition(engine, rec, mode, re or nil, args.since) end
   local any = args.mode == "any"
   local timeout = args.timeoutMs or wait.DEFAULT_TIMEOUT_MS
-  local ok, why = engine:await(met_by(conds, any), timeout, ctx and ctx.progress)
+  -- ports and URLs are looked at, not told of: poll them
+  local poll_ms = (mode == "port" or mode == "url") and POLL_MS or nil
+  local ok, why = engine:await(met_by(conds, any), timeout, ctx and ctx.progress, poll_ms)
   if why == "cancelled" then return errors.fail("cancelled", "the wait was cancelled") end
   if not ok and why ~= "timeout" then return errors.fail("internal", "the wait failed: %s", tostring(why)) end
   return answer(engine, recs, conds, fills, several, not ok, any)
@@ -201,7 +255,8 @@ function wait.text(r)
   end
   if r.timedOut then return ("%s: still %s after the timeout"):format(r.id, r.status) end
   if r.matched ~= nil then
-    return r.matched and ("%s matched: %s"):format(r.id, r.line or "")
+    local how = r.line or (r.port and ("listening on %s port %d"):format(r.port.protocol, r.port.port)) or ""
+    return r.matched and ("%s matched: %s"):format(r.id, how)
       or ("%s %s without a match"):format(r.id, r.status)
   end
   return ("%s %s%s"):format(r.id, r.status, r.exitCode and (" (exit " .. int(r.exitCode) .. ")")

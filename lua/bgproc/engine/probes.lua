@@ -1,0 +1,193 @@
+-- Probes: what is watched while a job runs, on one timer for all jobs:
+-- its readiness by port (readyPort) or URL (readyUrl), and its memory
+-- against memoryMax where no cgroup enforces it. Also the checks the wait
+-- tool makes for until = "port" / "url".
+local events = require "bgproc.engine.events"
+local metrics = require "bgproc.engine.metrics"
+local states = require "bgproc.engine.states"
+local sys = require "bgproc.sys"
+local url = require "bgproc.lib.url"
+
+local probes = {}
+local methods = {}
+probes.methods = methods
+
+local TICK_MS = 100           -- how often readiness is looked at
+local MEMORY_EVERY_MS = 1000  -- the memory watchdog's period
+local HTTP_TIMEOUT_MS = 2000  -- one GET's bound
+
+local FINAL = states.FINAL
+
+-- The first of ports on `port` (0 or nil: any), or nil.
+function probes.port_match(ports, port)
+  for _, p in ipairs(ports or {}) do
+    if not port or port == 0 or p.port == port then return p end
+  end
+end
+
+local function port_text(p)
+  return ("listening on %s %s:%d"):format(p.protocol, p.family == 6 and ("[" .. p.address .. "]") or p.address,
+    p.port)
+end
+
+-- A function that GETs u (a parsed loopback http URL) over and over: each
+-- call returns the status of an answer, or nil (and why) while none came.
+local function http_poller(u)
+  local probe
+  return function()
+    if not probe then
+      local err, ename
+      probe, err, ename = sys.http_probe(u.host, u.port, u.path, HTTP_TIMEOUT_MS)
+      if not probe then return nil, err, ename end
+    end
+    local status, err = probe:poll()
+    if status == "pending" then return nil, "no answer yet" end
+    probe:close()
+    probe = nil
+    return status, err
+  end
+end
+
+-- A check for url (a string the create or wait tool checked): a function
+-- returning whether it answered (and how, a line), given the job's ports
+-- for https (no TLS here: it counts once the job listens on its port).
+function probes.url_check(s)
+  local u = assert(url.parse_loopback(s))
+  if u.scheme == "https" then
+    return function(ports)
+      local p = probes.port_match(ports, u.port)
+      return p ~= nil, p and (port_text(p) .. " (" .. s .. ")")
+    end, true
+  end
+  local poll = http_poller(u)
+  return function()
+    local status = poll()
+    if status and status < 500 then return true, ("GET %s answered %d"):format(s, status) end
+    return false
+  end, false
+end
+
+-- ---- memory -----------------------------------------------------------------
+
+local function write_file(path, s)
+  local f = io.open(path, "w")
+  if not f then return false end
+  local ok = f:write(s)
+  return f:close() and ok ~= nil
+end
+
+local function read_file(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- memoryMax through the job's cgroup, where it has one with the memory
+-- controller: the kernel ends the whole group (memory.oom.group) and
+-- memory.events says so. Returns whether the cgroup enforces it.
+local function cgroup_limit(rec)
+  local dir = rec.job:cgroup()
+  if not dir or not write_file(dir .. "/memory.max", tostring(rec.memoryMax)) then return false end
+  write_file(dir .. "/memory.oom.group", "1")
+  rec.oom_check = function()
+    local ev = read_file(dir .. "/memory.events")
+    local n = ev and tonumber(ev:match("oom_kill (%d+)"))
+    return n ~= nil and n > 0
+  end
+  return true
+end
+
+-- The watchdog's stop: the job used more than memoryMax.
+local function over_memory(self, rec)
+  self.sched:task(function()
+    if not rec.stop and not FINAL[rec.status] then self:stop({ rec }, { reason = "memory" }) end
+  end)
+end
+
+-- ---- the timer -----------------------------------------------------------------
+
+local function live(rec)
+  return not rec.removed and rec.job ~= nil and not FINAL[rec.status] and not rec.stop
+end
+
+-- What of rec is still to be watched.
+local function pending(rec, w)
+  return (rec.ready == false and (w.port or w.url)) or w.memory
+end
+
+-- Look at every watched job: sample those due, then judge each.
+local function tick(self)
+  local now = self.sched.now()
+  local due, ports_too = {}, false
+  for rec, w in pairs(self.watched) do
+    if not live(rec) or not pending(rec, w) then
+      self.watched[rec] = nil
+    else
+      local mem_due = w.memory and now >= w.next_memory
+      if mem_due then w.next_memory = now + MEMORY_EVERY_MS end
+      if mem_due or (rec.ready == false and (w.port or w.https)) then
+        due[#due + 1] = rec
+        ports_too = ports_too or rec.ready == false
+      end
+      w.mem_due = mem_due
+    end
+  end
+  metrics.sample(self, due, ports_too)
+  for rec, w in pairs(self.watched) do
+    local m = rec.m
+    if rec.ready == false then
+      local ok, line
+      if w.port then
+        local p = m and probes.port_match(m.ports, rec.readyPort)
+        ok, line = p ~= nil, p and port_text(p)
+      elseif w.url then
+        ok, line = w.url(m and m.ports)
+      end
+      if ok then events.ready(self, rec, line) end
+    end
+    if w.mem_due and m and m.memoryBytes > rec.memoryMax then
+      self.watched[rec] = nil
+      over_memory(self, rec)
+    end
+  end
+  if next(self.watched) == nil then
+    self.watch_timer:cancel()
+    self.watch_timer = nil
+  end
+end
+
+-- A job was launched: watch what it asks for.
+function probes.arm(self, rec)
+  local w = {}
+  if rec.readyPort then w.port = true end
+  if rec.readyUrl then w.url, w.https = probes.url_check(rec.readyUrl) end
+  if rec.memoryMax and not cgroup_limit(rec) then w.memory, w.next_memory = true, 0 end
+  if not pending(rec, w) then return end
+  self.watched = self.watched or {}
+  self.watched[rec] = w
+  if not self.watch_timer then self.watch_timer = self.sched:every(TICK_MS, function() tick(self) end) end
+end
+
+-- ---- for the wait tool ----------------------------------------------------------
+
+-- A condition for a wait until rec listens on port (nil or 0: any):
+-- returns whether it does, and the port seen.
+function methods:port_condition(rec, port)
+  return function()
+    local p = probes.port_match(self:ports(rec, TICK_MS), port)
+    return p ~= nil, p
+  end
+end
+
+-- A condition for a wait until url answers: returns whether it did, and
+-- the line saying how.
+function methods:url_condition(rec, s)
+  local check, by_port = probes.url_check(s)
+  return function()
+    return check(by_port and self:ports(rec, TICK_MS))
+  end
+end
+
+return probes
