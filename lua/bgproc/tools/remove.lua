@@ -68,10 +68,11 @@ function remove.handler(engine, args, ctx)
   if not recs then return nil, before end
   local removed, errs = json.array(), json.array()
   for _, rec in ipairs(recs) do
-    if not states.FINAL[rec.status] then
+    if not states.over(rec) then -- running, or ended leaving processes that still run
       if args.processIds then
-        errs[#errs + 1] = { processId = rec.id, message = ("%s is %s: stop it first (killProcesses)"):format(
-          rec.id, rec.status) }
+        local what = states.FINAL[rec.status] and "has processes still running" or "is " .. rec.status
+        errs[#errs + 1] = { processId = rec.id, message = ("%s %s: stop it first (killProcesses)"):format(
+          rec.id, what) }
       end
     elseif not before or (rec.endedMs and rec.endedMs <= before) then
       engine:remove(rec)
