@@ -62,10 +62,23 @@ end
 -- the memory controller): cpuMs, memoryBytes; else nil. Its CPU counts
 -- the processes that have exited too, as a job's total should; its memory
 -- counts the page cache the job caused as well as RSS.
+-- Parent cgroups whose children have no memory.current (the controller is
+-- not enabled there): not asked again, an open saved per job and sample.
+local no_figures = {}
+
 local function cgroup_figures(dir)
+  local parent = dir:match("^(.*)/[^/]+$") or dir
+  if no_figures[parent] then return nil end
   -- memory.current first: where it is missing, cpu.stat is not read
   local current = read_int(dir .. "/memory.current")
-  local usec = current and (read(dir .. "/cpu.stat") or ""):match("usage_usec (%d+)")
+  if not current then
+    -- the parent gives its children no memory controller: none of them has it
+    if not (read(parent .. "/cgroup.subtree_control") or ""):find("%f[%w]memory%f[%W]") then
+      no_figures[parent] = true
+    end
+    return nil
+  end
+  local usec = (read(dir .. "/cpu.stat") or ""):match("usage_usec (%d+)")
   if not usec then return nil end
   return math.tointeger(tonumber(usec)) // 1000, current
 end
