@@ -3,6 +3,7 @@
 -- against memoryMax where no cgroup enforces it. Also the checks the wait
 -- tool makes for until = "port" / "url".
 local events = require "bgproc.engine.events"
+local files = require "bgproc.lib.files"
 local metrics = require "bgproc.engine.metrics"
 local states = require "bgproc.engine.states"
 local sys = require "bgproc.sys"
@@ -69,30 +70,15 @@ end
 
 -- ---- memory -----------------------------------------------------------------
 
-local function write_file(path, s)
-  local f = io.open(path, "w")
-  if not f then return false end
-  local ok = f:write(s)
-  return f:close() and ok ~= nil
-end
-
-local function read_file(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 -- memoryMax through the job's cgroup, where it has one with the memory
 -- controller: the kernel ends the whole group (memory.oom.group) and
 -- memory.events says so. Returns whether the cgroup enforces it.
 local function cgroup_limit(rec)
   local dir = rec.job:cgroup()
-  if not dir or not write_file(dir .. "/memory.max", tostring(rec.memoryMax)) then return false end
-  write_file(dir .. "/memory.oom.group", "1")
+  if not dir or not files.write(dir .. "/memory.max", tostring(rec.memoryMax)) then return false end
+  files.write(dir .. "/memory.oom.group", "1")
   rec.oom_check = function()
-    local ev = read_file(dir .. "/memory.events")
+    local ev = files.read(dir .. "/memory.events")
     local n = ev and tonumber(ev:match("oom_kill (%d+)"))
     return n ~= nil and n > 0
   end

@@ -1,6 +1,8 @@
 -- One reader of /proc for the Lua side: a process's stat fields, its
 -- argv, whether it is alive. Every function returns nil for a process
 -- that is gone (or went while it was read).
+local files = require "bgproc.lib.files"
+
 local proc = {}
 
 -- /proc/<pid>/<name>: pid a number (12 or 12.0, as JSON gives it) or "self".
@@ -8,13 +10,7 @@ local function path_of(pid, name)
   return ("/proc/%s/%s"):format(math.tointeger(pid) or pid, name)
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = files.read
 
 -- { pid, state, ppid, pgrp, session, tty, comm, start, cpu } of pid
 -- ("self" for this process), or nil. start: clock ticks after boot (tells

@@ -2,6 +2,7 @@
 -- scan of /proc per sample() whatever the number of groups (sys.proc_scan:
 -- one readdir, each /proc/<pid>/stat read once), plus, for a group with a
 -- cgroup, that cgroup's few files.
+local files = require "bgproc.lib.files"
 local sys = require "bgproc.sys"
 
 local usage = {}
@@ -9,11 +10,7 @@ local usage = {}
 local TICK_HZ = sys.clock_ticks()
 local PAGE = sys.page_size()
 
--- A small file's contents (a cgroup's), or nil where it is missing.
-local function read(path)
-  local f <close> = io.open(path, "rb")
-  return f and f:read("a")
-end
+local read = files.read -- a cgroup's small files: nil where missing
 
 -- A cgroup file holding one integer (memory.current, memory.peak), or nil.
 local function read_int(path)

@@ -162,18 +162,6 @@ local function check_until(engine, args, recs, several)
     if not re then return nil, err end
   elseif args.pattern then
     return errors.fail("invalid_argument", "'pattern' is only for until = \"output\"")
-  elseif mode == "port" or mode == "url" then
-    local cond = mode == "port" and engine:port_condition(rec, re.port) or engine:url_condition(rec, re.url)
-    local seen
-    return function()
-      if seen then return true end
-      local ok, how = cond()
-      if ok then seen = how end
-      return ok or engine:final(rec) -- an exit ends the wait
-    end, function(r)
-      r.matched = seen ~= nil
-      if mode == "port" then r.port = seen else r.line = seen end
-    end
   elseif mode == "ready" then
     for _, rec in ipairs(recs) do
       if not engine:readiness(rec) then
