@@ -373,9 +373,9 @@ describe("bgproc CLI with a daemon", function()
       assert.equal(3, #lines, so)
       assert.matches("^ID%s+NAME%s+STATUS%s+PID%s+PORTS%s+AGE%s+TAGS%s+LAST LINE$", lines[1])
       assert.matches("^" .. a.id:gsub("%-", "%%-") .. "%s+" .. name:gsub("%-", "%%-") .. "%-run%s+running%s+"
-        .. a.pid .. "%s+%d+s%s+alpha,beta%s+first%-line$", lines[2])
+        .. a.pid .. "%s+%-%s+%d+s%s+alpha,beta%s+first%-line$", lines[2])
       assert.matches("^" .. b.id:gsub("%-", "%%-") .. "%s+" .. name:gsub("%-", "%%-") .. "%-done%s+completed%s+"
-        .. b.pid .. "%s+%d+s%s+last%-words$", lines[3])
+        .. b.pid .. "%s+%-%s+%d+s%s+last%-words$", lines[3])
       assert.is_nil(so:find("\27[", 1, true)) -- no colour when stdout is not a TTY
     end)
 

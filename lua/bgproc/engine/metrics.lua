@@ -32,7 +32,9 @@ function metrics.sample(self, recs, with_ports)
   if #recs == 0 then return end
   local targets = {}
   for i, rec in ipairs(recs) do targets[i] = { pgid = rec.pid, cgroup = rec.job:cgroup() } end
+  -- /proc unreadable for now (out of fds, say): the last samples stay
   local got = usage.sample(targets)
+  if not got then return end
   local ports
   if with_ports then
     local pid_lists = {}
