@@ -13,7 +13,8 @@ local probes = {}
 local methods = {}
 probes.methods = methods
 
-local TICK_MS = 100           -- how often readiness is looked at
+local TICK_MS = 100           -- the timer's period: the first looks at readiness
+local SLOWEST_MS = 1000       -- looks slow down to one a second
 local MEMORY_EVERY_MS = 1000  -- the memory watchdog's period
 local HTTP_TIMEOUT_MS = 2000  -- one GET's bound
 
@@ -92,6 +93,19 @@ local function over_memory(self, rec)
   end)
 end
 
+-- A pace for a look that costs (a walk of /proc, a GET the job will log):
+-- returns a function saying whether to look now. Every 100 ms at first,
+-- half as often again each time, then once a second.
+local function pace(now_fn)
+  local next_at, every = 0, TICK_MS
+  return function()
+    local now = now_fn()
+    if now < next_at then return false end
+    next_at, every = now + every, math.min(SLOWEST_MS, every * 3 // 2)
+    return true
+  end
+end
+
 -- ---- the timer -----------------------------------------------------------------
 
 local function live(rec)
@@ -113,9 +127,10 @@ local function tick(self)
     else
       local mem_due = w.memory and now >= w.next_memory
       if mem_due then w.next_memory = now + MEMORY_EVERY_MS end
-      if mem_due or (rec.ready == false and (w.port or w.https)) then
+      w.look = rec.ready == false and w.ready_due()
+      if mem_due or (w.look and (w.port or w.https)) then
         due[#due + 1] = rec
-        ports_too = ports_too or rec.ready == false
+        ports_too = ports_too or w.look
       end
       w.mem_due = mem_due
     end
@@ -123,7 +138,7 @@ local function tick(self)
   metrics.sample(self, due, ports_too)
   for rec, w in pairs(self.watched) do
     local m = rec.m
-    if rec.ready == false then
+    if w.look then
       local ok, line
       if w.port then
         local p = m and probes.port_match(m.ports, rec.readyPort)
@@ -146,7 +161,7 @@ end
 
 -- A job was launched: watch what it asks for.
 function probes.arm(self, rec)
-  local w = {}
+  local w = { ready_due = pace(self.sched.now) }
   if rec.readyPort then w.port = true end
   if rec.readyUrl then w.url, w.https = probes.url_check(rec.readyUrl) end
   if rec.memoryMax and not cgroup_limit(rec) then w.memory, w.next_memory = true, 0 end
@@ -161,9 +176,10 @@ end
 -- A condition for a wait until rec listens on port (nil or 0: any):
 -- returns whether it does, and the port seen.
 function methods:port_condition(rec, port)
+  local due, seen = pace(self.sched.now), nil
   return function()
-    local p = probes.port_match(self:ports(rec, TICK_MS), port)
-    return p ~= nil, p
+    if due() then seen = probes.port_match(self:ports(rec, 0), port) end
+    return seen ~= nil, seen
   end
 end
 
@@ -171,8 +187,10 @@ end
 -- the line saying how.
 function methods:url_condition(rec, s)
   local check, by_port = probes.url_check(s)
+  local due = pace(self.sched.now)
   return function()
-    return check(by_port and self:ports(rec, TICK_MS))
+    if not due() then return false end
+    return check(by_port and self:ports(rec, 0))
   end
 end
 

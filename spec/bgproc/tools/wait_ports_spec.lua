@@ -62,6 +62,18 @@ describe("ports, URLs and usage", function()
     assert.is_false(w5.matched)
   end)
 
+  it("looks at a URL less and less often: a wait does not flood the server's log", function()
+    local m = h.manager()
+    local r, port = http(m, "http", { env = { HTTP_LOG = "1" } })
+    local w = h.ok(m, "waitForBackgroundProcess", { processId = r.id, ["until"] = "url",
+                                                    url = ("http://127.0.0.1:%d/boom"):format(port), timeoutMs = 3000 })
+    assert.is_true(w.timedOut)
+    local _, gets = h.ok(m, "getBackgroundProcess", { processId = r.id }).output:gsub("GET /boom", "")
+    -- every 100 ms at first, then half as often again each time, at most a
+    -- second apart: 8 in 3 s (one a tick, 100 ms apart, would be 30)
+    assert.is_true(gets >= 3 and gets <= 12, gets .. " GETs in 3 s")
+  end)
+
   it("a port or url wait on a job that exits ends with its exit, not a timeout", function()
     local m = h.manager()
     for _, args in ipairs { { ["until"] = "port" }, { ["until"] = "url", url = "http://127.0.0.1:9/" } } do
