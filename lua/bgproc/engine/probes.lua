@@ -161,6 +161,7 @@ end
 
 -- A job was launched: watch what it asks for.
 function probes.arm(self, rec)
+  if not (rec.readyPort or rec.readyUrl or rec.memoryMax) then return end
   local w = { ready_due = pace(self.sched.now) }
   if rec.readyPort then w.port = true end
   if rec.readyUrl then w.url, w.https = probes.url_check(rec.readyUrl) end
