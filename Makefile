@@ -43,8 +43,9 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 DEPS_BUILD := gcc make pkg-config procps lua5.4 liblua5.4-dev libpcre2-dev lua-luv \
               lua-cjson lua-argparse lua-busted
-DEPS_TEST  := $(DEPS_BUILD) luarocks procps util-linux
+DEPS_TEST  := $(DEPS_BUILD) luarocks procps util-linux python3 tmux
 DEPS_VALGRIND := valgrind
+DEPS_DEMO  := python3
 
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH_5_4 := $(CURDIR)/lua/?.so;;
@@ -130,6 +131,7 @@ valgrind: deps-test all
 # The tour prints only what a user types and sees (tools/demo.lua): the
 # build and the private daemon it runs are quiet setup.
 demo: deps
+	@sh tools/ensure-deps.sh $(DEPS_DEMO)
 	@$(MAKE) --no-print-directory -s all
 	@$(LUA) tools/demo.lua
 

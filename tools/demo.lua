@@ -117,27 +117,36 @@ local function tour()
   run("bgproc wait " .. greeter)
   run("bgproc logs " .. greeter)
 
-  note("5. Stop the server: its whole process group goes, nothing is left behind")
+  note("5. A real server: ready once it listens, one per name, restarted in place (same id, new pid)")
+  run([[bgproc start --name api --unique reuse --ready-port 0 -- python3 -m http.server 0 --bind 127.0.0.1]])
+  run("bgproc wait api --ready --timeout 10000")
+  run([[bgproc start --name api --unique reuse -- python3 -m http.server 0 --bind 127.0.0.1]])
+  run("bgproc restart api")
+  local port = run("bgproc wait api --port --timeout 10000"):match("%d+") or "?"
+  run("bgproc wait api --url http://localhost:" .. port .. "/ --timeout 10000")
+  run("bgproc ls --name api")
+
+  note("6. Stop the server: its whole process group goes, nothing is left behind")
   run("pgrep -c -g " .. pid)
   run("bgproc kill " .. web)
   run("pgrep -c -g " .. pid, 1)
 
-  note("6. A failed start is an error at once, not a job that looks alive")
+  note("7. A failed start is an error at once, not a job that looks alive")
   run("bgproc start -- no-such-tool --flag", 1)
 
-  note("7. Every end says why, and the owner hears of it without polling (here a Claude Code hook)")
+  note("8. Every end says why, and the owner hears of it without polling (here a Claude Code hook)")
   run([[bgproc start --name tests --tag test 'echo "FAIL parser.test (3 failures)"; exit 1']])
   run("bgproc wait --tag test", 1)
   run("bgproc ls")
   run("echo '{}' | bgproc hook claude PostToolUse")
 
-  note("8. The same tools for AI agents: `bgproc mcp` speaks MCP on stdin/stdout")
+  note("9. The same tools for AI agents: `bgproc mcp` speaks MCP on stdin/stdout")
   run([[bgproc mcp <<'EOF' | cut -c1-150
 {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}}
 {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"listBackgroundProcesses","arguments":{}}}
 EOF]])
 
-  note("9. Stopping the daemon ends every job it runs")
+  note("10. Stopping the daemon ends every job it runs")
   run("bgproc daemon stop")
 end
 
