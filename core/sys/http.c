@@ -178,7 +178,10 @@ int bg_sys_http_probe(lua_State *L) {
   p->timeout_ms = timeout;
   p->deadline_ms = now_ms() + timeout;
   p->fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (p->fd < 0) return bg_sys_fail(L, errno, lua_pushfstring(L, "socket for %s", where));
+  if (p->fd < 0) {
+    int err = errno; /* before anything else may change it */
+    return bg_sys_fail(L, err, lua_pushfstring(L, "socket for %s", where));
+  }
   if (connect(p->fd, (struct sockaddr *)&sa, salen) == 0) p->phase = SENDING;
   else if (errno != EINPROGRESS && errno != EINTR) finish(p, 0, errno, "connect to");
   return 1;

@@ -52,7 +52,12 @@ int bg_sys_handle_opendir(bg_handle *h, int dirfd, const char *path) {
   h->fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (h->fd < 0) return -1;
   h->dir = fdopendir(h->fd);
-  return h->dir == NULL ? -1 : 0;
+  if (h->dir != NULL) return 0;
+  int err = errno;
+  close(h->fd); /* now, not at the handle's collection */
+  h->fd = -1;
+  errno = err;
+  return -1;
 }
 
 const luaL_Reg bg_sys_readers[] = {

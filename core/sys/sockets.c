@@ -31,7 +31,10 @@ int bg_sys_socket_inodes(lua_State *L) {
   snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
   bg_handle *h = bg_sys_handle(L);
   h->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (h->fd < 0) return bg_sys_fail(L, errno, lua_pushfstring(L, "open %s", path));
+  if (h->fd < 0) {
+    int err = errno; /* before anything else may change it */
+    return bg_sys_fail(L, err, lua_pushfstring(L, "open %s", path));
+  }
   lua_newtable(L);
   lua_Integer n = 0;
   _Alignas(struct dirent64) char buf[4096];

@@ -161,7 +161,7 @@ end
 
 -- The final state of a record we stopped, once its group is gone.
 function events.settle_stopped(self, rec)
-  if FINAL[rec.status] then return end
+  if FINAL[rec.status] or not rec.stop then return end
   local failure = states.FAILING_STOP[rec.stop.reason]
   if failure then
     rec.status = "failed"
@@ -187,8 +187,10 @@ local function on_exit(self, rec)
   rec.exitCode, rec.signal = code, sig
   rec.endedMs = clock.wall_ms()
   if not rec.stop and rec.oom_check and rec.oom_check() then -- its cgroup's memory.max ended it
-    rec.stop = { reason = "memory", escaped = {}, escaped_order = {} }
+    rec.stop, rec.stop_job = { reason = "memory", escaped = {}, escaped_order = {} }, rec.job
     records.unsettle(rec)
+    -- what the kernel's kill left is ended like any stop, and settled then
+    if not gone(rec) then self.sched:task(function() self:stop({ rec }, { signal = "KILL", graceMs = 0 }) end) end
   end
   if rec.stop then
     -- the stop protocol decides, once the group is gone; if it already

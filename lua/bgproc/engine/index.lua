@@ -1,5 +1,6 @@
--- Rosters and indexes: the records in creation order, by tag and by
--- session, so a selection looks at the fewest records it can.
+-- Rosters and indexes: the records in creation order, by tag, by session
+-- and by name, so a selection (or a name) looks at the fewest records it
+-- can.
 --
 -- A roster is a list of records in creation order (by rec.seq). Removed
 -- records stay in it as holes (callers skip rec.removed) until they are

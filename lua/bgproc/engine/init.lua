@@ -81,6 +81,7 @@ function engine.new(opts)
     closed = false,
     log_fn = opts.log,
     listeners = {},       -- on_event functions (see events.lua)
+    unique_busy = {},     -- name .. "\0" .. cwd -> true while a unique start of it stops a job
   }, Engine)
   self.tag_policy = setmetatable(cfg.tags or {}, { __index = tags.policy })
   self.sched = sched.new(function(msg) self:log("error", msg) end)

@@ -86,7 +86,7 @@ local function reset_run(rec)
   rec.ended_told = nil
   rec.fed = rec.base
   rec.ll_head = nil
-  rec.m = nil -- ports, CPU, memory: the new run's
+  rec.m, rec.oom_check = nil, nil -- ports, CPU, memory, a memory.max: the new run's
 end
 
 -- Start (or restart) the record's process. Returns true or nil, err.
@@ -101,6 +101,7 @@ local function launch(self, rec)
   rec.job = job
   rec.pid = job:pid()
   rec.startedMs = rec.startedMs or job:info().started
+  rec.started_mono = self.sched.now() -- (CPU % of the first sample)
   rec.status = "running"
   rec.finished = false
   rec.exitCode, rec.signal, rec.error, rec.endedMs = nil, nil, nil, nil
@@ -154,23 +155,67 @@ local function new_record(self, args, sid, old)
 end
 
 -- The job a unique start finds: running (not being stopped) under the
--- same name and working directory.
-local function twin(self, args)
+-- same name and working directory, in the caller's view (its session's,
+-- or global: another session's job is not its to reuse or replace).
+local function twin(self, args, sid)
   local roster = self.by_name[args.name] or {}
   for i = #roster, 1, -1 do
     local r = roster[i]
-    if not r.removed and not FINAL[r.status] and not r.stop and r.cwd == args.cwd then return r end
+    if not r.removed and not FINAL[r.status] and not r.stop and r.cwd == args.cwd
+        and (r.sessionId == sid or r.global) then
+      return r
+    end
   end
 end
 
--- Inside a task: stop rec (a restart, a replace) unless it is over.
--- Returns true, or nil and a conflict when its group would not die.
+-- Inside a task: stop rec (a restart, a replace) unless it is over; a
+-- stop already under way is waited for, not started twice. Returns true,
+-- or nil and a conflict when its group would not die.
 local function stop_for(self, rec, reason, opts)
+  local under_way = rec.stop and rec.stop.task
+  if under_way and not under_way.done then self.sched:await(function() return under_way.done end) end
   if states.over(rec) then return true end
   local _, _, errs = self:stop({ rec }, { reason = reason, signal = opts.signal, graceMs = opts.graceMs,
                                           by = opts.sessionId })
   if #errs > 0 then return errors.fail("conflict", "%s: %s", rec.id, errs[1].message) end
   return true
+end
+
+-- Start a job of checked args in session sid; old: the record it
+-- replaces (its id goes on). Returns the public record, or nil and an error.
+local function start_job(self, args, sid, old)
+  local ok, err = room(self)
+  if not ok then return nil, err end
+  if not self.sessions[sid] then self:session_open(sid) end
+  local rec = new_record(self, args, sid, old)
+  if old then self:remove(old) end
+  self.jobs[rec.id] = rec
+  index.insert(self, rec)
+  local launched, lerr = launch(self, rec)
+  if not launched then
+    lerr.processId = rec.id
+    return nil, lerr
+  end
+  return records.public(rec)
+end
+
+-- Inside a task: a unique start (args.unique): its twin reused as it is,
+-- or stopped and replaced, or a new job when it has none.
+local function unique_start(self, args, sid, ctx)
+  local old = twin(self, args, sid)
+  if not old then return start_job(self, args, sid) end
+  if args.unique == "reuse" then
+    local r = records.public(old)
+    r.reused = true
+    return r
+  end
+  local _, err = stop_for(self, old, "replace", ctx) -- first: it no longer counts against maxRunning
+  if err then return nil, err end
+  if self.closed or self.closing then return errors.fail("conflict", "the manager is shut down") end
+  if sid ~= "default" and not self.sessions[sid] then
+    return errors.fail("conflict", "session %s ended while its replace of %s stopped", sid, old.id)
+  end
+  return start_job(self, args, sid, old)
 end
 
 -- Create a job. args were checked by check(args) -> args or nil, err
@@ -191,33 +236,19 @@ function methods:create(args, ctx, check)
       return errors.fail(err.code, "after the plugins' on_create: %s", err.message)
     end
   end
-  local old = args.unique and twin(self, args)
-  if old and args.unique == "reuse" then
-    local r = records.public(old)
-    r.reused = true
-    return r
-  end
-  if old then -- replace: stopped first, so it does not count against maxRunning
-    if not coroutine.isyieldable() then -- (a plugin's on_create asked for it: create.waits did not see it)
-      return errors.fail("conflict", "unique \"replace\" was added by a plugin; it needs the caller to ask")
-    end
-    local _, err = stop_for(self, old, "replace", ctx)
-    if err then return nil, err end
-  end
-  local ok, err = room(self)
-  if not ok then return nil, err end
   local sid = ctx.sessionId or "default"
-  if not self.sessions[sid] then self:session_open(sid) end
-  local rec = new_record(self, args, sid, old)
-  if old then self:remove(old) end
-  self.jobs[rec.id] = rec
-  index.insert(self, rec)
-  local launched, lerr = launch(self, rec)
-  if not launched then
-    lerr.processId = rec.id
-    return nil, lerr
+  if not args.unique then return start_job(self, args, sid) end
+  if not self.sched.by_co[coroutine.running()] then -- (a plugin's on_create added it: create.waits did not see it)
+    return errors.fail("conflict", "'unique' was added by a plugin; it needs the caller to ask for it")
   end
-  return records.public(rec)
+  -- unique starts of one name and cwd go one at a time: two at once never make two jobs
+  local key, busy = args.name .. "\0" .. (args.cwd or ""), self.unique_busy
+  while busy[key] do self.sched:await(function() return not busy[key] end) end
+  busy[key] = true
+  local ok, r, err = pcall(unique_start, self, args, sid, ctx)
+  busy[key] = nil
+  if not ok then error(r, 0) end
+  return r, err
 end
 
 -- Why a record cannot be restarted now, or nil. asked: a caller asked

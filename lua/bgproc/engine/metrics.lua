@@ -16,11 +16,12 @@ metrics.REFRESH_MS = 1000
 
 local FINAL = states.FINAL
 
-local function live(rec)
+-- A job whose processes can be sampled: it runs.
+local function sampleable(rec)
   return rec.job ~= nil and rec.pid ~= nil and not FINAL[rec.status]
 end
 
--- CPU % of one core since the last sample (first sample: since the start).
+-- CPU % of one core since the last sample (the first: since the run began).
 local function cpu_percent(m, cpu_ms, now, started_mono)
   local since, cpu_before = m.at or started_mono, m.cpuMs or 0
   if not since or now <= since then return m.cpuPercent end
@@ -43,7 +44,7 @@ function metrics.sample(self, recs, with_ports)
   end
   local now = self.sched.now()
   for i, rec in ipairs(recs) do
-    local u, m = got[i], rec.m or { started = now }
+    local u, m = got[i], rec.m or { started = rec.started_mono or now }
     m.cpuPercent = cpu_percent(m, u.cpuMs, now, m.started)
     m.cpuMs, m.memoryBytes, m.pids = u.cpuMs, u.memoryBytes, u.pids
     m.memoryPeakBytes = math.max(u.memoryPeakBytes or 0, m.memoryPeakBytes or 0, u.memoryBytes)
@@ -56,17 +57,19 @@ end
 -- Bring the samples of running recs, ports included, up to date: those
 -- taken over max_age_ms ago (default REFRESH_MS).
 function metrics.refresh(self, recs, max_age_ms)
+  if self.running == 0 then return end
   local now, stale = self.sched.now(), {}
   local max_age = max_age_ms or metrics.REFRESH_MS
   for _, rec in ipairs(recs) do
     local m = rec.m
-    if live(rec) and (not m or not m.ports_at or now - m.ports_at >= max_age) then stale[#stale + 1] = rec end
+    if sampleable(rec) and (not m or not m.ports_at or now - m.ports_at >= max_age) then stale[#stale + 1] = rec end
   end
   metrics.sample(self, stale, true)
 end
 
 -- The ports rec listens on, sampled at most fresh_ms ago.
 function methods:ports(rec, fresh_ms)
+  if not sampleable(rec) then return json.array() end -- (a past run's ports are no one's)
   metrics.refresh(self, { rec }, fresh_ms)
   return rec.m and rec.m.ports or json.array()
 end

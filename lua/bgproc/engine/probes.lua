@@ -32,41 +32,48 @@ local function port_text(p)
     p.port)
 end
 
--- A function that GETs u (a parsed loopback http URL) over and over: each
--- call returns the status of an answer, or nil (and why) while none came.
+-- GETs of u (a parsed loopback http URL), one at a time, over and over,
+-- each address of u.hosts in turn: poll() returns the status of an
+-- answer, or nil while none came; close() ends a GET under way.
 local function http_poller(u)
-  local probe
-  return function()
+  local probe, turn = nil, 0
+  local function poll()
     if not probe then
-      local err, ename
-      probe, err, ename = sys.http_probe(u.host, u.port, u.path, HTTP_TIMEOUT_MS)
-      if not probe then return nil, err, ename end
+      turn = turn % #u.hosts + 1
+      probe = sys.http_probe(u.hosts[turn], u.port, u.path, HTTP_TIMEOUT_MS)
+      if not probe then return nil end
     end
-    local status, err = probe:poll()
-    if status == "pending" then return nil, "no answer yet" end
+    local status = probe:poll()
+    if status == "pending" then return nil end
     probe:close()
     probe = nil
-    return status, err
+    return status
   end
+  local function close()
+    if probe then probe:close() end
+    probe = nil
+  end
+  return poll, close
 end
 
--- A check for url (a string the create or wait tool checked): a function
--- returning whether it answered (and how, a line), given the job's ports
--- for https (no TLS here: it counts once the job listens on its port).
+-- A check for url (a string the create or wait tool checked):
+-- { check(ports) -> whether it answered and a line saying how,
+--   by_port = true for https (no TLS here: it counts once the job
+--   listens on the URL's port, as ports tells), close() }.
 function probes.url_check(s)
   local u = assert(url.parse_loopback(s))
   if u.scheme == "https" then
-    return function(ports)
+    return { by_port = true, close = function() end, check = function(ports)
       local p = probes.port_match(ports, u.port)
       return p ~= nil, p and (port_text(p) .. " (" .. s .. ")")
-    end, true
+    end }
   end
-  local poll = http_poller(u)
-  return function()
+  local poll, close = http_poller(u)
+  return { by_port = false, close = close, check = function()
     local status = poll()
     if status and status < 500 then return true, ("GET %s answered %d"):format(s, status) end
     return false
-  end, false
+  end }
 end
 
 -- ---- memory -----------------------------------------------------------------
@@ -108,8 +115,17 @@ end
 
 -- ---- the timer -----------------------------------------------------------------
 
-local function live(rec)
+-- A job still worth watching: it runs, and no one is stopping it.
+local function watchable(rec)
   return not rec.removed and rec.job ~= nil and not FINAL[rec.status] and not rec.stop
+end
+
+-- Stop watching rec; a GET under way is closed.
+local function unwatch(self, rec)
+  local w = self.watched and self.watched[rec]
+  if not w then return end
+  self.watched[rec] = nil
+  if w.url then w.url.close() end
 end
 
 -- What of rec is still to be watched.
@@ -122,13 +138,13 @@ local function tick(self)
   local now = self.sched.now()
   local due, ports_too = {}, false
   for rec, w in pairs(self.watched) do
-    if not live(rec) or not pending(rec, w) then
-      self.watched[rec] = nil
+    if not watchable(rec) or not pending(rec, w) then
+      unwatch(self, rec)
     else
       local mem_due = w.memory and now >= w.next_memory
       if mem_due then w.next_memory = now + MEMORY_EVERY_MS end
       w.look = rec.ready == false and w.ready_due()
-      if mem_due or (w.look and (w.port or w.https)) then
+      if mem_due or (w.look and (w.port or (w.url and w.url.by_port))) then
         due[#due + 1] = rec
         ports_too = ports_too or w.look
       end
@@ -144,12 +160,12 @@ local function tick(self)
         local p = m and probes.port_match(m.ports, rec.readyPort)
         ok, line = p ~= nil, p and port_text(p)
       elseif w.url then
-        ok, line = w.url(m and m.ports)
+        ok, line = w.url.check(m and m.ports)
       end
       if ok then events.ready(self, rec, line) end
     end
     if w.mem_due and m and m.memoryBytes > rec.memoryMax then
-      self.watched[rec] = nil
+      unwatch(self, rec)
       over_memory(self, rec)
     end
   end
@@ -161,15 +177,23 @@ end
 
 -- A job was launched: watch what it asks for.
 function probes.arm(self, rec)
+  unwatch(self, rec) -- a past run's
   if not (rec.readyPort or rec.readyUrl or rec.memoryMax) then return end
   local w = { ready_due = pace(self.sched.now) }
   if rec.readyPort then w.port = true end
-  if rec.readyUrl then w.url, w.https = probes.url_check(rec.readyUrl) end
+  if rec.readyUrl then w.url = probes.url_check(rec.readyUrl) end
   if rec.memoryMax and not cgroup_limit(rec) then w.memory, w.next_memory = true, 0 end
   if not pending(rec, w) then return end
   self.watched = self.watched or {}
   self.watched[rec] = w
   if not self.watch_timer then self.watch_timer = self.sched:every(TICK_MS, function() tick(self) end) end
+end
+
+-- Stop watching every job (the engine shuts down).
+function methods:unwatch_all()
+  for rec in pairs(self.watched or {}) do unwatch(self, rec) end
+  if self.watch_timer then self.watch_timer:cancel() end
+  self.watch_timer = nil
 end
 
 -- ---- for the wait tool ----------------------------------------------------------
@@ -187,11 +211,11 @@ end
 -- A condition for a wait until url answers: returns whether it did, and
 -- the line saying how.
 function methods:url_condition(rec, s)
-  local check, by_port = probes.url_check(s)
+  local u = probes.url_check(s)
   local due = pace(self.sched.now)
   return function()
     if not due() then return false end
-    return check(by_port and self:ports(rec, 0))
+    return u.check(u.by_port and self:ports(rec, 0))
   end
 end
 

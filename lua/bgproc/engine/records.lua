@@ -141,10 +141,13 @@ local function build_public(rec, now)
   if rec.readyPort then r.readyPort = rec.readyPort end
   if rec.readyUrl then r.readyUrl = rec.readyUrl end
   if rec.memoryMax then r.memoryMax = rec.memoryMax end
-  local m = rec.m -- the last sample (engine/metrics.lua); ports only while it runs
+  local m = rec.m -- the last sample (engine/metrics.lua); once ended, its totals only
   if m then
-    r.cpuMs, r.cpuPercent, r.memoryBytes, r.memoryPeakBytes = m.cpuMs, m.cpuPercent, m.memoryBytes, m.memoryPeakBytes
-    if m.ports and not FINAL[rec.status] then r.ports = json.array(table.move(m.ports, 1, #m.ports, 1, {})) end
+    r.cpuMs, r.memoryPeakBytes = m.cpuMs, m.memoryPeakBytes
+    if not FINAL[rec.status] then
+      r.cpuPercent, r.memoryBytes = m.cpuPercent, m.memoryBytes
+      if m.ports then r.ports = json.array(table.move(m.ports, 1, #m.ports, 1, {})) end
+    end
   end
   local stop = rec.stop
   if stop then

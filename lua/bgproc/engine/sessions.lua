@@ -19,6 +19,7 @@ end
 -- The ids a plugin's on_session_end keeps running, as a set.
 local function kept_by_plugins(self, id, recs)
   local keep = {}
+  if not self.plugins:has("on_session_end") then return keep end
   for _, res in ipairs(self.plugins:call("on_session_end", id, self:publics(recs))) do
     for _, kid in ipairs(type(res[1]) == "table" and res[1] or {}) do keep[kid] = true end
   end
@@ -62,6 +63,7 @@ function methods:shutdown(detail)
   self:sync(function() return self:stop(recs, { reason = "shutdown", detail = detail }) end)
   self.plugins:call("on_shutdown")
   self.retention_timer:cancel()
+  self:unwatch_all()
   self.closed = true
   self.core:close()
   self:detach_luv()

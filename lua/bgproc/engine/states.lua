@@ -62,7 +62,7 @@ local STOPPED_BY = {
 -- Stops that count as the job's failure, not a cancel: its `error`.
 states.FAILING_STOP = {
   timeout = function(rec) return ("timed out after %d ms"):format(rec.timeoutMs or 0) end,
-  memory = function(rec) return ("used more memory than memoryMax (%d bytes)"):format(rec.memoryMax or 0) end,
+  memory = function(rec) return STOPPED_BY.memory(rec.stop, rec) end,
 }
 
 -- One line saying why a finished job ended, for people and agents:

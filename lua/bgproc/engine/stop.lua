@@ -15,6 +15,13 @@ stop.methods = methods
 
 local gone = states.gone
 
+-- A stop is of one run: the job the record had when it was marked. A
+-- restart may give the record a new run meanwhile; the stop then leaves
+-- it alone, and counts as done.
+local function run_over(rec)
+  return rec.job ~= rec.stop_job or gone(rec)
+end
+
 -- A signal given by name or number: its number and name, or nil and a
 -- message naming what was expected.
 function stop.signal(sig)
@@ -69,14 +76,14 @@ end
 -- cgroup.
 local function protocol(self, targets, grace)
   local function all_gone()
-    for _, rec in ipairs(targets) do if not gone(rec) then return false end end
+    for _, rec in ipairs(targets) do if not run_over(rec) then return false end end
     return true
   end
   if not all_gone() and grace > 0 then self.sched:await(all_gone, grace, 20) end
   if not all_gone() then
     note_escaped(targets)
     for _, rec in ipairs(targets) do
-      if not gone(rec) then
+      if not run_over(rec) then
         rec.job:kill("KILL")
         if rec.job:cgroup() then rec.job:kill_cgroup() end
       end
@@ -84,7 +91,7 @@ local function protocol(self, targets, grace)
     self.sched:await(all_gone, 5000, 20)
   end
   for _, rec in ipairs(targets) do
-    if gone(rec) then events.settle_stopped(self, rec) end
+    if rec.job == rec.stop_job and gone(rec) then events.settle_stopped(self, rec) end
   end
 end
 
@@ -100,6 +107,7 @@ local function mark(recs, opts, reason)
       targets[#targets + 1] = rec
       if not rec.stop then
         rec.stop = { reason = reason, detail = opts.detail, by = opts.by, escaped = {}, escaped_order = {} }
+        rec.stop_job = rec.job
       end
       records.unsettle(rec)
     end
@@ -143,8 +151,8 @@ function methods:stop(recs, opts)
   end
   local stopped, errs = json.array(), json.array()
   for _, rec in ipairs(targets) do
-    if gone(rec) then
-      events.settle_stopped(self, rec)
+    if run_over(rec) then
+      if rec.job == rec.stop_job then events.settle_stopped(self, rec) end
       stopped[#stopped + 1] = rec.id
     else
       errs[#errs + 1] = { processId = rec.id, message = cut_short

@@ -46,7 +46,8 @@ local function split_authority(authority, scheme)
 end
 
 -- s: a URL. Returns { scheme = "http"|"https", host = "127.0.0.1"|"::1"|...,
--- port = int, path = "/..." (with its query, without a fragment) }, or
+-- hosts = the addresses to try (localhost: both families), port = int,
+-- path = "/..." (with its query, without a fragment) }, or
 -- nil, a message saying what was expected.
 function url.parse_loopback(s)
   if type(s) ~= "string" then error("url.parse_loopback: a string expected, got " .. type(s), 2) end
@@ -62,7 +63,9 @@ function url.parse_loopback(s)
   if not addr then return refuse(s, why) end
   local path = rest:gsub("#.*$", "")
   if path:sub(1, 1) ~= "/" then path = "/" .. path end
-  return { scheme = scheme, host = addr, port = port, path = path }
+  -- localhost is either family: a server may listen on ::1 only (Node's)
+  local hosts = host:lower() == "localhost" and { "127.0.0.1", "::1" } or { addr }
+  return { scheme = scheme, host = addr, hosts = hosts, port = port, path = path }
 end
 
 return url

@@ -64,8 +64,9 @@ local create = {
                     .. "1 MiB): over it, it is stopped and fails with stopReason \"memory\". The job's "
                     .. "cgroup enforces it where the machine allows, else a watchdog checks every second." },
     unique = { type = "string", enum = { "reuse", "replace" },
-               description = "With `name`: if a job of that name runs in the same cwd, \"reuse\" returns "
-                 .. "it as it is (reused: true) and \"replace\" stops it and starts this one under its id." },
+               description = "With `name`: if a job of that name runs in the same cwd (in this session, or "
+                 .. "global), \"reuse\" returns it as it is (reused: true) and \"replace\" stops it and starts "
+                 .. "this one under its id." },
     notifyPattern = { type = "string", minLength = 1, maxLength = 1000,
                       description = "Regular expression; an output line matching it is told to the session's "
                         .. "owner as a notice (at most one a second), like the job's end and readiness." },
@@ -140,8 +141,9 @@ function create.check(args, engine)
   return true
 end
 
--- Only a replace waits (for the old job to stop).
-function create.waits(args) return args.unique == "replace" end
+-- Only a unique start waits (for a replace to stop the old job, or for
+-- another unique start of the same name to be done).
+function create.waits(args) return args.unique ~= nil end
 
 function create.handler(engine, args, ctx)
   return engine:create(args, ctx, function(a) return common.validate(create, a, engine) end)

@@ -97,6 +97,51 @@ describe("restart and unique starts", function()
     assert.not_equal(r.id, fresh.id)
   end)
 
+  it("a kill while a restart stops the job ends that run only, never the new one", function()
+    local m = h.manager()
+    -- TERM is ignored: the restart's stop needs its KILL, after 1 s
+    local r = start(m, { command = "trap '' TERM; sleep 60" })
+    assert.is_true(m:run_until(function() return #h.group(r.pid) >= 2 end, 10000), "sh and its sleep")
+    local restarted
+    m:call_async("restartBackgroundProcess", { processId = r.id, graceMs = 1000 }, {},
+      function(res, err) restarted = res or err end)
+    local k = h.ok(m, "killProcesses", { processId = r.id, graceMs = 3000 })
+    assert.same({ r.id }, k.killed)
+    assert.is_true(m:run_until(function() return restarted ~= nil end, 10000))
+    assert.equal("running", restarted.status, restarted.message)
+    assert.not_equal(r.pid, restarted.pid)
+    -- the kill's protocol (3 s of grace) would have sent its KILL to the new run
+    assert.is_true(h.holds_for(3500, function()
+      m:step(50)
+      return m:record(r.id).status == "running" and h.alive(restarted.pid)
+    end), "the new run lives on")
+  end)
+
+  it("unique starts of one name at once make one job", function()
+    local m = h.manager()
+    local first = start(m, { argv = { "sleep", "60" }, name = "srv", cwd = "/tmp" })
+    local answers = {}
+    for i, how in ipairs { "replace", "replace", "reuse" } do
+      m:call_async("createBackgroundProcess", { argv = { "sleep", "6" .. i }, name = "srv", cwd = "/tmp", unique = how },
+        {}, function(res, err) answers[i] = res or err end)
+    end
+    assert.is_true(m:run_until(function() return answers[1] and answers[2] and answers[3] end, 20000))
+    for i = 1, 3 do assert.equal(first.id, answers[i].id, answers[i].message) end
+    local running = h.ok(m, "listBackgroundProcesses", { name = "srv", status = "running" })
+    assert.equal(1, running.count)
+    assert.same({ "sleep", "62" }, running.processes[1].argv, "the last replace won, the reuse took it as it was")
+  end)
+
+  it("unique looks in the caller's session (and global jobs) only", function()
+    local m = h.manager()
+    local theirs = start(m, { argv = { "sleep", "60" }, name = "web" }, { sessionId = "s1" })
+    local mine = start(m, { argv = { "sleep", "60" }, name = "web", unique = "replace" }, { sessionId = "s2" })
+    assert.not_equal(theirs.id, mine.id)
+    assert.equal("running", m:record(theirs.id).status, "another session's job is not replaced")
+    local g = start(m, { argv = { "sleep", "60" }, name = "db", global = true }, { sessionId = "s1" })
+    assert.equal(g.id, start(m, { argv = { "sleep", "60" }, name = "db", unique = "reuse" }, { sessionId = "s2" }).id)
+  end)
+
   it("unique without name is invalid_argument", function()
     local m = h.manager()
     assert.matches("'unique' needs 'name'", h.fails(m, "invalid_argument", "createBackgroundProcess",
