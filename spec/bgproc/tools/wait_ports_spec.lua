@@ -32,8 +32,12 @@ describe("ports, URLs and usage", function()
     local w = h.ok(m, "waitForBackgroundProcess", { processId = r.id, ["until"] = "port", timeoutMs = 15000 })
     assert.is_true(w.matched)
     assert.is_false(w.timedOut)
+    -- the fixture prints its ports once both are open (the wait may come first)
+    local printed = h.ok(m, "waitForBackgroundProcess", { processId = r.id, ["until"] = "output",
+                                                          pattern = "^[0-9]+ [0-9]+$", timeoutMs = 15000 })
+    assert.is_true(printed.matched)
     local ports = {}
-    for p in h.ok(m, "getBackgroundProcess", { processId = r.id }).output:gmatch("%d+") do ports[#ports + 1] = tonumber(p) end
+    for p in printed.line:gmatch("%d+") do ports[#ports + 1] = tonumber(p) end
     local w2 = h.ok(m, "waitForBackgroundProcess", { processId = r.id, ["until"] = "port", port = ports[2],
                                                      timeoutMs = 15000 })
     assert.equal(ports[2], w2.port.port)
