@@ -312,29 +312,21 @@ function commands.wait(a, c)
   return wait_one(a, r)
 end
 
-function commands.restart(a, c)
-  local r, code = call(c, "restart", a, my_session())
-  if not r then return code end
-  render.result(a.json, TOOLS.restart.tool, r)
-  return EXIT.OK
+-- A command that calls its tool for the caller's session and prints the
+-- tool's one line (or JSON); exit 1 when the result lists errors (rm and
+-- prune: a job named could not go, it still runs).
+local function one_call(name)
+  return function(a, c)
+    local r, code = call(c, name, a, my_session())
+    if not r then return code end
+    render.result(a.json, TOOLS[name].tool, r)
+    return r.errors and #r.errors > 0 and EXIT.FAIL or EXIT.OK
+  end
 end
 
--- rm and prune: exit 1 when a job named could not go (it still runs).
-local function remove(name, a, c)
-  local r, code = call(c, name, a, my_session())
-  if not r then return code end
-  render.result(a.json, TOOLS[name].tool, r)
-  return #r.errors > 0 and EXIT.FAIL or EXIT.OK
-end
-
-function commands.rm(a, c) return remove("rm", a, c) end
-function commands.prune(a, c) return remove("prune", a, c) end
-
-function commands.send(a, c)
-  local r, code = call(c, "send", a, my_session())
-  if not r then return code end
-  render.result(a.json, TOOLS.send.tool, r)
-  return EXIT.OK
-end
+commands.restart = one_call("restart")
+commands.rm = one_call("rm")
+commands.prune = one_call("prune")
+commands.send = one_call("send")
 
 return commands
