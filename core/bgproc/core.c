@@ -8,7 +8,9 @@
  *
  * Files: loop.c (the epoll set, the guardian, the cgroup directory) and
  * job.c (a process group, its pipes and ring) do the work, pure C; l_loop.c
- * and l_job.c are their Lua userdata; opts.c reads option tables.
+ * and l_job.c are their Lua userdata; l_output.c is a finished job's output
+ * loaded back from a file; l_ring.c reads a ring for both; opts.c reads
+ * option tables.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include "errors.h"
 #include "l_job.h"
 #include "l_loop.h"
+#include "l_output.h"
 #include "opts.h"
 #include "signals.h"
 
@@ -42,6 +45,7 @@ int luaopen_bgproc_core(lua_State *L) {
   luaL_newlib(L, funcs);
   bg_open_loop(L);
   bg_open_job(L);
+  bg_open_output(L);
   bg_open_signals(L);
   lua_pushinteger(L, BG_DEFAULT_RING);
   lua_setfield(L, -2, "DEFAULT_RING");

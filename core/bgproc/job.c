@@ -42,6 +42,7 @@ struct bg_job {
   long gslot;
   int group_empty;
   int closed;    /* released: ring freed */
+  int dropped;   /* output dropped: ring freed, the rest as it was */
   int counted;   /* counted by its loop (watched, news not all taken) */
   double started_ms, ended_ms;  /* wall clock, ms since the epoch */
   int64_t t0_ns, t1_ns;         /* monotonic */
@@ -79,12 +80,14 @@ int bg_job_exited(const bg_job *j) { return j->reaped; }
 
 int bg_job_closed(const bg_job *j) { return j->closed; }
 
+int bg_job_output_dropped(const bg_job *j) { return j->dropped; }
+
 int bg_job_finished(const bg_job *j) {
   return j->reaped && j->out_fd < 0 && j->err_fd < 0;
 }
 
 const bg_ring *bg_job_ring(const bg_job *j) {
-  return j->closed ? NULL : &j->ring;
+  return j->closed || j->dropped ? NULL : &j->ring;
 }
 
 void bg_job_status_get(const bg_job *j, bg_job_status *st) {
@@ -210,7 +213,7 @@ static void close_stream(bg_job *j, int *fd) {
 static void drain(bg_job *j, int stream, size_t budget, int until_short) {
   int *fd = stream == BG_STDOUT ? &j->out_fd : &j->err_fd;
   size_t total = 0;
-  if (*fd < 0 || j->closed) return;
+  if (*fd < 0 || j->closed || j->dropped) return; /* no ring */
   while (total < budget) {
     struct iovec iov[2];
     bg_ring_write_iov(&j->ring, iov);
@@ -619,7 +622,16 @@ void bg_job_stop(bg_job *j) {
 
 int bg_job_shrink(bg_job *j) {
   if (j->out_fd >= 0 || j->err_fd >= 0) return EBUSY;
-  return bg_ring_shrink(&j->ring);
+  return j->closed || j->dropped ? 0 : bg_ring_shrink(&j->ring);
+}
+
+/* No read can follow: drain reads only while a pipe is open, and both are
+ * closed for good here. */
+int bg_job_drop_output(bg_job *j) {
+  if (j->out_fd >= 0 || j->err_fd >= 0) return EBUSY;
+  bg_ring_free(&j->ring);
+  j->dropped = 1;
+  return 0;
 }
 
 void bg_job_release(bg_job *j) {

@@ -80,12 +80,20 @@ int bg_job_closed(const bg_job *j);
 /* Exited, and all its output is in. */
 int bg_job_finished(const bg_job *j);
 
-/* Its ring, or NULL once closed. */
+/* Its ring, or NULL once closed or its output dropped. */
 const bg_ring *bg_job_ring(const bg_job *j);
 
-/* Once all output is in: keep only what the ring holds. 0, EBUSY (output
- * still open) or ENOMEM. */
+/* Once all output is in: keep only what the ring holds. 0 (also once the
+ * output was dropped), EBUSY (output still open) or ENOMEM. */
 int bg_job_shrink(bg_job *j);
+
+/* Once all output is in: free the ring (the host keeps the output
+ * elsewhere); the job is otherwise unchanged. 0 (twice is fine), or EBUSY
+ * (output still open). */
+int bg_job_drop_output(bg_job *j);
+
+/* Its output was dropped (bg_job_drop_output). */
+int bg_job_output_dropped(const bg_job *j);
 
 /* ---- signals ------------------------------------------------------------- */
 

@@ -2,9 +2,9 @@
  * l_job.c: the bgproc.core.Job userdata: one process group, its pipes, its
  * ring, its exit status (job.c does the work).
  *
- * Misuse (wrong types, bad stream names, a closed job) raises; operational
- * failures (nothing left to signal, stdin closed) return
- * nil, "ENAME: ...", "ENAME".
+ * Misuse (wrong types, bad stream names, a closed job, reading output that
+ * was dropped) raises; operational failures (nothing left to signal, stdin
+ * closed) return nil, "ENAME: ...", "ENAME".
  *
  * A Job's user value is its Loop, so the Loop outlives its Jobs; while the
  * loop still watches a job, the Loop's user value (a table
@@ -21,6 +21,7 @@
 
 #include "errors.h"
 #include "escape.h"
+#include "l_ring.h"
 #include "signals.h"
 
 #define JOB_MT "bgproc.core.Job"
@@ -44,12 +45,6 @@ static bg_job *checkopen(lua_State *L) {
   bg_job *j = checkjob(L);
   if (bg_job_closed(j)) luaL_error(L, "attempt to use a closed job");
   return j;
-}
-
-static int checkstream(lua_State *L, int idx) {
-  static const char *const opts[] = {"both", "stdout", "stderr", NULL};
-  static const int vals[] = {BG_SEL_BOTH, BG_SEL_STDOUT, BG_SEL_STDERR};
-  return vals[luaL_checkoption(L, idx, "both", opts)];
 }
 
 /* Drop the job at index 1 from its loop's table of watched jobs. */
@@ -139,6 +134,7 @@ static int job_info(lua_State *L) {
   setfield_bool(L, "stdin_open", st.stdin_open);
   setfield_bool(L, "eof", st.eof);
   setfield_bool(L, "group_empty", st.group_empty);
+  if (bg_job_output_dropped(j)) setfield_bool(L, "output_dropped", 1);
   const bg_ring *r = bg_job_ring(j);
   if (r) {
     setfield_int(L, "ring", (lua_Integer)bg_ring_cap(r));
@@ -148,93 +144,34 @@ static int job_info(lua_State *L) {
   return 1;
 }
 
-/* ---- output -------------------------------------------------------------- */
+/* ---- output (l_ring.c reads the ring) ------------------------------------ */
 
-static lua_Integer opt_offset(lua_State *L, int idx) {
-  lua_Integer v = luaL_optinteger(L, idx, 0);
-  luaL_argcheck(L, v >= 0, idx, "offset must be >= 0");
-  return v;
+/* An open job whose output was not dropped: it has a ring. */
+static bg_job *checkoutput(lua_State *L) {
+  bg_job *j = checkopen(L);
+  if (bg_job_output_dropped(j)) luaL_error(L, "job output was dropped");
+  return j;
 }
 
-static size_t opt_size(lua_State *L, int idx, size_t dflt) {
-  lua_Integer v = luaL_optinteger(L, idx, (lua_Integer)dflt);
-  luaL_argcheck(L, v >= 0, idx, "size must be >= 0");
-  return (size_t)v;
+static const bg_ring *checkring(lua_State *L) {
+  return bg_job_ring(checkoutput(L));
 }
 
 /* job:read([since [, max [, stream]]]) -> data, next, dropped */
-static int job_read(lua_State *L) {
-  const bg_ring *r = bg_job_ring(checkopen(L));
-  uint64_t since = (uint64_t)opt_offset(L, 2);
-  size_t max = opt_size(L, 3, bg_ring_cap(r));
-  int sel = checkstream(L, 4);
-  uint64_t tail = bg_ring_tail(r), head = bg_ring_head(r);
-  uint64_t from = since < tail ? tail : since;
-  uint64_t held = from < head ? head - from : 0;
-  if (max > held) max = (size_t)held; /* never a ring-sized buffer for a few bytes */
-  luaL_Buffer b;
-  unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, max);
-  uint64_t next;
-  size_t n = bg_ring_copy(r, from, sel, out, max, &next);
-  luaL_pushresultsize(&b, n);
-  lua_pushinteger(L, (lua_Integer)next);
-  lua_pushinteger(L, (lua_Integer)(since < tail ? tail - since : 0));
-  return 3;
-}
+static int job_read(lua_State *L) { return bg_lring_read(L, checkring(L), 2); }
 
 /* job:tail([lines [, stream [, max_bytes]]]) -> data, from */
-static int job_tail(lua_State *L) {
-  const bg_ring *r = bg_job_ring(checkopen(L));
-  size_t lines = opt_size(L, 2, 10);
-  int sel = checkstream(L, 3);
-  size_t max = opt_size(L, 4, bg_ring_cap(r));
-  if (max > bg_ring_cap(r)) max = bg_ring_cap(r);
-  uint64_t from = bg_ring_tail_start(r, lines, sel, max);
-  if (max > bg_ring_head(r) - from) max = (size_t)(bg_ring_head(r) - from);
-  luaL_Buffer b;
-  unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, max);
-  uint64_t next;
-  size_t n = bg_ring_copy(r, from, sel, out, max, &next);
-  luaL_pushresultsize(&b, n);
-  lua_pushinteger(L, (lua_Integer)from);
-  return 2;
-}
-
-struct runs_ctx {
-  lua_State *L;
-  lua_Integer n;
-};
-
-static int push_run(uint64_t from, uint64_t to, int stream, void *ud) {
-  struct runs_ctx *c = ud;
-  lua_State *L = c->L;
-  lua_createtable(L, 3, 0);
-  lua_pushinteger(L, (lua_Integer)from);
-  lua_rawseti(L, -2, 1);
-  lua_pushinteger(L, (lua_Integer)to);
-  lua_rawseti(L, -2, 2);
-  lua_pushstring(L, stream == BG_STDERR ? "stderr" : "stdout");
-  lua_rawseti(L, -2, 3);
-  lua_rawseti(L, -2, ++c->n);
-  return 0;
-}
+static int job_tail(lua_State *L) { return bg_lring_tail(L, checkring(L), 2); }
 
 /* job:runs([from [, to]]) -> { {from, to, "stdout"|"stderr"}, ... } */
-static int job_runs(lua_State *L) {
-  const bg_ring *r = bg_job_ring(checkopen(L));
-  uint64_t from = (uint64_t)opt_offset(L, 2);
-  lua_Integer to = luaL_optinteger(L, 3, (lua_Integer)bg_ring_head(r));
-  luaL_argcheck(L, to >= 0, 3, "offset must be >= 0");
-  lua_newtable(L);
-  struct runs_ctx c = {L, 0};
-  luaL_checkstack(L, 4, NULL);
-  bg_ring_runs(r, from, (uint64_t)to, push_run, &c);
-  return 1;
-}
+static int job_runs(lua_State *L) { return bg_lring_runs(L, checkring(L), 2); }
+
+/* job:offsets() -> tail, head */
+static int job_offsets(lua_State *L) { return bg_lring_offsets(L, checkring(L)); }
 
 /* job:shrink() -> ring size: once all output is in, keep only what is held */
 static int job_shrink(lua_State *L) {
-  bg_job *j = checkopen(L);
+  bg_job *j = checkoutput(L);
   int err = bg_job_shrink(j);
   if (err == EBUSY)
     return bg_fail(L, EBUSY, "job %d still has output open", (int)bg_job_pid(j));
@@ -243,12 +180,14 @@ static int job_shrink(lua_State *L) {
   return 1;
 }
 
-/* job:offsets() -> tail, head */
-static int job_offsets(lua_State *L) {
-  const bg_ring *r = bg_job_ring(checkopen(L));
-  lua_pushinteger(L, (lua_Integer)bg_ring_tail(r));
-  lua_pushinteger(L, (lua_Integer)bg_ring_head(r));
-  return 2;
+/* job:drop_output() -> true: once all output is in, free the ring (the
+ * output is kept elsewhere); reads raise from then on */
+static int job_drop_output(lua_State *L) {
+  bg_job *j = checkopen(L);
+  if (bg_job_drop_output(j) == EBUSY)
+    return bg_fail(L, EBUSY, "job %d still has output open", (int)bg_job_pid(j));
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* ---- signals ------------------------------------------------------------- */
@@ -430,7 +369,8 @@ static const luaL_Reg job_methods[] = {
     {"kill", job_kill},       {"members", job_members},
     {"write", job_write},     {"close_stdin", job_close_stdin},
     {"resize", job_resize},   {"close", job_close},
-    {"shrink", job_shrink},   {"escaped", job_escaped},
+    {"shrink", job_shrink},   {"drop_output", job_drop_output},
+    {"escaped", job_escaped},
     {"cgroup", job_cgroup},   {"kill_cgroup", job_kill_cgroup},
     {"signal_escaped", job_signal_escaped},
     {NULL, NULL},

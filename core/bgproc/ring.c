@@ -1,5 +1,6 @@
 /*
- * ring.c: the per-job output ring (see ring.h).
+ * ring.c: the output ring of a job, or of its output loaded back (see
+ * ring.h).
  *
  * The capacity is a multiple of 64 so that a physical position wraps on a
  * byte boundary of the stream bitmap and runs can be scanned a byte of
@@ -9,54 +10,66 @@
 #include "ring.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #define BITS_ALL(s) ((s) ? 0xFFu : 0x00u)
 
-/* Rings from this size up are mapped: pages cost nothing until output
+/* Job rings from this size up are mapped: pages cost nothing until output
  * touches them, the bitmap needs no clearing, and memory goes back to the
  * system when the job is closed. Smaller ones come from the heap, so that
- * thousands of shrunk finished jobs do not use thousands of mappings. */
+ * thousands of shrunk finished jobs do not use thousands of mappings.
+ * Rings filled whole at once (bg_ring_init_at) come from the heap: a fresh
+ * mapping would fault in every page while it is filled. */
 #define MAP_FROM (64 * 1024)
 
-int bg_ring_init(bg_ring *r, size_t cap) {
+/* cap bytes of data and cap/8 of stream bits (all stdout), mapped or
+ * from the heap. */
+static int ring_alloc(bg_ring *r, size_t cap, uint64_t head, int map) {
   r->data = NULL;
   r->bits = NULL;
-  r->head = 0;
+  r->head = head;
+  r->base = head;
+  r->cap = 0;
+  r->mapped = 0;
+  if (cap > SIZE_MAX / 9 * 8 - 64) return ENOMEM; /* cap + cap / 8 overflows */
   cap = (cap + 63) & ~(size_t)63;
   if (cap < 64) cap = 64;
-  r->cap = cap;
-  if (cap >= MAP_FROM) {
+  if (map) {
     void *p = mmap(NULL, cap + cap / 8, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      r->cap = 0;
-      return ENOMEM;
-    }
+    if (p == MAP_FAILED) return ENOMEM;
     r->data = p;
-    r->bits = r->data + cap;
-    return 0;
-  }
-  r->data = malloc(cap + cap / 8);
-  if (r->data == NULL) {
-    r->cap = 0;
-    return ENOMEM;
+    r->mapped = 1;
+  } else {
+    r->data = malloc(cap + cap / 8);
+    if (r->data == NULL) return ENOMEM;
+    memset(r->data + cap, 0, cap / 8);
   }
   r->bits = r->data + cap;
-  memset(r->bits, 0, cap / 8);
+  r->cap = cap;
   return 0;
+}
+
+int bg_ring_init(bg_ring *r, size_t cap) {
+  return ring_alloc(r, cap, 0, cap >= MAP_FROM);
+}
+
+int bg_ring_init_at(bg_ring *r, size_t cap, uint64_t head) {
+  return ring_alloc(r, cap, head, 0);
 }
 
 void bg_ring_free(bg_ring *r) {
   if (r->data != NULL) {
-    if (r->cap >= MAP_FROM) munmap(r->data, r->cap + r->cap / 8);
+    if (r->mapped) munmap(r->data, r->cap + r->cap / 8);
     else free(r->data);
   }
   r->data = NULL;
   r->bits = NULL;
   r->cap = 0;
+  r->mapped = 0;
 }
 
 static inline size_t phys(const bg_ring *r, uint64_t off) {
@@ -120,6 +133,19 @@ void bg_ring_write(bg_ring *r, const void *buf, size_t n, int stream) {
   memcpy(iov[0].iov_base, src, first);
   memcpy(iov[1].iov_base, src + first, n - first);
   bg_ring_commit(r, n, stream);
+}
+
+void bg_ring_mark(bg_ring *r, uint64_t from, uint64_t to, int stream) {
+  uint64_t tail = bg_ring_tail(r);
+  if (from < tail) from = tail;
+  if (to > r->head) to = r->head;
+  while (from < to) { /* at most up to the physical end at a time */
+    size_t p = phys(r, from);
+    size_t n = r->cap - p;
+    if (n > to - from) n = (size_t)(to - from);
+    bits_fill(r, p, n, stream);
+    from += n;
+  }
 }
 
 /* End (exclusive, <= limit) of the run of equal stream bits starting at off. */
@@ -287,7 +313,7 @@ int bg_ring_shrink(bg_ring *r) {
   bg_ring small;
   if (((want + 63) & ~(size_t)63) >= r->cap) return 0;
   if (bg_ring_init(&small, want) != 0) return ENOMEM;
-  small.head = tail; /* the same offsets land on the new positions */
+  small.head = small.base = tail; /* the same offsets land on the new positions */
   struct shrink_ctx c = {r, &small};
   bg_ring_runs(r, tail, r->head, copy_run, &c);
   bg_ring_free(r);

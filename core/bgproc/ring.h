@@ -4,7 +4,9 @@
  * streams and a reader can still tell them apart.
  *
  * Offsets count every byte ever written. The ring holds the window
- * [tail, head) where tail = head - min(head, cap). Pure C, no Lua.
+ * [tail, head) where tail = max(base, head - cap): base is the offset of
+ * its first byte (0 for a job's ring; a ring can start anywhere, e.g. one
+ * loaded back from a file). Pure C, no Lua.
  */
 #ifndef BGPROC_RING_H
 #define BGPROC_RING_H
@@ -23,14 +25,23 @@ typedef struct bg_ring {
   unsigned char *bits;  /* cap/8 rounded up: bit set = byte came from stderr */
   size_t cap;
   uint64_t head;        /* offset of the next byte to be written */
+  uint64_t base;        /* offset of the first byte it ever held */
+  int mapped;           /* data is an mmap (else the heap's) */
 } bg_ring;
 
-/* 0 on success, ENOMEM on failure (the ring is left empty and freeable). */
+/* 0 on success, ENOMEM on failure (the ring is left empty and freeable).
+ * The capacity is rounded up to a multiple of 64 (at least 64). A large
+ * ring is mapped: its pages are taken as output reaches them. */
 int bg_ring_init(bg_ring *r, size_t cap);
+/* The same for a ring about to be filled whole, whose first byte will be
+ * at offset `head` (tail = head until it is written), e.g. a job's output
+ * loaded back from a file: from the heap at any size, since every page is
+ * written at once and memory the heap reuses is already faulted in. */
+int bg_ring_init_at(bg_ring *r, size_t cap, uint64_t head);
 void bg_ring_free(bg_ring *r);
 
 static inline uint64_t bg_ring_tail(const bg_ring *r) {
-  return r->head > r->cap ? r->head - r->cap : 0;
+  return r->head - r->base > r->cap ? r->head - r->cap : r->base;
 }
 
 static inline uint64_t bg_ring_head(const bg_ring *r) { return r->head; }
@@ -44,6 +55,10 @@ void bg_ring_write_iov(const bg_ring *r, struct iovec iov[2]);
 void bg_ring_commit(bg_ring *r, size_t n, int stream);
 /* Copy-in write (used for tests and small writes). */
 void bg_ring_write(bg_ring *r, const void *buf, size_t n, int stream);
+
+/* Say that the bytes held in [from, to) (clipped to [tail, head)) came
+ * from `stream`; their content is left as it is. */
+void bg_ring_mark(bg_ring *r, uint64_t from, uint64_t to, int stream);
 
 /*
  * Copy bytes of the selected stream from offset `from` (clamped into the
