@@ -43,9 +43,9 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer \
 
 DEPS_BUILD := gcc make pkg-config procps lua5.4 liblua5.4-dev libpcre2-dev lua-luv \
               lua-cjson lua-argparse lua-busted
-DEPS_TEST  := $(DEPS_BUILD) luarocks procps util-linux python3 tmux
+DEPS_TEST  := $(DEPS_BUILD) luarocks procps util-linux python3 tmux lua-sql-sqlite3 sqlite3
 DEPS_VALGRIND := valgrind
-DEPS_DEMO  := python3
+DEPS_DEMO  := python3 lua-sql-sqlite3 sqlite3
 
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH_5_4 := $(CURDIR)/lua/?.so;;

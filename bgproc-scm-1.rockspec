@@ -20,6 +20,7 @@ dependencies = {
   "luv",
   "lua-cjson",
   "argparse",
+  "luasql-sqlite3", -- bgproc.store.db, the job records
 }
 external_dependencies = {
   PCRE2 = { header = "pcre2.h", library = "pcre2-8" },

@@ -27,7 +27,8 @@ end
 local ALLOWED = {
   ["lua/bgproc/lib"] = { "^bgproc%.lib%.", "^bgproc%.jsonenc$", "^bgproc%.sys$" },
   ["lua/bgproc/engine"] = { "^bgproc%.engine", "^bgproc%.lib%.", "^bgproc%.plugins%.", "^bgproc%.core$", "^bgproc%.sys$",
-                            "^bgproc%.regex$" },
+                            "^bgproc%.regex$", "^bgproc%.store" },
+  ["lua/bgproc/store"] = { "^bgproc%.lib%.", "^bgproc%.sys$", "^bgproc%.store" },
   ["lua/bgproc/plugins"] = { "^bgproc%.engine", "^bgproc%.lib%.", "^bgproc%.plugins%." },
   ["lua/bgproc/tools"] = { "^bgproc%.engine", "^bgproc%.lib%.", "^bgproc%.tools", "^bgproc%.regex$" },
 }
