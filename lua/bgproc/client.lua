@@ -139,15 +139,15 @@ function client.localize_create(args)
   local out = {}
   for k, v in pairs(args) do out[k] = v end
   local cwd = uv.cwd()
-  if type(out.cwd) ~= "string" then out.cwd = cwd
+  if type(out.cwd) ~= "string" then
+    if out.rerun == nil then out.cwd = cwd end -- (a rerun keeps its job's)
   elseif out.cwd:sub(1, 1) ~= "/" then out.cwd = cwd .. "/" .. out.cwd end
-  if out.inheritEnv == nil then
+  if out.inheritEnv == nil and out.baseEnv == nil then
+    -- this process's environment, sent apart from `env`: the daemon uses
+    -- it, and stores only what the caller set (secrets stay off disk)
     local env = uv.os_environ()
     env.BGPROC_SESSION = nil
-    if type(out.env) == "table" then
-      for k, v in pairs(out.env) do env[k] = v end
-    end
-    out.env, out.inheritEnv = env, false
+    out.baseEnv = env
   end
   return out
 end

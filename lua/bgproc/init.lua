@@ -16,6 +16,11 @@
 --   luv        false: do not attach to luv's loop (drive with run_until/step)
 --   subreaper  true: become the subreaper of the jobs' orphans (daemons)
 --   log        function(level, message) for engine messages (default: stderr)
+--   store      a database path: records and output outlive this process (a
+--              finished job's output moves to files in "output" beside it);
+--              ":memory:" or nil (the default): nothing is kept on disk
+--   defaultStore  the store when neither the config nor `store` names one
+--              (the daemon's: $XDG_STATE_HOME/bgproc/bgproc.db)
 --   and any config key (ringBytes, graceMs, maxRunning, retention, ...)
 local engine = require "bgproc.engine"
 local tools = require "bgproc.tools"

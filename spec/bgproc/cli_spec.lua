@@ -992,7 +992,7 @@ describe("bgproc CLI with a daemon", function()
       for _, t in ipairs(await(2).result.tools) do names[#names + 1] = t.name end
       assert.same({ "createBackgroundProcess", "listBackgroundProcesses", "getBackgroundProcess",
                     "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput",
-                    "restartBackgroundProcess", "removeBackgroundProcesses" }, names)
+                    "restartBackgroundProcess", "removeBackgroundProcesses", "searchBackgroundOutput" }, names)
       send { jsonrpc = "2.0", id = 3, method = "tools/call",
              params = { name = "createBackgroundProcess", arguments = { command = "sleep 1000", name = uniq("mcp-") } } }
       local created = await(3).result

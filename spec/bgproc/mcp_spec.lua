@@ -127,7 +127,7 @@ describe("bgproc mcp", function()
       end
       assert.same({ "createBackgroundProcess", "listBackgroundProcesses", "getBackgroundProcess",
                     "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput",
-                    "restartBackgroundProcess", "removeBackgroundProcesses" }, names)
+                    "restartBackgroundProcess", "removeBackgroundProcesses", "searchBackgroundOutput" }, names)
     end)
 
     it("returns text content, structuredContent, and isError on tool failures", function()
@@ -350,7 +350,7 @@ describe("bgproc mcp", function()
       assert.truthy(r.capabilities.tools)
       assert.same({ "createBackgroundProcess", "listBackgroundProcesses", "getBackgroundProcess",
                     "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput",
-                    "restartBackgroundProcess", "removeBackgroundProcesses" }, r.tools)
+                    "restartBackgroundProcess", "removeBackgroundProcesses", "searchBackgroundOutput" }, r.tools)
       local c = r.calls
       assert.is_false(c.create_session.isError)
       assert.equal("ready on port 4321", c.wait_output.data.line)

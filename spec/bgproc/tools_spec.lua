@@ -12,7 +12,7 @@ describe("tools", function()
   local function start(args, ctx) return h.ok(m, "createBackgroundProcess", args, ctx or { sessionId = "s1" }) end
   local function wait_exit(id) return h.ok(m, "waitForBackgroundProcess", { processId = id, timeoutMs = 10000 }) end
 
-  it("lists its eight tools with JSON Schemas", function()
+  it("lists its nine tools with JSON Schemas", function()
     local defs = m:tools()
     local names = {}
     for i, d in ipairs(defs) do
@@ -22,7 +22,7 @@ describe("tools", function()
     end
     assert.same({ "createBackgroundProcess", "listBackgroundProcesses", "getBackgroundProcess",
                   "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput",
-                    "restartBackgroundProcess", "removeBackgroundProcesses" }, names)
+                    "restartBackgroundProcess", "removeBackgroundProcesses", "searchBackgroundOutput" }, names)
     assert.truthy(json.encode(defs):find('"additionalProperties":false', 1, true))
   end)
 

@@ -132,14 +132,14 @@ describe("OpenCode plugin (integrations/opencode) in opencode run", function()
       if e.type == "text" then text = e.part.text end
     end
     assert.equal("all done", text, "last event: " .. cjson.encode(last))
-    -- the model saw the eight tools, with the daemon's descriptions
+    -- the model saw the nine tools, with the daemon's descriptions
     local agent
     for _, r in ipairs(run.requests) do
       if r.agent then agent = r break end
     end
     for _, name in ipairs { "createBackgroundProcess", "listBackgroundProcesses", "getBackgroundProcess",
                             "killProcesses", "waitForBackgroundProcess", "sendBackgroundProcessInput",
-                    "restartBackgroundProcess", "removeBackgroundProcesses" } do
+                    "restartBackgroundProcess", "removeBackgroundProcesses", "searchBackgroundOutput" } do
       assert.is_truthy(agent.toolSchemas[name], name .. " not offered to the model")
     end
     local create = agent.toolSchemas.createBackgroundProcess

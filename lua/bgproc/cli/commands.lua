@@ -1,5 +1,5 @@
 -- The subcommands that call a tool: start, list, show, logs, kill, wait,
--- send, restart, rm, prune. Each is commands[name](a, c): a the parsed args, c a client of
+-- send, restart, rm, prune, grep, rerun. Each is commands[name](a, c): a the parsed args, c a client of
 -- the daemon; it prints and returns the exit code.
 local caller = require "bgproc.cli.caller"
 local flags = require "bgproc.cli.flags"
@@ -95,6 +95,8 @@ local TOOLS = {
   prune = { tool = "removeBackgroundProcesses", args = { -- no selector: every finished job
     all = function(a) return not (a.status[1] or a.tags[1] or a.olderThanMs or a.sessionId) or nil end,
   } },
+  grep = { tool = "searchBackgroundOutput", args = { pattern = "pattern" } },
+  rerun = { tool = "createBackgroundProcess", flags = false, args = { rerun = "id" } }, -- (not start's flags)
 }
 commands.TOOLS = TOOLS
 
@@ -108,7 +110,7 @@ end
 -- The arguments of command `name`'s tool, from the parsed flags.
 local function tool_args(name, a)
   local tool = TOOLS[name].tool
-  local args = tools.by_name[tool].cli and flags.args(tool, a) or {}
+  local args = tools.by_name[tool].cli and TOOLS[name].flags ~= false and flags.args(tool, a) or {}
   for key, from in pairs(TOOLS[name].args) do args[key] = value_of(from, a) end
   return args
 end
@@ -175,7 +177,7 @@ end
 -- What is wrong with the args of command `name`, or nil.
 function commands.check(name, a)
   local tool = TOOLS[name] and tools.by_name[TOOLS[name].tool]
-  local problem = tool and tool.cli and flags.check(tool.name, a)
+  local problem = tool and tool.cli and TOOLS[name].flags ~= false and flags.check(tool.name, a)
   return problem or (checks[name] and checks[name](a))
 end
 
@@ -190,6 +192,25 @@ function commands.start(a, c)
   if not r then return code end
   render.result(a.json, TOOLS.start.tool, r)
   return EXIT.OK
+end
+
+function commands.rerun(a, c)
+  -- this shell's environment under the env the job was given
+  local args = require("bgproc.client").localize_create { rerun = a.id }
+  local sid, serr = caller.open_session(c)
+  if not sid then return render.fail(serr) end
+  local r, code = call(c, "rerun", a, sid, args)
+  if not r then return code end
+  render.result(a.json, TOOLS.start.tool, r)
+  return EXIT.OK
+end
+
+-- Exit 0 when a line matched, 1 when none did (as grep).
+function commands.grep(a, c)
+  local r, code = call(c, "grep", a, my_session())
+  if not r then return code end
+  if a.json then render.json(r) elseif r.count > 0 then render.result(false, TOOLS.grep.tool, r) end
+  return r.count > 0 and EXIT.OK or EXIT.FAIL
 end
 
 function commands.list(a, c)

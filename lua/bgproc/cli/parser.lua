@@ -99,6 +99,21 @@ local function prune_command(p)
   flags.add(prune, "removeBackgroundProcesses")
 end
 
+local function grep_command(p)
+  local g = p:command("grep", "Search the output of processes (running, finished, earlier) for a regex.")
+    :epilog("Prints ID:LINE: TEXT for each matching line (context: ID:LINE- TEXT), newest job first; line "
+      .. "numbers count from the first line still kept. Exit 0 when a line matched, 1 when none did (as grep).")
+  g:argument("PATTERN", "Regular expression (PCRE2, or /re/flags with i, m, s, x)."):target("pattern")
+  flags.add(g, "searchBackgroundOutput")
+end
+
+local function rerun_command(p)
+  local r = p:command("rerun", "Start an earlier job's command again, as a new job.")
+    :epilog("Its command, name, tags, cwd, global and options, and the env it was given (--env); the rest "
+      .. "of the environment is this shell's. Also for jobs from before the daemon restarted.")
+  job_argument(r)
+end
+
 local function daemon_command(p)
   local d = p:command("daemon", "Start, stop or inspect the per-user daemon.")
   d:argument("action", "start, stop, status, or run (in the foreground).")
@@ -156,7 +171,8 @@ function parser.build()
     :require_command(false)
     :command_target("cmd")
   for _, add in ipairs { global_flags, start_command, list_command, show_command, logs_command, kill_command,
-                         wait_command, send_command, restart_command, rm_command, prune_command, top_command,
+                         wait_command, send_command, restart_command, rm_command, prune_command, grep_command,
+                         rerun_command, top_command,
                          daemon_command, hook_command, mcp_command, help_command } do
     add(p)
   end

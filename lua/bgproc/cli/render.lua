@@ -188,6 +188,12 @@ function render.daemon_status(s)
     :format(s.pid, s.jobs, s.jobsRunning, s.sessions, s.clients, s.uptimeMs // 1000, s.socket))
   if s.cgroup then out("cgroup: ", s.cgroup, " (processes that leave a job's group die with it)\n")
   elseif s.cgroupWhy then out("cgroup: none, ", s.cgroupWhy, " (escaped processes are reported, left running)\n") end
+  local st = s.store
+  if not st then out("history: in memory only (no store)\n") return end
+  if st.records then
+    out(("history: %s (%d records, output on disk %s)\n"):format(st.path, st.records, cells.bytes(st.outputBytes or 0)))
+  end
+  if st.failure then out("history: NOT SAVED: ", st.failure, " (jobs run on, in memory)\n") end
 end
 
 return render

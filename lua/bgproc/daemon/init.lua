@@ -262,7 +262,7 @@ local function open(d)
     d.log("info", "removing stale socket " .. d.socket)
     os.remove(d.socket)
   end
-  d.engine = bgproc.new { subreaper = true, log = d.log }
+  d.engine = bgproc.new { subreaper = true, log = d.log, defaultStore = paths.state_dir() .. "/bgproc.db" }
   -- the starter's identity is not ours: jobs created without an env of
   -- their own (the OpenCode plugin's) must not join its session or agent
   for _, var in ipairs(owner.CALLER_VARS) do uv.os_unsetenv(var) end

@@ -69,7 +69,7 @@ methods["daemon/status"] = function(c)
   return { pid = uv.os_getpid(), version = bgproc.version, socket = d.socket,
            uptimeMs = uv.now() - d.started, jobsRunning = st.running, jobs = st.jobs,
            sessions = st.sessions, clients = nclients, log = d.log_path,
-           cgroup = cgroup or false, cgroupWhy = why }
+           cgroup = cgroup or false, cgroupWhy = why, store = d.engine:store_status() }
 end
 
 -- Answers first: the stop closes every connection, this one too.

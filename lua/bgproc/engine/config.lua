@@ -8,7 +8,10 @@
 --     maxRingBytes = 67108864,      -- the most a job may ask for (outputBytes)
 --     graceMs = 3000,               -- TERM -> KILL when killing
 --     maxRunning = 512,             -- running jobs at once
---     retention = { maxFinished = 1000, maxAgeMs = 86400000 },
+--     retention = { maxFinished = 1000, maxAgeMs = 86400000,  -- finished records kept,
+--                   maxDiskBytes = 1073741824 },               -- and their output on disk
+--     store = "/path/bgproc.db",    -- history on disk (the daemon's default:
+--                                   -- $XDG_STATE_HOME/bgproc/bgproc.db); false: none
 --     progressMs = 5000,            -- progress notifications while a wait runs
 --     cgroup = true,                -- per-job cgroups where the machine allows
 --                                   -- (BGPROC_CGROUP=0 in the environment: false)
@@ -25,7 +28,7 @@ config.defaults = {
   maxRingBytes = 64 * 1024 * 1024,
   graceMs = 3000,
   maxRunning = 512,
-  retention = { maxFinished = 1000, maxAgeMs = 24 * 3600 * 1000 },
+  retention = { maxFinished = 1000, maxAgeMs = 24 * 3600 * 1000, maxDiskBytes = 1024 * 1024 * 1024 },
   progressMs = 5000,
 }
 
@@ -105,9 +108,12 @@ local function check(cfg, source)
       error(("bgproc: config %s: '%s' must be an integer >= %d"):format(source, key, least), 0)
     end
   end
+  if cfg.store ~= nil and cfg.store ~= false and (type(cfg.store) ~= "string" or cfg.store == "") then
+    error(("bgproc: config %s: 'store' must be a database path, \":memory:\" or false"):format(source), 0)
+  end
   local r = cfg.retention
   if r ~= nil then
-    for _, key in ipairs { "maxFinished", "maxAgeMs" } do
+    for _, key in ipairs { "maxFinished", "maxAgeMs", "maxDiskBytes" } do
       local v = r[key]
       if v ~= nil and (type(v) ~= "number" or math.tointeger(v) == nil or v < 0) then
         error(("bgproc: config %s: 'retention.%s' must be a non-negative integer"):format(source, key), 0)
@@ -115,6 +121,9 @@ local function check(cfg, source)
     end
   end
 end
+
+-- bgproc.new's options that are not settings.
+local NOT_CONFIG = { config = true, luv = true, log = true, subreaper = true, tools = true, defaultStore = true }
 
 -- The effective configuration. opts.config: a path or a table (else
 -- BGPROC_CONFIG, else the file in the config dir if it exists).
@@ -141,7 +150,7 @@ function config.load(opts)
   end
   local overrides = {}
   for k, v in pairs(opts) do
-    if k ~= "config" and k ~= "luv" and k ~= "log" and k ~= "subreaper" and k ~= "tools" then overrides[k] = v end
+    if not NOT_CONFIG[k] then overrides[k] = v end
   end
   check(overrides, "bgproc.new")
   merge(cfg, overrides)
@@ -150,6 +159,8 @@ function config.load(opts)
       name, cfg.ringBytes, cfg.maxRingBytes), 0)
   end
   if os.getenv("BGPROC_CGROUP") == "0" then cfg.cgroup = false end
+  if cfg.store == nil then cfg.store = opts.defaultStore end
+  if cfg.store == false then cfg.store = nil end
   cfg.source = name
   return cfg
 end

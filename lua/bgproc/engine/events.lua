@@ -5,6 +5,7 @@
 -- matching its notifyPattern: listeners (on_event) get one event table
 -- each, numbered by `seq`.
 local clock = require "bgproc.lib.clock"
+local history = require "bgproc.engine.history"
 local records = require "bgproc.engine.records"
 local states = require "bgproc.engine.states"
 local text = require "bgproc.lib.text"
@@ -46,7 +47,7 @@ local function emit_ended(self, rec)
   if rec.ended_told then return end
   rec.ended_told = true
   local stop = rec.stop
-  local last = rec.job and text.clean((rec.job:tail(NOTICE_LINES, "both", 4096)), true) or ""
+  local last = text.clean(self:tail(rec, NOTICE_LINES, "both", 4096), true)
   emit(self, rec, "ended", { exitCode = rec.exitCode, signal = rec.signal, stopReason = stop and stop.reason,
     endReason = states.end_reason(rec), stoppedBy = stop and stop.by, lastLines = last })
 end
@@ -115,6 +116,7 @@ function events.ready(self, rec, line)
   if rec.ready ~= false then return end
   rec.ready, rec.readyLine = true, line
   records.unsettle(rec)
+  history.save(self, rec)
   emit(self, rec, "ready", { line = line })
 end
 
@@ -128,8 +130,10 @@ end
 -- Retention runs on the next turn: whoever waits on a record that just
 -- finished gets to see it final.
 local function retain_soon(self)
-  local max_n = self.cfg.retention.maxFinished
-  if max_n and self.nfinished > max_n and not self.retain_soon then
+  local r = self.cfg.retention
+  local over = (r.maxFinished and self.nfinished > r.maxFinished)
+    or (r.maxDiskBytes and history.disk_bytes(self) > r.maxDiskBytes)
+  if over and not self.retain_soon then
     self.retain_soon = self.sched:after(0, function()
       self.retain_soon = nil
       self:retain()
@@ -137,15 +141,20 @@ local function retain_soon(self)
   end
 end
 
--- The final state is set: hooks, memory, retention.
-function events.finish(self, rec)
-  if rec.finished then return end
+-- A finished record joins the retention queue (oldest first).
+function events.queue_done(self, rec)
   rec.finished = true
   self.nfinished = self.nfinished + 1
   local q = self.done_q
   q.last = q.last + 1
   q[q.last] = rec
   rec.qi = q.last
+end
+
+-- The final state is set: hooks, memory, retention.
+function events.finish(self, rec)
+  if rec.finished then return end
+  events.queue_done(self, rec)
   drop_timeout(rec)
   if rec.job then self.running = self.running - 1 end -- launched, so counted
   rec.endedMs = rec.endedMs or clock.wall_ms()
@@ -155,7 +164,7 @@ function events.finish(self, rec)
   end
   tell_ended(self, rec)
   if self.plugins:has("on_exit") then self.plugins:call("on_exit", records.public(rec)) end
-  if rec.job and output_done(rec) then rec.job:shrink() end
+  if rec.job and output_done(rec) then history.settle(self, rec, records.last_line) else history.save(self, rec) end
   retain_soon(self)
 end
 
@@ -213,7 +222,7 @@ end
 local function on_eof(self, rec)
   check_notify(self, rec, true)
   events.flush_ended(self, rec)
-  rec.job:shrink()
+  history.settle(self, rec, records.last_line)
 end
 
 -- Handle the core's events: { job, output, exit, eof } each.
@@ -222,6 +231,7 @@ function methods:handle(list)
     local rec = self.by_job[ev.job]
     if rec then
       if ev.output then
+        history.output(self, rec)
         check_ready(self, rec)
         check_notify(self, rec)
         feed_plugins(self, rec)

@@ -15,6 +15,9 @@ local config = require "bgproc.engine.config"
 local paths = require "bgproc.lib.paths"
 local core = require "bgproc.core"
 local errors = require "bgproc.lib.errors"
+local events = require "bgproc.engine.events"
+local history = require "bgproc.engine.history"
+local index = require "bgproc.engine.index"
 local plugin_api = require "bgproc.plugins.api"
 local plugins = require "bgproc.plugins.host"
 local sched = require "bgproc.engine.sched"
@@ -26,7 +29,7 @@ local Engine = {}
 Engine.__index = Engine
 
 for _, part in ipairs { "index", "records", "output", "events", "lifecycle", "stop", "sessions", "metrics",
-                         "probes" } do
+                         "probes", "history" } do
   for name, fn in pairs(require("bgproc.engine." .. part).methods) do
     assert(not Engine[name], "engine method defined twice: " .. name)
     Engine[name] = fn
@@ -87,6 +90,13 @@ function engine.new(opts)
   self.sched = sched.new(function(msg) self:log("error", msg) end)
   self.core = assert(core.new { ring = cfg.ringBytes, subreaper = opts.subreaper or false,
                                 cgroup = cfg.cgroup ~= false })
+  if cfg.store then
+    history.open(self, cfg.store, function(rec)
+      self.jobs[rec.id] = rec
+      index.insert(self, rec)
+      events.queue_done(self, rec)
+    end)
+  end
   load_plugins(self, cfg)
   self.retention_timer = self.sched:every(60000, function() self:retain() end)
   if opts.luv ~= false then self:attach_luv() end

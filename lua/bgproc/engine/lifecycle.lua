@@ -2,6 +2,7 @@
 -- by the core, and a restart under the same id.
 local errors = require "bgproc.lib.errors"
 local events = require "bgproc.engine.events"
+local history = require "bgproc.engine.history"
 local index = require "bgproc.engine.index"
 local probes = require "bgproc.engine.probes"
 local records = require "bgproc.engine.records"
@@ -40,8 +41,20 @@ local function default_name(args)
   return s
 end
 
+-- The job's environment: the caller's (base_env: what a client sent as
+-- its own) with the variables it set, or exactly those (no_inherit), or
+-- the daemon's with them.
+local function spawn_env(rec)
+  if rec.no_inherit or not rec.base_env then return rec.env, rec.no_inherit end
+  local env = {}
+  for k, v in pairs(rec.base_env) do env[k] = v end
+  for k, v in pairs(rec.env or {}) do env[k] = v end
+  return env, true
+end
+
 local function spawn_options(rec)
-  local o = { cwd = rec.cwd, env = rec.env, ring = rec.ring, clear_env = rec.clear_env }
+  local env, clear_env = spawn_env(rec)
+  local o = { cwd = rec.cwd, env = env, ring = rec.ring, clear_env = clear_env }
   if rec.pty then o.pty = true elseif rec.stdin == "pipe" then o.stdin = "pipe" end
   if rec.command then
     local argv = simple_argv(rec.command)
@@ -125,6 +138,28 @@ local function room(self)
   return errors.fail("limit", "%d jobs are running, the most allowed (maxRunning)", self.running)
 end
 
+-- One table for each environment clients send (a shell sends the same
+-- one with every start): records share it rather than each keep a copy.
+local function shared_env(self, env)
+  local names = {}
+  for k in pairs(env) do names[#names + 1] = k end
+  table.sort(names)
+  local parts = {}
+  for i, k in ipairs(names) do parts[i] = k .. "=" .. env[k] end
+  local key = table.concat(parts, "\0")
+  local envs = self.envs
+  if not envs then
+    envs = setmetatable({}, { __mode = "v" })
+    self.envs = envs
+  end
+  local shared = envs[key]
+  if not shared then
+    shared = env
+    envs[key] = shared
+  end
+  return shared
+end
+
 -- A record for checked args. `old`: the record it replaces, whose id it
 -- takes, and whose output cursor it goes on from.
 local function new_record(self, args, sid, old)
@@ -138,7 +173,8 @@ local function new_record(self, args, sid, old)
     id = old and old.id or ("%s-%d"):format(self.prefix, seq), seq = seq,
     name = args.name or default_name(args),
     command = args.command, argv = args.argv,
-    cwd = args.cwd, env = args.env, clear_env = args.inheritEnv == false,
+    cwd = args.cwd, env = args.env, no_inherit = args.inheritEnv == false or nil,
+    base_env = args.baseEnv and shared_env(self, args.baseEnv),
     sessionId = sid, global = args.global == true,
     tags = tag_list, tagset = tags.set(tag_list),
     stdin = args.pty and "pty" or args.stdin or "null",
@@ -196,6 +232,7 @@ local function start_job(self, args, sid, old)
     lerr.processId = rec.id
     return nil, lerr
   end
+  history.save(self, rec)
   return records.public(rec)
 end
 
@@ -256,6 +293,10 @@ end
 local function why_not_respawn(self, rec, asked)
   if not FINAL[rec.status] then return errors.fail("conflict", "job %s is still %s", rec.id, rec.status) end
   if rec.removed then return errors.fail("not_found", "job %s was removed", rec.id) end
+  if rec.restored then
+    return errors.fail("conflict", "job %s ran under an earlier daemon: start it again as a new job with rerun "
+      .. "(createBackgroundProcess { rerun = \"%s\" }, or bgproc rerun %s)", rec.id, rec.id, rec.id)
+  end
   if self.closed or self.closing then return errors.fail("conflict", "the manager is shut down") end
   if not asked and (rec.no_restart or rec.stop) then
     return errors.fail("conflict", "job %s was stopped (killed, or its session ended)", rec.id)
@@ -281,6 +322,7 @@ function methods:respawn(rec, asked)
     rec.base = records.output_end(rec)
     records.drop_job(self, rec)
   end
+  rec.moved = nil -- (its output goes on in a new ring, and on to its file)
   rec.stop, rec.no_restart = nil, nil
   records.unsettle(rec)
   if rec.finished then
@@ -291,7 +333,9 @@ function methods:respawn(rec, asked)
   rec.startedMs = nil
   if rec.ready ~= nil then rec.ready, rec.readyLine = false, nil end
   rec.status = "pending"
-  return launch(self, rec)
+  local ok, lerr = launch(self, rec)
+  if ok then history.save(self, rec) end
+  return ok, lerr
 end
 
 -- Inside a task: stop the job (opts: signal, graceMs, sessionId: who

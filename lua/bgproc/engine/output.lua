@@ -4,6 +4,7 @@
 -- restarts (rec.base is where the current run's ring starts). A reader
 -- that comes back for more never gets part of something a later read
 -- completes: that part is held back, and the cursor stays before it.
+local history = require "bgproc.engine.history"
 local states = require "bgproc.engine.states"
 local text = require "bgproc.lib.text"
 
@@ -14,17 +15,20 @@ output.methods = methods
 -- Read a record's output from `since`. Returns data, next cursor, bytes
 -- dropped since `since` (the ring overwrote them).
 function methods:read(rec, since, max, stream)
-  local job = rec.job
-  if not job then return "", rec.base, math.max(0, rec.base - (since or 0)) end
   since = since or 0
+  local src, base = history.source(self, rec)
+  if not src then
+    local _, head = history.window(rec)
+    return "", head, math.max(0, head - since)
+  end
   local lost = 0
-  local local_since = since - rec.base
+  local local_since = since - base
   if local_since < 0 then
     lost = -local_since
     local_since = 0
   end
-  local data, next, dropped = job:read(local_since, max, stream)
-  return data, rec.base + next, lost + dropped
+  local data, next, dropped = src:read(local_since, max, stream)
+  return data, base + next, lost + dropped
 end
 
 -- Output after `since` for a reader that will come back for more (a
@@ -38,7 +42,7 @@ end
 function methods:read_new(rec, since, max, stream, keep)
   local complete = states.complete(rec)
   local data, cursor, dropped = self:read(rec, since, max, stream)
-  local total = rec.base + (rec.job and select(2, rec.job:offsets()) or 0)
+  local _, total = history.window(rec)
   if complete and cursor >= total then return data, cursor, dropped end
   local n = keep(data, cursor < total)
   if n > 0 and n < #data then
@@ -51,13 +55,14 @@ end
 
 -- The last `lines` lines of a stream, at most max bytes (raw).
 function methods:tail(rec, lines, stream, max)
-  if not rec.job then return "" end
-  return (rec.job:tail(lines, stream, max))
+  local src = history.source(self, rec)
+  if not src then return "" end
+  return (src:tail(lines, stream, max))
 end
 
 -- The total output so far, in cursor space (what outputBytes says).
 function methods:output_bytes(rec)
-  return rec.base + (rec.job and select(2, rec.job:offsets()) or 0)
+  return select(2, history.window(rec))
 end
 
 -- Complete lines of output after a cursor, cleaned, for pattern scanners.

@@ -2,6 +2,7 @@
 -- engine's record and cached once it can no longer change. Also the
 -- record's life in memory: notes and tags added later, removal, retention.
 local clock = require "bgproc.lib.clock"
+local history = require "bgproc.engine.history"
 local index = require "bgproc.engine.index"
 local json = require "bgproc.lib.json"
 local metrics = require "bgproc.engine.metrics"
@@ -35,11 +36,18 @@ end
 
 -- The last line of output, recomputed only when output was added.
 local function last_line(rec, head)
+  if rec.moved then return rec.ll end -- (its ring is gone: kept when its output went to disk)
   if rec.ll_head ~= head then
     rec.ll_head = head
     rec.ll = text.last_line(text.clean((rec.job:tail(64, "both", 4096)), true), 200)
   end
   return rec.ll
+end
+
+-- The last line of a record whose ring is still there.
+function records.last_line(rec)
+  local _, head = rec.job:offsets()
+  return last_line(rec, rec.base + head)
 end
 
 -- A copy of a list, as a JSON array: callers own what they are given.
@@ -119,9 +127,8 @@ end
 -- The record as tools and plugins see it, built from its fields. now:
 -- wall_ms(), taken once by callers that make many.
 local function build_public(rec, now)
-  local job, started, command = rec.job, rec.startedMs, rec.command
-  local tail, head = 0, 0
-  if job then tail, head = job:offsets() end
+  local started, command = rec.startedMs, rec.command
+  local tail, head = history.window(rec)
   -- the fields most records have, in one constructor of 16 (a table of
   -- 16 slots: the rest, rarer, may grow it)
   local r = {
@@ -130,9 +137,9 @@ local function build_public(rec, now)
     command = command, argv = not command and array_copy(rec.argv) or nil,
     startedAt = cached_iso(rec, "startedMs", "startedAt"), endedAt = cached_iso(rec, "endedMs", "endedAt"),
     durationMs = started and math.floor((rec.endedMs or now or wall_ms()) - started) or nil,
-    exitCode = rec.exitCode, outputBytes = rec.base + head, droppedBytes = rec.base + tail,
+    exitCode = rec.exitCode, outputBytes = head, droppedBytes = tail,
   }
-  if job then r.lastLine = last_line(rec, head) end
+  if rec.job or rec.moved then r.lastLine = last_line(rec, head) end
   if rec.cwd then r.cwd = rec.cwd end
   if rec.signal then r.signal = rec.signal end
   if rec.error then r.error = rec.error end
@@ -194,9 +201,7 @@ end
 
 -- The cursor just past the record's output: where a next run's begins.
 function records.output_end(rec)
-  if not rec.job then return rec.base end
-  local _, head = rec.job:offsets()
-  return rec.base + head
+  return select(2, history.window(rec))
 end
 
 -- Let go of a record's core job: its ring, and anything left of its group.
@@ -244,6 +249,7 @@ function methods:note(id, key, value)
   rec.notes = rec.notes or {}
   rec.notes[key] = value
   records.unsettle(rec)
+  history.save(self, rec)
   return true
 end
 
@@ -267,6 +273,7 @@ function methods:add_tags(id, list)
   end
   rec.tags, rec.tagset = norm, tags.set(norm)
   records.unsettle(rec)
+  history.save(self, rec)
   return true
 end
 
@@ -278,21 +285,24 @@ function methods:remove(rec)
   self.jobs[rec.id] = nil
   records.drop_job(self, rec)
   index.delete(self, rec)
+  history.forget(self, rec)
 end
 
 -- Retention: keep at most maxFinished finished records, none older than
--- maxAgeMs (counted from when they ended). Finished records queue up in
--- the order they finished, so this costs O(records removed).
+-- maxAgeMs (counted from when they ended), and at most maxDiskBytes of
+-- their output on disk. Finished records queue up in the order they
+-- finished, so this costs O(records removed).
 function methods:retain()
   local r = self.cfg.retention
-  local max_n, max_age = r.maxFinished, r.maxAgeMs
+  local max_n, max_age, max_disk = r.maxFinished, r.maxAgeMs, r.maxDiskBytes
   local q = self.done_q
   local now = wall_ms()
   while q.first <= q.last do
     local rec = q[q.first]
     local valid = rec.qi == q.first and not rec.removed and FINAL[rec.status]
     local expired = valid and ((max_n and self.nfinished > max_n)
-      or (max_age and rec.endedMs and now - rec.endedMs > max_age))
+      or (max_age and rec.endedMs and now - rec.endedMs > max_age)
+      or (max_disk and history.disk_bytes(self) > max_disk))
     if valid and not expired then break end
     q[q.first] = nil
     q.first = q.first + 1

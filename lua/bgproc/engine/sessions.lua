@@ -1,6 +1,7 @@
 -- Sessions: the owners' scopes. A session's non-global jobs end with it;
 -- shutdown ends every job.
 local clock = require "bgproc.lib.clock"
+local history = require "bgproc.engine.history"
 local states = require "bgproc.engine.states"
 
 local sessions = {}
@@ -64,6 +65,7 @@ function methods:shutdown(detail)
   self.plugins:call("on_shutdown")
   self.retention_timer:cancel()
   self:unwatch_all()
+  history.close(self)
   self.closed = true
   self.core:close()
   self:detach_luv()

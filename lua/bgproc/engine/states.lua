@@ -58,11 +58,13 @@ local STOPPED_BY = {
   restart = function() return "stopped to restart" end,
   replace = function() return "replaced by a new start of the same name (unique: replace)" end,
   memory = function(_, rec) return ("used more memory than memoryMax (%d bytes)"):format(rec.memoryMax or 0) end,
+  ["daemon-died"] = function() return "the daemon ended while it ran (its processes were stopped with it)" end,
 }
 -- Stops that count as the job's failure, not a cancel: its `error`.
 states.FAILING_STOP = {
   timeout = function(rec) return ("timed out after %d ms"):format(rec.timeoutMs or 0) end,
   memory = function(rec) return STOPPED_BY.memory(rec.stop, rec) end,
+  ["daemon-died"] = function(rec) return STOPPED_BY["daemon-died"](rec.stop, rec) end,
 }
 
 -- One line saying why a finished job ended, for people and agents:

@@ -42,6 +42,14 @@ local create = {
             description = "Environment variables added to (or overriding) the inherited ones." },
     inheritEnv = { type = "boolean",
                    description = "false: the job's environment is exactly `env` (default true: env is added)." },
+    baseEnv = { type = "object", additionalProperties = { type = "string", maxLength = 65536 },
+                description = "The environment `env` is added to, in place of the manager's: clients that run "
+                  .. "elsewhere send their own (bgproc's CLI and MCP server do). Used, never stored: history "
+                  .. "keeps only `env`." },
+    rerun = { type = "string", minLength = 1, maxLength = 200,
+              description = "Id or name of an earlier job (also one from before the manager restarted): start "
+                .. "its command again as a new job, with its name, tags, cwd, env (as it was given), global "
+                .. "and options. Fields given here replace its." },
     stdin = { type = "string", enum = { "null", "pipe" },
               description = "\"null\" (default: a prompt sees end of input) or \"pipe\" (send input later)." },
     pty = { type = "boolean", description = "Run on a pseudo-terminal, for programs that need a TTY." },
@@ -101,8 +109,9 @@ local READINESS = { "readyPattern", "readyPort", "readyUrl" }
 function create.check(args, engine)
   local nul = nul_field(args, "")
   if nul then return errors.fail("invalid_argument", "'%s' must not contain NUL bytes", text.utf8(nul)) end
-  if (args.command == nil) == (args.argv == nil) then
-    return errors.fail("invalid_argument", "give exactly one of 'command' (a shell string) or 'argv' (a list)")
+  if (args.command == nil) == (args.argv == nil) and not (args.rerun and args.command == nil) then
+    return errors.fail("invalid_argument", "give exactly one of 'command' (a shell string) or 'argv' (a list)"
+      .. (args.rerun and "" or ", or 'rerun'"))
   end
   for k in pairs(args.env or {}) do
     if k == "" or k:find("=", 1, true) then
@@ -145,12 +154,32 @@ end
 -- another unique start of the same name to be done).
 function create.waits(args) return args.unique ~= nil end
 
+-- The arguments of a rerun: the earlier job's, with those given over them.
+local function rerun_args(engine, args, ctx)
+  local rec, err = engine:resolve(args.rerun, ctx and ctx.sessionId, "rerun")
+  if not rec then return nil, err end
+  local merged = engine:spec_of(rec)
+  for k, v in pairs(args) do merged[k] = v end
+  merged.rerun = nil
+  if args.command then merged.argv = nil elseif args.argv then merged.command = nil end
+  return common.validate(create, merged, engine)
+end
+
 function create.handler(engine, args, ctx)
-  return engine:create(args, ctx, function(a) return common.validate(create, a, engine) end)
+  if args.rerun then
+    local err
+    args, err = rerun_args(engine, args, ctx)
+    if not args then return nil, err end
+  end
+  local r, err = engine:create(args, ctx, function(a) return common.validate(create, a, engine) end)
+  local failure = r and engine:store_failure()
+  if failure then r.warning = "history is not being saved (" .. failure .. ")" end
+  return r, err
 end
 
 function create.text(r)
-  return ("%s %s (pid %s): %s"):format(r.reused and "reusing" or "started", r.id, int(r.pid), r.name)
+  local line = ("%s %s (pid %s): %s"):format(r.reused and "reusing" or "started", r.id, int(r.pid), r.name)
+  return r.warning and (line .. "\nwarning: " .. r.warning) or line
 end
 
 return create

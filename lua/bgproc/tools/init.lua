@@ -19,7 +19,7 @@ local records = require "bgproc.engine.records"
 local tools = {}
 
 -- In the order tools/list gives them.
-local FILES = { "create", "list", "get", "kill", "wait", "send", "restart", "remove" }
+local FILES = { "create", "list", "get", "kill", "wait", "send", "restart", "remove", "search" }
 
 tools.list, tools.by_name = {}, {}
 for i, file in ipairs(FILES) do

@@ -74,7 +74,7 @@ describe("bgproc.engine.config", function()
       assert.equal("(table)", cfg.source)
       for k, v in pairs(config.defaults) do assert.same(v, cfg[k], k) end
       assert.equal(3000, cfg.graceMs)
-      assert.same({ maxFinished = 1000, maxAgeMs = 86400000 }, cfg.retention)
+      assert.same({ maxFinished = 1000, maxAgeMs = 86400000, maxDiskBytes = 1073741824 }, cfg.retention)
       -- changing one configuration changes neither the defaults nor another
       cfg.retention.maxFinished = 1
       table.insert(cfg.plugins, "x")
@@ -90,13 +90,13 @@ describe("bgproc.engine.config", function()
         graceMs = 20, retention = { maxAgeMs = 60 },
       }
       assert.equal(20, cfg.graceMs)
-      assert.same({ maxFinished = 5, maxAgeMs = 60 }, cfg.retention)
+      assert.same({ maxFinished = 5, maxAgeMs = 60, maxDiskBytes = 1073741824 }, cfg.retention)
       assert.same({ "stall" }, cfg.plugins)
       assert.same({ backoffMs = 7 }, cfg.restart) -- a plugin's options pass through
       assert.same({}, config.load({ config = { plugins = {} } }).plugins) -- an empty list is a list
       -- an empty table of named keys changes none of them
       assert.same(config.defaults.retention, config.load({ config = { retention = {} } }).retention)
-      assert.same({ maxFinished = 2, maxAgeMs = 86400000 },
+      assert.same({ maxFinished = 2, maxAgeMs = 86400000, maxDiskBytes = 1073741824 },
         config.load({ config = { retention = { maxFinished = 2 } }, retention = {} }).retention)
     end)
 
@@ -111,6 +111,12 @@ describe("bgproc.engine.config", function()
       assert.is_nil(cfg.log)
       assert.is_nil(cfg.subreaper)
       assert.equal(3, cfg.maxRunning)
+      -- the store: a path, or the default a host gives (the daemon's), or none
+      assert.is_nil(config.load({ config = {} }).store)
+      assert.equal("/x/d.db", config.load({ config = {}, defaultStore = "/x/d.db" }).store)
+      assert.is_nil(config.load({ config = { store = false }, defaultStore = "/x/d.db" }).store)
+      assert.equal("/y.db", config.load({ config = { store = "/y.db" }, defaultStore = "/x/d.db" }).store)
+      assert.is_nil(config.load({ config = {}, defaultStore = "/x/d.db" }).defaultStore)
     end)
 
     it("reads a file given by path, and names it as the source", function()
@@ -119,7 +125,7 @@ describe("bgproc.engine.config", function()
       local cfg = config.load { config = path }
       assert.equal(path, cfg.source)
       assert.equal(2, cfg.maxRunning)
-      assert.same({ maxFinished = 3, maxAgeMs = 86400000 }, cfg.retention)
+      assert.same({ maxFinished = 3, maxAgeMs = 86400000, maxDiskBytes = 1073741824 }, cfg.retention)
     end)
 
     describe("refuses", function()
@@ -139,6 +145,10 @@ describe("bgproc.engine.config", function()
         { { retention = { maxFinished = -1 } }, "'retention.maxFinished' must be a non%-negative integer" },
         { { retention = { maxAgeMs = "soon" } }, "'retention.maxAgeMs' must be a non%-negative integer" },
         { { retention = { maxAgeMs = 0.5 } }, "'retention.maxAgeMs' must be a non%-negative integer" },
+        { { retention = { maxDiskBytes = -1 } }, "'retention.maxDiskBytes' must be a non%-negative integer" },
+        { { store = 5 }, "'store' must be a database path, \":memory:\" or false" },
+        { { store = "" }, "'store' must be a database path" },
+        { { store = true }, "'store' must be a database path" },
       }
       for _, case in ipairs(cases) do
         it(cjson.encode(case[1]) .. ", naming the field and what it must be", function()

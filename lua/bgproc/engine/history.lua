@@ -1,0 +1,389 @@
+-- History: records and output that outlive the engine, in a store (a
+-- SQLite database, store/db.lua, and output files beside it,
+-- store/outfiles.lua). Without one (no `store` option) all stays in
+-- memory, as before.
+--
+-- The journal: a record's row is written before the change is answered
+-- to anyone: when the job is created and started, when it is ready, when
+-- its output is flushed, when it ends, when tags or notes are added.
+--
+-- Output: a running job's ring stays in memory and is flushed to its file
+-- every FLUSH_MS, or as soon as FLUSH_BYTES are waiting (so a crash loses
+-- at most that much). Once the job has ended and all its output is in,
+-- the file is cut to the ring's window (outputBytes at most) and the ring
+-- is freed: a finished job's output is only on disk, and memory is the
+-- running rings plus a constant, whatever the history.
+--
+-- A store that fails (locked by another bgproc, corrupt, read-only, disk
+-- full) never costs a job: the engine goes on in memory, keeps a finished
+-- job's ring when its file cannot be written, and says why in
+-- store_status() and in create's `warning`.
+local clock = require "bgproc.lib.clock"
+local core = require "bgproc.core"
+local db = require "bgproc.store.db"
+local json = require "bgproc.lib.json"
+local outfiles = require "bgproc.store.outfiles"
+local states = require "bgproc.engine.states"
+local tags = require "bgproc.engine.tags"
+local text = require "bgproc.lib.text"
+
+local history = {}
+local methods = {}
+history.methods = methods
+
+history.FLUSH_MS = 1000
+history.FLUSH_BYTES = 64 * 1024
+local CACHE_BYTES = 8 * 1024 * 1024 -- finished jobs' outputs kept loaded for the next read
+
+local FINAL = states.FINAL
+
+-- A record's fields saved as they are (what its public form and a rerun
+-- need). The inherited environment (rec.base_env) is never saved.
+local SAVED = { "id", "seq", "name", "command", "argv", "cwd", "env", "no_inherit", "sessionId", "global", "tags",
+                "stdin", "pty", "ring", "timeoutMs", "readyPattern", "notifyPattern", "readyPort", "readyUrl",
+                "memoryMax", "status", "base", "restarts", "startedMs", "endedMs", "exitCode", "signal", "error",
+                "ready", "readyLine", "notes", "pid", "ll" }
+
+-- The ids' prefix and the highest seq given, so ids stay unique for the
+-- database's whole life.
+local META_PREFIX, META_SEQ = "id_prefix", "seq"
+
+local function failed(h, what, err)
+  h.failure = ("%s: %s"):format(what, tostring(err))
+  return nil, h.failure
+end
+
+-- ---- the journal ------------------------------------------------------------------------
+
+local function encode(d)
+  local ok, s = pcall(json.encode, d)
+  if ok then return s end
+  d.notes = nil -- a plugin's note JSON cannot say
+  return json.encode(d)
+end
+
+local function row_of(rec)
+  local d = {}
+  for _, k in ipairs(SAVED) do d[k] = rec[k] end
+  local stop = rec.stop
+  if stop then d.stop = { reason = stop.reason, detail = stop.detail, text = stop.text } end
+  local m = rec.m
+  if m then d.cpuMs, d.memoryPeakBytes = m.cpuMs, m.memoryPeakBytes end
+  local disk = rec.disk
+  if disk then d.disk = { start = disk.start, size = disk.size } end
+  return { id = rec.id, seq = rec.seq, status = rec.status, session = rec.sessionId, ended_ms = rec.endedMs,
+           out_bytes = disk and disk.size or 0, data = encode(d) }
+end
+
+-- Journal rec's state. Returns true, or nil and why (the record lives on
+-- in memory either way).
+function history.save(self, rec)
+  local h = self.history
+  if not (h and h.db) or rec.removed then return true end
+  local ok, err = h.db:put(row_of(rec))
+  if not ok then return failed(h, "saving " .. rec.id, err) end
+  h.failure = nil
+  return true
+end
+
+-- ---- output on disk ---------------------------------------------------------------------
+
+-- The cache of loaded outputs: rec -> Output, oldest first in h.loaded.
+local function unload(h, rec)
+  local entry = h.loaded[rec]
+  if not entry then return end
+  h.loaded[rec] = nil
+  h.loaded_bytes = h.loaded_bytes - entry.size
+  for i, r in ipairs(h.loaded_order) do
+    if r == rec then table.remove(h.loaded_order, i) break end
+  end
+  entry.out:close()
+end
+
+local function load(self, rec)
+  local h = self.history
+  local entry = h.loaded[rec]
+  if entry then return entry.out end
+  local disk = rec.disk
+  local from, to = disk.start, disk.start + disk.size
+  local out, err = core.output_load(h.files:log_path(rec.id), from, h.files:runs(rec.id, from, to))
+  if not out then
+    self:log("warn", ("output of %s: %s"):format(rec.id, err))
+    return nil
+  end
+  while #h.loaded_order > 0 and h.loaded_bytes + disk.size > CACHE_BYTES do unload(h, h.loaded_order[1]) end
+  h.loaded[rec] = { out = out, size = disk.size }
+  h.loaded_bytes = h.loaded_bytes + disk.size
+  h.loaded_order[#h.loaded_order + 1] = rec
+  return out
+end
+
+-- What rec's output is read from, and the cursor of that source's offset
+-- 0: its ring while it has one, else its file. nil: no output kept.
+function history.source(self, rec)
+  if rec.job and not rec.moved then return rec.job, rec.base end
+  local disk = rec.disk
+  if disk and disk.size > 0 and self.history and self.history.files then return load(self, rec), 0 end
+end
+
+-- The window of output kept, in cursor space: first, just-after-last.
+function history.window(rec)
+  if rec.job and not rec.moved then
+    local tail, head = rec.job:offsets()
+    return rec.base + tail, rec.base + head
+  end
+  local disk = rec.disk
+  if disk and rec.moved then return disk.start, disk.start + disk.size end
+  return rec.base, rec.base
+end
+
+-- The stderr runs of the ring in [from, to) (ring offsets), as cursors.
+local function stderr_runs(rec, from, to)
+  local out = {}
+  for _, run in ipairs(rec.job:runs(from, to)) do
+    if run[3] == "stderr" then out[#out + 1] = { rec.base + run[1], rec.base + run[2] } end
+  end
+  return out
+end
+
+local function account(h, rec, size)
+  h.disk_bytes = h.disk_bytes + size - rec.disk.size
+  rec.disk.size = size
+end
+
+-- Write what the ring holds past the file's end. The file is rewritten
+-- from the ring when the ring overwrote bytes not yet flushed, when it
+-- would pass twice the ring's size, or (final) to cut it to the ring's
+-- window. Returns true, or nil and why.
+local function flush(self, rec, final)
+  local h = self.history
+  local tail, head = rec.job:offsets()
+  local first, last = rec.base + tail, rec.base + head
+  local disk = rec.disk
+  if not disk then
+    disk = { start = first, size = 0 }
+    rec.disk = disk
+  end
+  local flushed = disk.start + disk.size
+  local after = disk.size + (last - flushed) -- the file's size after an append
+  local cut = final and after > head - tail   -- more than the ring's window: cut it to that
+  if flushed == last and not cut then return true end
+  local ok, err
+  if flushed < first or after > 2 * rec.ring or cut then
+    ok, err = h.files:replace(rec.id, (rec.job:read(tail, head - tail)), stderr_runs(rec, tail, head))
+    if ok then
+      unload(h, rec)
+      disk.start = first
+      account(h, rec, last - first)
+    end
+  else
+    local from = flushed - rec.base
+    ok, err = h.files:append(rec.id, (rec.job:read(from, head - from)), stderr_runs(rec, from, head))
+    if ok then
+      unload(h, rec) -- (loaded before a restart)
+      account(h, rec, last - disk.start)
+    end
+  end
+  if not ok then return failed(h, "output of " .. rec.id, err) end
+  return history.save(self, rec)
+end
+
+-- Flush a running job's output once FLUSH_BYTES wait (after its output).
+function history.output(self, rec)
+  local h = self.history
+  if not (h and h.files) or rec.moved or not rec.job then return end
+  h.live[rec] = true
+  local _, head = rec.job:offsets()
+  local disk = rec.disk
+  local flushed = disk and disk.start + disk.size or rec.base
+  if rec.base + head - flushed >= history.FLUSH_BYTES then flush(self, rec) end
+end
+
+local function flush_live(self)
+  local h = self.history
+  for rec in pairs(h.live) do
+    if rec.moved or rec.removed or not rec.job then h.live[rec] = nil else flush(self, rec) end
+  end
+end
+
+-- The job has ended and all its output is in: its output goes to disk
+-- and its ring is freed (kept, shrunk, when the file cannot be written).
+function history.settle(self, rec, last_line)
+  local h = self.history
+  if rec.moved then return true end -- (settled already)
+  if not (h and h.files) then
+    rec.job:shrink()
+    return history.save(self, rec)
+  end
+  h.live[rec] = nil
+  local _, head = rec.job:offsets()
+  if head == 0 and not rec.disk then
+    rec.disk = { start = rec.base, size = 0 }
+  elseif not flush(self, rec, true) then
+    rec.job:shrink()
+    return nil
+  end
+  rec.ll = last_line(rec)
+  rec.job:drop_output()
+  rec.moved = true
+  return history.save(self, rec)
+end
+
+-- The record is gone for good: its row and its output files too.
+function history.forget(self, rec)
+  local h = self.history
+  if not (h and h.db) then return end
+  h.live[rec] = nil
+  unload(h, rec)
+  if rec.disk then
+    h.disk_bytes = h.disk_bytes - rec.disk.size
+    h.files:remove(rec.id)
+  end
+  local ok, err = h.db:delete(rec.id)
+  if not ok then failed(h, "removing " .. rec.id, err) end
+  h.db:set_meta(META_SEQ, tostring(self.seq)) -- (its seq may have been the highest: ids never come back)
+end
+
+-- Bytes of output on disk.
+function history.disk_bytes(self)
+  return self.history and self.history.disk_bytes or 0
+end
+
+-- ---- opening: the records of earlier runs -------------------------------------------------
+
+local function restored_record(d)
+  local rec = {}
+  for _, k in ipairs(SAVED) do rec[k] = d[k] end
+  rec.tags = rec.tags or {}
+  rec.tagset = tags.set(rec.tags)
+  rec.lname = rec.name:lower()
+  rec.base, rec.restarts, rec.ring = rec.base or 0, rec.restarts or 0, rec.ring or 1024 * 1024
+  rec.stdin = rec.stdin or "null"
+  rec.global = rec.global == true
+  if d.stop then rec.stop = { reason = d.stop.reason, detail = d.stop.detail, text = d.stop.text } end
+  if d.cpuMs or d.memoryPeakBytes then rec.m = { cpuMs = d.cpuMs, memoryPeakBytes = d.memoryPeakBytes } end
+  if d.disk then rec.disk = { start = d.disk.start, size = d.disk.size } end
+  rec.moved, rec.restored, rec.finished = true, true, true
+  return rec
+end
+
+-- A job that was running when its daemon died: ended by that, with its
+-- output up to the last flush.
+local function died(self, rec)
+  local h = self.history
+  rec.status = "failed"
+  rec.stop = { reason = "daemon-died" }
+  rec.error = states.FAILING_STOP["daemon-died"](rec)
+  if rec.disk and h.files then account(h, rec, h.files:size(rec.id)) end -- (what was flushed after its last row)
+  rec.endedMs = rec.endedMs or clock.wall_ms()
+  local out = history.source(self, rec)
+  if out then rec.ll = history.last_line_of(out) end
+end
+
+local function restore(self, h, register)
+  local rows, err = h.db:load()
+  if not rows then return failed(h, "loading history", err) end
+  local dead = {}
+  for _, row in ipairs(rows) do
+    local d = json.decode(row.data)
+    if type(d) == "table" then
+      local rec = restored_record(json.normalize(d))
+      h.disk_bytes = h.disk_bytes + (rec.disk and rec.disk.size or 0)
+      if not FINAL[rec.status] then dead[#dead + 1] = rec end
+      if rec.seq > self.seq then self.seq = rec.seq end
+      register(rec)
+    else
+      self:log("warn", ("history: record %s is not JSON; left as it is"):format(row.id))
+    end
+  end
+  for _, rec in ipairs(dead) do died(self, rec) end
+  if #dead > 0 then h.db:batch(function() for _, rec in ipairs(dead) do history.save(self, rec) end end) end
+  return true
+end
+
+-- Open the store at cfg.store (a database path; its output files go in
+-- "output" beside it) and bring back its records: register(rec) adds one
+-- to the engine. Sets self.prefix and self.seq from it.
+function history.open(self, path, register)
+  local h = { path = path, live = {}, loaded = {}, loaded_order = {}, loaded_bytes = 0, disk_bytes = 0 }
+  self.history = h
+  local handle, err = db.open(path)
+  if not handle then
+    failed(h, "history is kept in memory only", err)
+    self:log("warn", h.failure)
+    return
+  end
+  local dir = path == ":memory:" and nil or (path:match("^(.*)/[^/]*$") or ".")
+  local files, ferr = dir and outfiles.new(dir .. "/output")
+  if dir and not files then failed(h, "output stays in memory", ferr) end
+  h.db, h.files = handle, files
+  local prefix = handle:meta(META_PREFIX)
+  if prefix then self.prefix = prefix else handle:set_meta(META_PREFIX, self.prefix) end
+  self.seq = math.max(self.seq, math.tointeger(tonumber(handle:meta(META_SEQ))) or 0)
+  restore(self, h, register)
+  h.timer = self.sched:every(history.FLUSH_MS, function() flush_live(self) end)
+end
+
+-- Flush what is left and close the database (at shutdown).
+function history.close(self)
+  local h = self.history
+  if not (h and h.db) then return end
+  if h.timer then h.timer:cancel() end
+  flush_live(self)
+  for rec in pairs(h.loaded) do unload(h, rec) end
+  h.db:set_meta(META_SEQ, tostring(self.seq))
+  h.db:close()
+  h.db = nil
+end
+
+-- The last line of a loaded output (for a record restored after a crash).
+function history.last_line_of(out)
+  return text.last_line(text.clean((out:tail(64, "both", 4096)), true), 200)
+end
+
+-- ---- what the engine answers ------------------------------------------------------------
+
+-- The store as `daemon status` shows it: { path, records, bytes,
+-- outputBytes, failure } (failure: why history is not being saved), or
+-- nil without one.
+function methods:store_status()
+  local h = self.history
+  if not h then return nil end
+  local st = h.db and h.db:stats() or {}
+  return { path = h.path, records = st.records, bytes = st.bytes, outputBytes = h.disk_bytes,
+           failure = h.failure }
+end
+
+local function copy(t)
+  if not t then return nil end
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  return out
+end
+
+-- The create arguments that start rec's command again (a rerun): as its
+-- caller gave them, the inherited environment aside.
+function methods:spec_of(rec)
+  local s = { command = rec.command, argv = copy(rec.argv), name = rec.name, tags = copy(rec.tags), cwd = rec.cwd,
+              env = copy(rec.env), global = rec.global or nil, timeoutMs = rec.timeoutMs, outputBytes = rec.ring,
+              readyPattern = rec.readyPattern, readyPort = rec.readyPort, readyUrl = rec.readyUrl,
+              memoryMax = rec.memoryMax, notifyPattern = rec.notifyPattern }
+  if rec.pty then s.pty = true elseif rec.stdin == "pipe" then s.stdin = "pipe" end
+  if rec.no_inherit then s.inheritEnv = false end
+  return s
+end
+
+-- Why history is not being saved, or nil.
+function methods:store_failure()
+  return self.history and self.history.failure
+end
+
+-- The path of rec's output file, its first cursor and its line count
+-- base, when its output is on disk (the search reads files directly).
+function methods:output_file(rec)
+  local h = self.history
+  if not (h and h.files and rec.moved and rec.disk and rec.disk.size > 0) then return nil end
+  return h.files:log_path(rec.id), rec.disk.start
+end
+
+return history

@@ -1,0 +1,189 @@
+-- History on disk (engine/history.lua): records and output outlive the
+-- engine, a finished job's output leaves memory, ids never come back,
+-- retention deletes for real, and a store that fails costs no job.
+local h = require "helpers"
+
+describe("history in a store", function()
+  local dir
+  before_each(function() dir = h.tmpdir() end)
+  after_each(function()
+    h.cleanup()
+    os.execute("rm -rf " .. dir)
+  end)
+
+  local function db_path() return dir .. "/state/bgproc/bgproc.db" end
+  local function engine(opts)
+    local o = { store = db_path() }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return h.manager(o)
+  end
+  local function start(m, args, ctx) return h.ok(m, "createBackgroundProcess", args, ctx) end
+  local function done(m, id)
+    return m:run_until(function()
+      local r = m:record(id)
+      return r and (r.status == "completed" or r.status == "failed" or r.status == "cancelled")
+    end, 10000)
+  end
+  -- the engine's own record (to see where its output is)
+  local function rec_of(m, id) return m.jobs[id] end
+  local function mode(path)
+    local _, out = h.sh("stat -c %a " .. path)
+    return (out:gsub("%s+$", ""))
+  end
+
+  it("keeps records and output across engines; a finished job's output is on disk only", function()
+    local m = engine()
+    local r = start(m, { command = "echo out1; echo err1 >&2; echo out2; printf 'last'", name = "mixed",
+                         tags = { "t1" }, env = { A = "1" } })
+    assert.is_true(done(m, r.id))
+    assert.is_true(m:run_until(function() return rec_of(m, r.id).moved end, 10000), "its output moved to disk")
+    local before = h.ok(m, "getBackgroundProcess", { processId = r.id })
+    local last4 = h.ok(m, "getBackgroundProcess", { processId = r.id, since = before.outputBytes - 4 }).output
+    local rec = rec_of(m, r.id)
+    assert.is_true(rec.moved)
+    local file = dir .. "/state/bgproc/output/" .. r.id .. ".log"
+    assert.equal(before.output, h.read_file(file), "both streams, as they came")
+    assert.equal(#"out1\nerr1\nout2\nlast", #before.output)
+    assert.equal("600", mode(file))
+    assert.equal("700", mode(dir .. "/state/bgproc/output"))
+    assert.equal("600", mode(db_path()))
+    m:shutdown()
+
+    local m2 = engine()
+    local g = h.ok(m2, "getBackgroundProcess", { processId = r.id })
+    for _, k in ipairs { "id", "name", "status", "exitCode", "outputBytes", "droppedBytes", "startedAt", "endedAt",
+                         "lastLine", "endReason" } do
+      assert.same(before[k], g[k], k)
+    end
+    assert.same({ "t1" }, g.tags)
+    assert.equal(before.output, g.output)
+    local err = h.ok(m2, "getBackgroundProcess", { processId = r.id, stream = "stderr" })
+    assert.equal("err1\n", err.output)
+    local list = h.ok(m2, "listBackgroundProcesses", { tags = { "t1" } })
+    assert.equal(1, list.count)
+    assert.equal(before.lastLine, list.processes[1].lastLine)
+    -- a name finds it too, and a cursor read goes on where it was
+    assert.equal(r.id, h.ok(m2, "getBackgroundProcess", { processId = "mixed" }).id)
+    assert.equal(last4, h.ok(m2, "getBackgroundProcess", { processId = r.id, since = before.outputBytes - 4 }).output)
+  end)
+
+  it("gives ids that never come back, across engines and after removals", function()
+    local m = engine()
+    local a = start(m, { argv = { "true" } })
+    assert.is_true(done(m, a.id))
+    h.ok(m, "removeBackgroundProcesses", { processIds = { a.id } })
+    m:shutdown()
+    local m2 = engine()
+    local b = start(m2, { argv = { "true" } })
+    assert.not_equal(a.id, b.id)
+    assert.equal(a.id:match("^(.-)%-"), b.id:match("^(.-)%-"), "one prefix for the database's life")
+    assert.is_true(tonumber(b.id:match("%-(%d+)$")) > tonumber(a.id:match("%-(%d+)$")))
+  end)
+
+  it("flushes a running job's output, and cuts a finished job's file to its ring", function()
+    local m = engine()
+    -- 200 KiB then a wait on stdin: its output is flushed once 64 KiB wait
+    local r = start(m, { command = "head -c 204800 /dev/zero | tr '\\0' 'x'; echo; read x; echo end",
+                         stdin = "pipe", outputBytes = 65536 })
+    local file = dir .. "/state/bgproc/output/" .. r.id .. ".log"
+    assert.is_true(m:run_until(function()
+      local f = io.open(file)
+      local n = f and f:seek("end") or 0
+      if f then f:close() end
+      return n >= 65536
+    end, 10000), "flushed while it runs")
+    h.ok(m, "sendBackgroundProcessInput", { processId = r.id, input = "go\n" })
+    assert.is_true(done(m, r.id))
+    assert.is_true(m:run_until(function() return rec_of(m, r.id).moved end, 10000))
+    local body = h.read_file(file)
+    assert.is_true(#body == 65536, "the file holds what the ring held: outputBytes at most, not " .. #body)
+    assert.is_true(body:sub(-6) == "x\nend\n", "the file ends with the output's end")
+    local g = h.ok(m, "getBackgroundProcess", { processId = r.id, lines = 1 })
+    assert.equal("end\n", g.output)
+    assert.equal(204805, g.outputBytes)
+  end)
+
+  it("deletes what retention drops: rows and files", function()
+    local m = engine { retention = { maxFinished = 2 } }
+    local ids = {}
+    for i = 1, 3 do
+      local r = start(m, { command = "echo job" .. i })
+      assert.is_true(done(m, r.id))
+      assert.is_true(m:run_until(function() return rec_of(m, r.id) == nil or rec_of(m, r.id).moved end, 10000))
+      ids[i] = r.id
+    end
+    assert.is_true(m:run_until(function() return m:record(ids[1]) == nil end, 10000))
+    assert.is_nil(io.open(dir .. "/state/bgproc/output/" .. ids[1] .. ".log"))
+    m:shutdown()
+    local _, rows = h.sh(("sqlite3 %s 'select id from jobs order by seq'"):format(db_path()))
+    assert.equal(ids[2] .. "\n" .. ids[3] .. "\n", rows)
+  end)
+
+  it("keeps the inherited environment off disk, and reruns with the caller's", function()
+    local secret = "s3cr3t-" .. h.new_marker()
+    local m = engine()
+    local base = { PATH = os.getenv("PATH"), SECRET_TOKEN = secret }
+    local r = start(m, { command = ('test "${#SECRET_TOKEN}" = %d && echo has-it "$MINE"'):format(#secret),
+                         env = { MINE = "given" }, baseEnv = base, name = "sec" })
+    assert.is_true(done(m, r.id))
+    assert.equal("has-it given\n", h.ok(m, "getBackgroundProcess", { processId = r.id }).output)
+    m:shutdown()
+    local _, where = h.sh(("grep -r -a -l %q %s/state"):format(secret, dir))
+    assert.equal("", where, "the secret is nowhere under the state directory")
+    local m2 = engine()
+    local rr = start(m2, { rerun = "sec", baseEnv = { PATH = os.getenv("PATH"), SECRET_TOKEN = secret } })
+    assert.not_equal(r.id, rr.id)
+    assert.equal("sec", rr.name)
+    assert.is_true(done(m2, rr.id))
+    assert.equal("has-it given\n", h.ok(m2, "getBackgroundProcess", { processId = rr.id }).output)
+    -- a restored job cannot restart under its id: it says to rerun it
+    local msg = h.fails(m2, "conflict", "restartBackgroundProcess", { processId = r.id })
+    assert.matches("rerun", msg)
+  end)
+
+  it("marks a job that was running when its engine died as failed, with its flushed output", function()
+    local m = engine()
+    local r = start(m, { command = "echo before; exec sleep 600" })
+    assert.is_true(m:run_until(function()
+      return h.ok(m, "getBackgroundProcess", { processId = r.id }).output == "before\n"
+    end, 10000))
+    -- what a killed daemon leaves: its row says running, its file has what was flushed
+    assert.is_true(m:run_until(function()
+      return h.read_file(dir .. "/state/bgproc/output/" .. r.id .. ".log") == "before\n"
+    end, 5000), "flushed within a second")
+    local pid = r.pid
+    local copy = dir .. "/copy"
+    os.execute(("mkdir -p %s && cp -a %s/state %s/"):format(copy, dir, copy))
+    m:shutdown()
+    assert.is_false(h.alive(pid))
+    local m2 = h.manager { store = copy .. "/state/bgproc/bgproc.db" }
+    local g = h.ok(m2, "getBackgroundProcess", { processId = r.id })
+    assert.equal("failed", g.status)
+    assert.equal("daemon-died", g.stopReason)
+    assert.equal("before\n", g.output)
+    assert.equal("before", g.lastLine)
+    os.execute("rm -rf " .. copy)
+  end)
+
+  it("runs on in memory when the store is in use, and says so", function()
+    local holder = engine()
+    local m = engine()
+    local st = m:store_status()
+    assert.matches("in use", st.failure)
+    local r = start(m, { command = "echo fine" })
+    assert.matches("history is not being saved", r.warning)
+    assert.is_true(done(m, r.id))
+    assert.equal("fine\n", h.ok(m, "getBackgroundProcess", { processId = r.id }).output)
+    assert.is_nil(holder:store_failure())
+  end)
+
+  it("runs on in memory when the database is corrupt, and leaves the file alone", function()
+    os.execute(("mkdir -p %s/state/bgproc && printf 'garbage, not sqlite' > %s"):format(dir, db_path()))
+    local m = engine()
+    assert.is_string(m:store_failure())
+    local r = start(m, { command = "echo fine" })
+    assert.is_true(done(m, r.id))
+    assert.equal("fine\n", h.ok(m, "getBackgroundProcess", { processId = r.id }).output)
+    assert.equal("garbage, not sqlite", h.read_file(db_path()))
+  end)
+end)
