@@ -30,7 +30,7 @@ DIR_sys  := core/sys
 DIR_regex := core/regex
 DIR_jsonenc := core/jsonenc
 CFLAGS_regex = $(PCRE_CFLAGS)
-LIBS_regex = $(PCRE_LIBS)
+LIBS_regex = $(PCRE_LIBS) -lpthread
 LIBS_jsonenc := -lm
 SO       := $(MODULES:%=lua/bgproc/%.so)
 ASAN_SO  := $(MODULES:%=build/asan/bgproc/%.so)

@@ -5,6 +5,9 @@
  *   local re, err = regex.new("error|warn(ing)?", "i")   -- or "/error/i"
  *   re:test(line)                 --> true | false
  *   re:find(s [, init])           --> start, end (1-based, inclusive) | nil
+ *   re:search(s [, opts])         --> lines, more, searched | nil, msg
+ *   re:search_file(path [, opts]) --> lines, more, searched | nil, msg [, errname]
+ *   regex.search_files(re | pattern, paths [, opts]) --> results | nil, msg
  *
  * Agents write JavaScript-style expressions, so "/.../flags" is accepted,
  * \uXXXX and \u{...} mean code points (PCRE2_ALT_BSUX), and subjects are
@@ -12,13 +15,34 @@
  * keeps a catastrophic pattern from hanging the host: hitting it is an
  * error value, not a hang. BGPROC_REGEX_JIT=0 in the environment turns
  * the JIT off (valgrind cannot follow JIT-compiled code).
+ *
+ * The searches find lines, as grep does: a line is the bytes between
+ * "\n"s (a "\r" is part of it; the last may lack its "\n"), each matching
+ * line is reported once as { start, stop, line }: 0-based offsets of its
+ * first byte and just past its last, and its 1-based number. The subject
+ * is searched as a whole (compile with "m" for ^ and $ per line); a match
+ * that spans a "\n" counts for the line where it starts. A file is read
+ * (pread, never mapped: a file truncated under us cannot raise SIGBUS) in
+ * pieces of 4 MiB of whole lines, each piece one subject; a line longer
+ * than that is read whole. See docs/core.md.
  */
+#define _GNU_SOURCE /* memrchr, strerrorname_np */
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <pcre2.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define REGEX_MT "bgproc.regex.Regex"
 
@@ -30,6 +54,10 @@ typedef struct regex {
   pcre2_code *code;
   pcre2_match_data *md;
   pcre2_match_context *mctx;
+  char *buf; /* re:search_file's read buffer, kept for the next file */
+  size_t cap;
+  struct hit *hits; /* the lines re:search found, kept for the next call */
+  size_t hitcap;
 } regex;
 
 static regex *checkregex(lua_State *L) {
@@ -90,6 +118,10 @@ static int regex_new(lua_State *L) {
   re->code = NULL;
   re->md = NULL;
   re->mctx = NULL;
+  re->buf = NULL;
+  re->cap = 0;
+  re->hits = NULL;
+  re->hitcap = 0;
   luaL_setmetatable(L, REGEX_MT);
 
   pcre2_compile_context *cctx = pcre2_compile_context_create(NULL);
@@ -165,11 +197,536 @@ static int regex_find(lua_State *L) {
   return 2;
 }
 
+/* ---- Lines that match: re:search, re:search_file ----------------------- */
+
+#define SEARCH_MAX 1000              /* opts.max by default */
+#define READ_CHUNK ((size_t)4 << 20) /* search_file reads this much at once */
+
+/* Push "ENAME: what: strerror"; returns "ENAME". */
+static const char *push_errmsg(lua_State *L, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static const char *push_errmsg(lua_State *L, int err, const char *fmt, ...) {
+  char what[512];
+  const char *name = strerrorname_np(err);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  if (name == NULL) name = "EIO";
+  lua_pushfstring(L, "%s: %s: %s", name, what, strerror(err));
+  return name;
+}
+
+/* The "\n"s in p[0, n), 16 bytes at a time: byte lanes count up to 255
+ * blocks, then are summed. */
+typedef unsigned char u8x16 __attribute__((vector_size(16)));
+
+static size_t count_nl(const char *p, size_t n) {
+  size_t count = 0;
+  u8x16 nl;
+  memset(&nl, '\n', sizeof nl);
+  while (n >= 16) {
+    size_t blocks = n / 16 < 255 ? n / 16 : 255;
+    u8x16 acc = {0};
+    for (size_t i = 0; i < blocks; i++, p += 16) {
+      u8x16 v;
+      memcpy(&v, p, sizeof v);
+      acc -= (u8x16)(v == nl); /* a lane is 0xff where equal: +1 */
+    }
+    for (int i = 0; i < 16; i++) count += acc[i];
+    n -= blocks * 16;
+  }
+  for (; n; n--, p++) count += *p == '\n';
+  return count;
+}
+
+/* A matching line: its bytes [start, stop) ("\n" excluded), its number. */
+typedef struct hit {
+  uint64_t start, stop;
+  lua_Integer line;
+} hit;
+
+/* One search: where the lines go and how far it has got. */
+typedef struct scan {
+  const pcre2_code *code;
+  pcre2_match_data *md;
+  pcre2_match_context *mctx;
+  hit **hits; /* the list (grown as needed) and its capacity */
+  size_t *hitcap;
+  size_t n, max; /* lines found; how many to report */
+  int more;      /* a line past max matches too */
+  lua_Integer line; /* the number of the line at buffer position lpos */
+  size_t lpos;
+  uint64_t seen; /* with more: just past the line that showed it */
+} scan;
+
+static int add_hit(scan *sc, uint64_t start, uint64_t stop) {
+  if (sc->n == *sc->hitcap) {
+    size_t cap = *sc->hitcap ? *sc->hitcap * 2 : 64;
+    hit *v = realloc(*sc->hits, cap * sizeof *v);
+    if (v == NULL) return -1;
+    *sc->hits = v;
+    *sc->hitcap = cap;
+  }
+  (*sc->hits)[sc->n++] = (hit){start, stop, sc->line};
+  return 0;
+}
+
+/* Search buf[0, len), whole lines (the last may lack its "\n" at the end
+ * of the subject) whose first byte is at offset base. The whole buffer is
+ * one subject: a match is looked for from the start of a line, its line
+ * found around it and reported, and the next looked for from the next
+ * line. 0, or a PCRE2 error code (the match limit, out of memory). */
+static int scan_buf(scan *sc, const char *buf, size_t len, uint64_t base) {
+  PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md);
+  size_t pos = 0;
+  while (pos < len) {
+    int rc = pcre2_match(sc->code, (PCRE2_SPTR)buf, len, pos, 0, sc->md,
+                         sc->mctx);
+    if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    if (rc < 0) return rc;
+    size_t m = ov[0] < pos ? pos : ov[0];
+    if (m >= len && buf[len - 1] == '\n') return 0; /* after the last line */
+    const char *end = m < len ? memchr(buf + m, '\n', len - m) : NULL;
+    size_t stop = end ? (size_t)(end - buf) : len;
+    size_t next = end ? stop + 1 : len;
+    if (sc->n >= sc->max) { /* one more: say so, and stop */
+      sc->more = 1;
+      sc->seen = base + next;
+      return 0;
+    }
+    const char *nl = m > pos ? memrchr(buf + pos, '\n', m - pos) : NULL;
+    size_t start = nl ? (size_t)(nl - buf) + 1 : pos;
+    sc->line += (lua_Integer)count_nl(buf + sc->lpos, start - sc->lpos);
+    sc->lpos = start;
+    if (add_hit(sc, base + start, base + stop)) return PCRE2_ERROR_NOMEMORY;
+    pos = next;
+  }
+  return 0;
+}
+
+/* Make *buf hold at least need bytes; 0, or -1 (out of memory). */
+static int reserve(char **buf, size_t *cap, size_t need) {
+  if (need <= *cap) return 0;
+  size_t want = *cap ? *cap : need;
+  while (want < need) want *= 2;
+  char *b = realloc(*buf, want);
+  if (b == NULL) {
+    b = realloc(*buf, need);
+    if (b == NULL) return -1;
+    want = need;
+  }
+  *buf = b;
+  *cap = want;
+  return 0;
+}
+
+/* pread in full (short only at the end of the file); -1 with errno. */
+static ssize_t read_at(int fd, char *p, size_t n, uint64_t at) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = pread(fd, p + got, n - got, (off_t)(at + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  return (ssize_t)got;
+}
+
+/* Search the file open at fd, its first size bytes, from offset: read in
+ * pieces of READ_CHUNK cut after their last "\n" (the partial line is
+ * carried into the next piece). With count_lines the "\n"s before offset
+ * are counted first. *read_bytes: how much was read from offset. 0, an
+ * errno (> 0: a read failed) or a PCRE2 error code (< 0). */
+static int scan_file(scan *sc, int fd, uint64_t size, uint64_t offset,
+                     int count_lines, char **buf, size_t *cap,
+                     uint64_t *read_bytes) {
+  *read_bytes = 0;
+  (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  for (uint64_t at = 0; count_lines && at < offset && at < size;) {
+    uint64_t left = (offset < size ? offset : size) - at;
+    size_t want = left < READ_CHUNK ? (size_t)left : READ_CHUNK;
+    if (reserve(buf, cap, want)) return ENOMEM;
+    ssize_t n = read_at(fd, *buf, want, at);
+    if (n < 0) return errno;
+    if (n == 0) break;
+    sc->line += (lua_Integer)count_nl(*buf, (size_t)n);
+    at += (uint64_t)n;
+  }
+  if (offset >= size) return 0;
+  uint64_t at = offset, base = offset;
+  size_t have = 0; /* bytes in *buf: the carried partial line, then more */
+  for (;;) {
+    /* a piece fills READ_CHUNK; past half of it, a long line: grow */
+    size_t want = have < READ_CHUNK / 2 ? READ_CHUNK - have : READ_CHUNK;
+    if (size - at < want) want = (size_t)(size - at);
+    if (reserve(buf, cap, have + want)) return ENOMEM;
+    ssize_t n = want ? read_at(fd, *buf + have, want, at) : 0;
+    if (n < 0) return errno;
+    at += (uint64_t)n;
+    have += (size_t)n;
+    *read_bytes = at - offset;
+    int last = n < (ssize_t)want || at >= size; /* the end (or it shrank) */
+    size_t cut = have;
+    if (!last) {
+      /* a partial line has no "\n", so only the new bytes are looked at */
+      const char *nl = memrchr(*buf + have - n, '\n', (size_t)n);
+      if (nl == NULL) continue; /* one line longer than a piece: read on */
+      cut = (size_t)(nl - *buf) + 1;
+    }
+    if (cut > 0) {
+      int rc = scan_buf(sc, *buf, cut, base);
+      if (rc) return rc;
+    }
+    if (sc->more || last) return 0;
+    sc->line += (lua_Integer)count_nl(*buf + sc->lpos, cut - sc->lpos);
+    sc->lpos = 0;
+    memmove(*buf, *buf + cut, have - cut);
+    have -= cut;
+    base += cut;
+  }
+}
+
+typedef struct search_opts {
+  lua_Integer max, offset, line;
+  int has_line;
+} search_opts;
+
+static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer dflt,
+                           lua_Integer lo, const char *what) {
+  int type = lua_getfield(L, t, k);
+  if (type == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dflt;
+  }
+  int ok = 0;
+  lua_Integer v = type == LUA_TNUMBER ? lua_tointegerx(L, -1, &ok) : 0;
+  if (!ok) luaL_error(L, "%s: option '%s' must be an integer", what, k);
+  if (v < lo)
+    luaL_error(L, "%s: option '%s' must be at least %I, got %I", what, k, lo, v);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* The options table at index t (nil or absent: the defaults), strictly. */
+static void search_options(lua_State *L, int t, search_opts *o,
+                           const char *what) {
+  o->max = SEARCH_MAX;
+  o->offset = 0;
+  o->line = 1;
+  o->has_line = 0;
+  if (lua_isnoneornil(L, t)) return;
+  luaL_checktype(L, t, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pop(L, 1);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    if (strcmp(k, "max") && strcmp(k, "offset") && strcmp(k, "line"))
+      luaL_error(L, "%s: unknown option '%s' (expected max, offset, line)",
+                 what, lua_type(L, -1) == LUA_TSTRING ? k : luaL_typename(L, -1));
+  }
+  o->max = opt_int(L, t, "max", SEARCH_MAX, 0, what);
+  o->offset = opt_int(L, t, "offset", 0, 0, what);
+  o->line = opt_int(L, t, "line", 1, 0, what);
+  lua_getfield(L, t, "line");
+  o->has_line = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+}
+
+static void scan_init(scan *sc, regex *re, const search_opts *o) {
+  memset(sc, 0, sizeof *sc);
+  sc->code = re->code;
+  sc->md = re->md;
+  sc->mctx = re->mctx;
+  sc->hits = &re->hits;
+  sc->hitcap = &re->hitcap;
+  sc->max = (uint64_t)o->max > SIZE_MAX ? SIZE_MAX : (size_t)o->max;
+  sc->line = o->line;
+}
+
+/* Push the list of lines found. */
+static void push_hits(lua_State *L, const hit *hits, size_t n) {
+  lua_createtable(L, (int)(n < INT32_MAX ? n : INT32_MAX), 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)hits[i].start);
+    lua_setfield(L, -2, "start");
+    lua_pushinteger(L, (lua_Integer)hits[i].stop);
+    lua_setfield(L, -2, "stop");
+    lua_pushinteger(L, hits[i].line);
+    lua_setfield(L, -2, "line");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+/* The bytes searched from offset: all, or when it stopped at max, up to
+ * the end of the line that showed there was more. */
+static uint64_t searched_bytes(const scan *sc, uint64_t offset,
+                               uint64_t all) {
+  return sc->more ? sc->seen - offset : all;
+}
+
+/* re:search(subject [, opts]) -> lines, more, searched | nil, message */
+static int regex_search(lua_State *L) {
+  regex *re = checkregex(L);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  search_opts o;
+  search_options(L, 3, &o, "search");
+  scan sc;
+  scan_init(&sc, re, &o);
+  size_t off = (uint64_t)o.offset < len ? (size_t)o.offset : len;
+  if (!o.has_line) sc.line += (lua_Integer)count_nl(s, off);
+  if ((uint64_t)o.offset < len) {
+    int rc = scan_buf(&sc, s + off, len - off, off);
+    if (rc) return match_error(L, rc);
+  }
+  push_hits(L, re->hits, sc.n);
+  lua_pushboolean(L, sc.more);
+  lua_pushinteger(L, (lua_Integer)searched_bytes(&sc, off, len - off));
+  return 3;
+}
+
+/* Open path and search it from offset (scan_file). 0, an errno (> 0;
+ * *step says what failed) or a PCRE2 error code (< 0). */
+static int search_path(scan *sc, const char *path, uint64_t offset,
+                       int count_lines, char **buf, size_t *cap,
+                       uint64_t *searched, const char **step) {
+  *searched = 0;
+  *step = "open";
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return errno;
+  struct stat st;
+  int err = fstat(fd, &st) ? errno : 0;
+  *step = "search";
+  if (!err && S_ISDIR(st.st_mode)) err = EISDIR;
+  else if (!err && !S_ISREG(st.st_mode)) err = EINVAL; /* no FIFO or device */
+  if (err) {
+    close(fd);
+    return err;
+  }
+  *step = "read";
+  int rc = scan_file(sc, fd, (uint64_t)st.st_size, offset, count_lines, buf,
+                     cap, searched);
+  close(fd);
+  *searched = searched_bytes(sc, offset, *searched);
+  return rc;
+}
+
+/* re:search_file(path [, opts]) -> lines, more, searched
+ *   | nil, message (the match limit) | nil, "ENAME: ...", "ENAME" */
+static int regex_search_file(lua_State *L) {
+  regex *re = checkregex(L);
+  const char *path = luaL_checkstring(L, 2);
+  search_opts o;
+  search_options(L, 3, &o, "search_file");
+  scan sc;
+  scan_init(&sc, re, &o);
+  uint64_t searched;
+  const char *step;
+  int rc = search_path(&sc, path, (uint64_t)o.offset,
+                       !o.has_line && o.offset > 0, &re->buf, &re->cap,
+                       &searched, &step);
+  if (re->cap > 4 * READ_CHUNK) { /* grown for a long line: let it go */
+    free(re->buf);
+    re->buf = NULL;
+    re->cap = 0;
+  }
+  if (rc > 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, push_errmsg(L, rc, "%s '%s'", step, path));
+    return 3;
+  }
+  if (rc < 0) return match_error(L, rc);
+  push_hits(L, re->hits, sc.n);
+  lua_pushboolean(L, sc.more);
+  lua_pushinteger(L, (lua_Integer)searched);
+  return 3;
+}
+
+/* ---- regex.search_files: many files on several threads ------------------ */
+
+#define BATCH_MT "bgproc.regex.Batch"
+#define MAX_THREADS 64
+
+/* One file of a batch: what a worker found in it. */
+typedef struct file_result {
+  const char *path;
+  hit *hits;
+  size_t hitcap, n;
+  int more, rc; /* rc: 0, an errno (step failed) or a PCRE2 error code */
+  const char *step;
+  uint64_t searched;
+} file_result;
+
+/* The work of one call, a userdata (its __gc frees the lists): the
+ * compiled pattern is shared read-only, each worker has its own match
+ * data, match context, JIT stack (PCRE2's default, on the worker's own
+ * machine stack) and read buffer, and takes the next file until none is
+ * left. */
+typedef struct batch {
+  const pcre2_code *code;
+  pcre2_match_context *mctx;
+  size_t max, nfiles;
+  atomic_size_t next;
+  file_result files[];
+} batch;
+
+static void *batch_worker(void *arg) {
+  batch *b = arg;
+  pcre2_match_data *md = pcre2_match_data_create_from_pattern(b->code, NULL);
+  pcre2_match_context *mctx = pcre2_match_context_copy(b->mctx);
+  char *buf = NULL;
+  size_t cap = 0;
+  for (;;) {
+    size_t i = atomic_fetch_add(&b->next, 1);
+    if (i >= b->nfiles) break;
+    file_result *f = &b->files[i];
+    if (md == NULL || mctx == NULL) {
+      f->rc = ENOMEM;
+      f->step = "search";
+      continue;
+    }
+    scan sc;
+    memset(&sc, 0, sizeof sc);
+    sc.code = b->code;
+    sc.md = md;
+    sc.mctx = mctx;
+    sc.hits = &f->hits;
+    sc.hitcap = &f->hitcap;
+    sc.max = b->max;
+    sc.line = 1;
+    f->rc = search_path(&sc, f->path, 0, 0, &buf, &cap, &f->searched,
+                        &f->step);
+    f->n = sc.n;
+    f->more = sc.more;
+  }
+  free(buf);
+  pcre2_match_data_free(md);
+  pcre2_match_context_free(mctx);
+  return NULL;
+}
+
+static int batch_gc(lua_State *L) {
+  batch *b = luaL_checkudata(L, 1, BATCH_MT);
+  for (size_t i = 0; i < b->nfiles; i++) {
+    free(b->files[i].hits);
+    b->files[i].hits = NULL;
+  }
+  return 0;
+}
+
+/* The CPUs this process may run on. */
+static long cpu_count(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? n : 1;
+}
+
+/* regex.search_files(re | pattern, paths [, opts]) -> results
+ *   | nil, message (a pattern that does not compile)
+ * results[i] = { lines = {...}, more = bool, searched = n } for paths[i],
+ *   or { error = "ENAME: ...", errname = "ENAME" } | { error = message }.
+ * opts: max (per file, 1000), threads (default: the CPUs we may use). */
+static int regex_search_files(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING) { /* compiled with "m", as regex.new */
+    lua_pushcfunction(L, regex_new);
+    lua_pushvalue(L, 1);
+    lua_pushliteral(L, "m");
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2)) return 2;
+    lua_pop(L, 1);
+    lua_replace(L, 1);
+  }
+  regex *re = checkregex(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer max = SEARCH_MAX, threads = cpu_count();
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      lua_pop(L, 1);
+      const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+      if (strcmp(k, "max") && strcmp(k, "threads"))
+        luaL_error(L, "search_files: unknown option '%s' (expected max, threads)",
+                   lua_type(L, -1) == LUA_TSTRING ? k : luaL_typename(L, -1));
+    }
+    max = opt_int(L, 3, "max", SEARCH_MAX, 0, "search_files");
+    threads = opt_int(L, 3, "threads", threads, 1, "search_files");
+  }
+  if (threads > MAX_THREADS) threads = MAX_THREADS;
+  size_t n = (size_t)lua_rawlen(L, 2);
+  if (n > (SIZE_MAX - sizeof(batch)) / sizeof(file_result))
+    return luaL_error(L, "search_files: too many paths");
+  batch *b = lua_newuserdatauv(L, sizeof *b + n * sizeof(file_result), 0);
+  memset(b, 0, sizeof *b + n * sizeof(file_result));
+  luaL_setmetatable(L, BATCH_MT);
+  for (size_t i = 0; i < n; i++) {
+    /* strings only: the table holds them while the workers read them */
+    if (lua_rawgeti(L, 2, (lua_Integer)i + 1) != LUA_TSTRING)
+      return luaL_error(L, "search_files: paths[%d] must be a string, got %s",
+                        (int)i + 1, luaL_typename(L, -1));
+    b->files[i].path = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  b->code = re->code;
+  b->mctx = re->mctx;
+  b->max = (uint64_t)max > SIZE_MAX ? SIZE_MAX : (size_t)max;
+  b->nfiles = n;
+  atomic_init(&b->next, 0);
+  if ((size_t)threads > n) threads = n > 0 ? (lua_Integer)n : 1;
+  pthread_t tids[MAX_THREADS];
+  int started = 0;
+  for (lua_Integer t = 1; t < threads; t++) { /* this thread is one more */
+    if (pthread_create(&tids[started], NULL, batch_worker, b) != 0) break;
+    started++;
+  }
+  batch_worker(b);
+  for (int t = 0; t < started; t++) pthread_join(tids[t], NULL);
+
+  lua_createtable(L, (int)(n < INT32_MAX ? n : INT32_MAX), 0);
+  for (size_t i = 0; i < n; i++) {
+    file_result *f = &b->files[i];
+    lua_createtable(L, 0, 3);
+    if (f->rc > 0) {
+      const char *name = push_errmsg(L, f->rc, "%s '%s'", f->step, f->path);
+      lua_setfield(L, -2, "error");
+      lua_pushstring(L, name);
+      lua_setfield(L, -2, "errname");
+    } else if (f->rc < 0) {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(f->rc, msg, sizeof msg);
+      lua_pushstring(L, (const char *)msg);
+      lua_setfield(L, -2, "error");
+    } else {
+      push_hits(L, f->hits, f->n);
+      lua_setfield(L, -2, "lines");
+      lua_pushboolean(L, f->more);
+      lua_setfield(L, -2, "more");
+      lua_pushinteger(L, (lua_Integer)f->searched);
+      lua_setfield(L, -2, "searched");
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    free(f->hits); /* as soon as it is a Lua table */
+    f->hits = NULL;
+  }
+  return 1;
+}
+
 static int regex_gc(lua_State *L) {
   regex *re = luaL_checkudata(L, 1, REGEX_MT);
   pcre2_match_data_free(re->md);
   pcre2_match_context_free(re->mctx);
   pcre2_code_free(re->code);
+  free(re->buf);
+  free(re->hits);
+  re->buf = NULL;
+  re->cap = 0;
+  re->hits = NULL;
+  re->hitcap = 0;
   re->md = NULL;
   re->mctx = NULL;
   re->code = NULL;
@@ -179,6 +736,9 @@ static int regex_gc(lua_State *L) {
 static const luaL_Reg regex_methods[] = {
     {"test", regex_test},
     {"find", regex_find},
+    {"search", regex_search},
+    {"search_file", regex_search_file},
+    {"search_files", regex_search_files},
     {NULL, NULL},
 };
 
@@ -191,6 +751,7 @@ static const luaL_Reg regex_meta[] = {
 
 static const luaL_Reg funcs[] = {
     {"new", regex_new},
+    {"search_files", regex_search_files},
     {NULL, NULL},
 };
 
@@ -202,6 +763,10 @@ int luaopen_bgproc_regex(lua_State *L) {
   luaL_newlibtable(L, regex_methods);
   luaL_setfuncs(L, regex_methods, 0);
   lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, BATCH_MT);
+  lua_pushcfunction(L, batch_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   return 1;
