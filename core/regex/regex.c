@@ -54,9 +54,7 @@ typedef struct regex {
   pcre2_code *code;
   pcre2_match_data *md;
   pcre2_match_context *mctx;
-  char *buf; /* re:search_file's read buffer, kept for the next file */
-  size_t cap;
-  struct hit *hits; /* the lines re:search found, kept for the next call */
+  struct hit *hits; /* re:search's list of lines (kept while small) */
   size_t hitcap;
 } regex;
 
@@ -118,8 +116,6 @@ static int regex_new(lua_State *L) {
   re->code = NULL;
   re->md = NULL;
   re->mctx = NULL;
-  re->buf = NULL;
-  re->cap = 0;
   re->hits = NULL;
   re->hitcap = 0;
   luaL_setmetatable(L, REGEX_MT);
@@ -461,6 +457,15 @@ static void push_hits(lua_State *L, const hit *hits, size_t n) {
   }
 }
 
+/* Let a long list of lines go once it is a Lua table. */
+static void keep_small(regex *re) {
+  if (re->hitcap > 1024) {
+    free(re->hits);
+    re->hits = NULL;
+    re->hitcap = 0;
+  }
+}
+
 /* The bytes searched from offset: all, or when it stopped at max, up to
  * the end of the line that showed there was more. */
 static uint64_t searched_bytes(const scan *sc, uint64_t offset,
@@ -484,6 +489,7 @@ static int regex_search(lua_State *L) {
     if (rc) return match_error(L, rc);
   }
   push_hits(L, re->hits, sc.n);
+  keep_small(re);
   lua_pushboolean(L, sc.more);
   lua_pushinteger(L, (lua_Integer)searched_bytes(&sc, off, len - off));
   return 3;
@@ -526,14 +532,12 @@ static int regex_search_file(lua_State *L) {
   scan_init(&sc, re, &o);
   uint64_t searched;
   const char *step;
+  char *buf = NULL; /* not kept: Lua's collector would not see it */
+  size_t cap = 0;
   int rc = search_path(&sc, path, (uint64_t)o.offset,
-                       !o.has_line && o.offset > 0, &re->buf, &re->cap,
-                       &searched, &step);
-  if (re->cap > 4 * READ_CHUNK) { /* grown for a long line: let it go */
-    free(re->buf);
-    re->buf = NULL;
-    re->cap = 0;
-  }
+                       !o.has_line && o.offset > 0, &buf, &cap, &searched,
+                       &step);
+  free(buf);
   if (rc > 0) {
     lua_pushnil(L);
     lua_pushstring(L, push_errmsg(L, rc, "%s '%s'", step, path));
@@ -541,6 +545,7 @@ static int regex_search_file(lua_State *L) {
   }
   if (rc < 0) return match_error(L, rc);
   push_hits(L, re->hits, sc.n);
+  keep_small(re);
   lua_pushboolean(L, sc.more);
   lua_pushinteger(L, (lua_Integer)searched);
   return 3;
@@ -721,10 +726,7 @@ static int regex_gc(lua_State *L) {
   pcre2_match_data_free(re->md);
   pcre2_match_context_free(re->mctx);
   pcre2_code_free(re->code);
-  free(re->buf);
   free(re->hits);
-  re->buf = NULL;
-  re->cap = 0;
   re->hits = NULL;
   re->hitcap = 0;
   re->md = NULL;
