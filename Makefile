@@ -91,10 +91,15 @@ deps:
 deps-test:
 	@sh tools/ensure-deps.sh $(DEPS_TEST)
 
+# The suite's history (engines and daemons a spec starts without a state
+# directory of its own) goes to a temporary one, never the user's.
+SUITE_STATE = st=$$(mktemp -d /tmp/bgproc-suite-state.XXXXXX); export XDG_STATE_HOME=$$st
+SUITE_END = rc=$$?; rm -rf "$$st"; exit $$rc
+
 # The whole suite, under a subreaper that fails the run on stray processes.
 test: deps-test
 	@$(MAKE) --no-print-directory all
-	$(RUNNER) --timeout 1200 $(BUSTED)
+	@$(SUITE_STATE); $(RUNNER) --timeout 1200 $(BUSTED); $(SUITE_END)
 
 # Only the core's specs (fast).
 test-core: deps-test
@@ -107,8 +112,8 @@ test-core: deps-test
 .PHONY: check
 check: deps-test
 	@$(MAKE) --no-print-directory all
-	@t0=$$(date +%s); $(RUNNER) --timeout 300 $(BUSTED) --run=check; rc=$$?; \
-	  echo "make check: $$(( $$(date +%s) - t0 )) s"; exit $$rc
+	@$(SUITE_STATE); t0=$$(date +%s); $(RUNNER) --timeout 300 $(BUSTED) --run=check; rc=$$?; \
+	  echo "make check: $$(( $$(date +%s) - t0 )) s"; rm -rf "$$st"; exit $$rc
 
 # The core's specs with AddressSanitizer + UndefinedBehaviorSanitizer, run
 # by build/asan/lua-host (the runtime linked in, nothing preloaded, so the

@@ -54,23 +54,24 @@ end
 -- Add entry's option to argparse command cmd; returns it.
 local function add(cmd, entry, prop)
   local field, flag, help = entry[1], entry[2], entry[3]
+  local names = entry.short and (entry.short .. " " .. flag) or flag -- (messages name the long one)
   local types = types_of(prop)
-  if entry.value ~= nil or types.boolean then return cmd:flag(flag, help):target(field) end
+  if entry.value ~= nil or types.boolean then return cmd:flag(names, help):target(field) end
   local opt
   if entry.parse then
-    opt = cmd:option(flag, help, entry.default, parser_of(entry))
+    opt = cmd:option(names, help, entry.default, parser_of(entry))
   elseif entry.args then -- an optional value ("--port" or "--port 3000"): a list of 0 or 1
-    opt = cmd:option(flag, help):args(entry.args)
+    opt = cmd:option(names, help):args(entry.args)
   elseif types.array or types.object then
-    opt = cmd:option(flag, help):count("*"):init({})
+    opt = cmd:option(names, help):count("*"):init({})
     local enum = prop.items and prop.items.enum
     if enum then opt:choices(enum) end
   elseif types.integer and not types.string then
-    opt = cmd:option(flag, help, entry.default, flags.integer(flag))
+    opt = cmd:option(names, help, entry.default, flags.integer(flag))
   elseif types.integer then
-    opt = cmd:option(flag, help, entry.default, number_or_string)
+    opt = cmd:option(names, help, entry.default, number_or_string)
   else
-    opt = cmd:option(flag, help, entry.default)
+    opt = cmd:option(names, help, entry.default)
     if prop.enum then opt:choices(prop.enum) end
   end
   if entry.argname then opt:argname(entry.argname) end

@@ -149,7 +149,7 @@ local function describe(recs)
   local parts = {}
   for i, rec in ipairs(recs) do
     parts[i] = ("%s (%s, session %s%s)"):format(rec.id, rec.status, rec.sessionId,
-      rec.cwd and (", cwd " .. rec.cwd) or "")
+      rec.cwd and (", cwd " .. rec.cwd) or "") -- (a cold record's cwd is not known: running ones are warm)
   end
   return table.concat(parts, ", ")
 end

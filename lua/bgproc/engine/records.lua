@@ -183,6 +183,7 @@ end
 -- is built once and kept (rec.pub); callers get copies of it, which they
 -- may change freely (a list of thousands of records costs half as much).
 local function public_record(rec, now)
+  if rec.cold then history.warm(rec) end -- (a record of an earlier run, read for the first time)
   local pub = rec.pub
   -- (its status: a change of state that forgot unsettle() is seen)
   if pub and pub[STATUS_AT] == rec.status then return copy_public(pub) end
@@ -195,6 +196,7 @@ records.public = public_record
 -- What on_output and api.jobs give plugins: who the job is and its
 -- state, without a full record's costs (reading output, copying notes).
 function records.light(rec)
+  if rec.cold then history.warm(rec) end
   return { id = rec.id, name = rec.name, status = rec.status, pid = rec.pid, sessionId = rec.sessionId,
            global = rec.global, stdin = rec.stdin, tags = table.move(rec.tags, 1, #rec.tags, 1, {}) }
 end

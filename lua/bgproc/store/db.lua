@@ -5,7 +5,7 @@
 --   h:put(row)            -> true          insert or replace one job
 --   h:delete(id)          -> true          (true also when there was none)
 --   h:delete_many(ids)    -> true          all in one transaction
---   h:load()              -> rows          every row, ordered by seq
+--   h:load([each])        -> rows          every row, ordered by seq (each(row): one at a time)
 --   h:meta(key)           -> value | nil   nil alone: no such key
 --   h:set_meta(key, v)    -> true          v a string or an integer
 --   h:batch(fn)           -> true          fn() in one transaction
@@ -16,7 +16,10 @@
 --
 -- A row is { id = string, seq = integer, status = string, session =
 -- string|nil, ended_ms = integer|nil, out_bytes = integer (nil: 0), data =
--- string } (data is JSON text; every string may hold any bytes but NUL).
+-- string, name = string, tags = string, global = boolean, out_start =
+-- integer } (data is JSON text; every string may hold any bytes but NUL;
+-- name, tags, global and the out_ fields are what a record is found and
+-- read by before its data is decoded, see engine/history.lua).
 -- A wrong row, or a closed handle, is misuse: it raises. An operational
 -- failure (disk full, I/O error, the database locked by another program)
 -- returns nil, msg, sets h.failure and leaves no transaction open.
@@ -50,7 +53,9 @@ local db = {}
 local MIGRATIONS = {
   { -- 1: the tables
     [[CREATE TABLE jobs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status TEXT NOT NULL, session TEXT,
-        ended_ms INTEGER, out_bytes INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL)]],
+        ended_ms INTEGER, out_bytes INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '', global INTEGER NOT NULL DEFAULT 0,
+        out_start INTEGER NOT NULL DEFAULT 0)]],
     "CREATE INDEX jobs_by_seq ON jobs(seq)",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
   },
@@ -64,7 +69,7 @@ local BUSY_TIMEOUT_MS = 100
 local PRIVATE_FILE, PRIVATE_DIR = tonumber("600", 8), tonumber("700", 8)
 local HEADER = "SQLite format 3\0"
 local DELETE_CHUNK = 500
-local COLUMNS = "id, seq, status, session, ended_ms, out_bytes, data"
+local COLUMNS = "id, seq, status, session, ended_ms, out_bytes, data, name, tags, global, out_start"
 
 -- SQL text: LuaSQL binds no parameters, so strings are quoted here.
 
@@ -207,13 +212,19 @@ function Handle:put(row)
   local ended_ms = opt_int(row.ended_ms, "row.ended_ms")
   local out_bytes = row.out_bytes == nil and 0 or check_int(row.out_bytes, "row.out_bytes")
   local data = quote(check_text(row.data, "row.data"))
+  local name = quote(check_text(row.name or "", "row.name"))
+  local tags = quote(check_text(row.tags or "", "row.tags"))
+  local global = row.global and 1 or 0
+  local out_start = row.out_start == nil and 0 or check_int(row.out_start, "row.out_start")
   local what = "put " .. row.id
   local n, err = write(self, what, "UPDATE jobs SET seq=" .. seq .. ",status=" .. status .. ",session=" .. session
-    .. ",ended_ms=" .. ended_ms .. ",out_bytes=" .. out_bytes .. ",data=" .. data .. " WHERE id=" .. id)
+    .. ",ended_ms=" .. ended_ms .. ",out_bytes=" .. out_bytes .. ",data=" .. data .. ",name=" .. name
+    .. ",tags=" .. tags .. ",global=" .. global .. ",out_start=" .. out_start .. " WHERE id=" .. id)
   if n == nil then return nil, err end
   if n > 0 then return true end
   n, err = write(self, what, "INSERT INTO jobs(" .. COLUMNS .. ") VALUES(" .. id .. "," .. seq .. "," .. status
-    .. "," .. session .. "," .. ended_ms .. "," .. out_bytes .. "," .. data .. ")")
+    .. "," .. session .. "," .. ended_ms .. "," .. out_bytes .. "," .. data .. "," .. name .. "," .. tags .. ","
+    .. global .. "," .. out_start .. ")")
   return n and true, err
 end
 
@@ -240,23 +251,32 @@ function Handle:delete_many(ids)
   return transaction(self, delete_chunks, self, quoted)
 end
 
-function Handle:load()
+-- Every row, in seq order: a list, or (each) each(row) called per row
+-- as it is read, so no list of them all is ever held. Returns the list
+-- (or true), or nil and a message.
+function Handle:load(each)
   local conn = conn_of(self)
   local cur, err = conn:execute("SELECT " .. COLUMNS .. " FROM jobs ORDER BY seq")
   if not cur then return fail(self, where(self, "load", err)) end
   local rows, n = {}, 0
   while true do
-    local id, seq, status, session, ended_ms, out_bytes, data = cur:fetch()
+    local id, seq, status, session, ended_ms, out_bytes, data, name, tags, global, out_start = cur:fetch()
     if id == nil then
       -- the end (the cursor closes itself), or nil, msg in seq's place
       if seq ~= nil then return fail(self, where(self, "load", seq)) end
       break
     end
-    n = n + 1
-    rows[n] = { id = id, seq = seq, status = status, session = session, ended_ms = ended_ms,
-                out_bytes = out_bytes, data = data }
+    local row = { id = id, seq = seq, status = status, session = session, ended_ms = ended_ms,
+                  out_bytes = out_bytes, data = data, name = name, tags = tags, global = global == 1,
+                  out_start = out_start }
+    if each then
+      each(row)
+    else
+      n = n + 1
+      rows[n] = row
+    end
   end
-  return succeed(self, rows)
+  return succeed(self, each and true or rows)
 end
 
 function Handle:meta(key)

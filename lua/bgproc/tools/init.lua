@@ -6,7 +6,7 @@
 --   waits    the handler waits (kill, wait): it runs as a task
 --   selects  the selector keys it takes (engine/select.lua's KEYS)
 --   arrays   the keys of its result that are always arrays
---   cli      its `bgproc` flags: { field, flag, help, argname=, value= }
+--   cli      its `bgproc` flags: { field, flag, help, argname=, value=, short= }
 --   annotations  MCP's hints: readOnlyHint (safe to retry), destructiveHint
 -- The same tables feed the Lua API (m:call), the daemon protocol, the
 -- CLI and the MCP server.

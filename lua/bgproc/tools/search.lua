@@ -45,7 +45,7 @@ local search = {
     { "sessionId", "--session", "Only this session's jobs." },
     { "name", "--name", "Only jobs whose name contains this." },
     { "status", "--status", "Only jobs with this status (repeatable)." },
-    { "contextLines", "-C", "Lines of context around each match.", argname = "<n>" },
+    { "contextLines", "--context", "Lines of context around each match.", argname = "<n>", short = "-C" },
     { "maxMatches", "--max", "At most N matching lines.", argname = "<n>" },
   },
 }
@@ -75,13 +75,15 @@ local function string_reader(s)
   return function(from, to) return s:sub(from + 1, to) end
 end
 
+-- A file's bytes [from, to), a closer, and its size.
 local function file_reader(path)
   local f = io.open(path, "rb")
+  local size = f and f:seek("end") or 0
   return function(from, to)
     if not f or to <= from then return "" end
     f:seek("set", from)
     return f:read(to - from) or ""
-  end, function() if f then f:close() end end
+  end, function() if f then f:close() end end, size
 end
 
 -- The n lines before byte `start` and after byte `stop` of a subject.
@@ -124,29 +126,18 @@ local function jobs_of(engine, args, ctx)
   return newest
 end
 
--- Search one job; adds to answer. Returns nil, err on a match error.
-local function search_job(engine, rec, re, args, answer)
-  local want = answer.max - #answer.matches
-  local path, first = engine:output_file(rec)
-  local found, more, searched, read, close, size
-  if path then
-    found, more, searched = re:search_file(path, { max = want })
-    read, close = file_reader(path)
-    size = searched
-  else
-    local data, _, dropped = engine:read(rec, 0, ALL)
-    first = dropped
-    found, more, searched = re:search(data, { max = want })
-    read, size = string_reader(data), #data
-  end
-  if not found then
-    if close then close() end
-    return errors.fail("invalid_argument", "'pattern': %s (in the output of %s)", more, rec.id)
-  end
+-- Add one job's matching lines to answer (in, from search or
+-- search_file: lines, more, searched). read(from, to) gives its bytes,
+-- first: the cursor of its byte 0, size: its bytes.
+local function add_lines(rec, found, more, searched, source, answer, args)
   answer.bytes, answer.jobs = answer.bytes + (searched or 0), answer.jobs + 1
   for _, m in ipairs(found) do
-    local line = shown(read(m.start, m.stop))
-    local before, after = context(read, m.start, m.stop, args.contextLines or 0, size)
+    if #answer.matches >= answer.max then
+      answer.truncated = true
+      break
+    end
+    local line = shown(source.read(m.start, m.stop))
+    local before, after = context(source.read, m.start, m.stop, args.contextLines or 0, source.size)
     answer.size = answer.size + #line + 64
     for _, l in ipairs(before or {}) do answer.size = answer.size + #l end
     for _, l in ipairs(after or {}) do answer.size = answer.size + #l end
@@ -155,12 +146,47 @@ local function search_job(engine, rec, re, args, answer)
       break
     end
     answer.matches[#answer.matches + 1] = { processId = rec.id, name = rec.name, status = rec.status,
-      line = m.line, cursor = first + m.start, text = line, before = before, after = after }
+      line = m.line, cursor = source.first + m.start, text = line, before = before, after = after }
   end
-  if close then close() end
   if more then answer.truncated = true end
+end
+
+local function pattern_error(rec, msg)
+  return errors.fail("invalid_argument", "'pattern': %s (in the output of %s)", msg, rec.id)
+end
+
+-- A job whose output is in memory (running, or not moved to disk).
+local function search_ring(engine, rec, re, args, answer)
+  local data, _, first = engine:read(rec, 0, ALL)
+  local found, more, searched = re:search(data, { max = answer.max - #answer.matches })
+  if not found then return pattern_error(rec, more) end
+  add_lines(rec, found, more, searched, { read = string_reader(data), first = first, size = #data }, answer, args)
   return true
 end
+
+-- Jobs whose output is in files, searched on all cores at once. A file
+-- gone (removed meanwhile, deleted by hand) is output no longer there.
+local function search_files(files, re, args, answer)
+  local paths = {}
+  for i, f in ipairs(files) do paths[i] = f.path end
+  local results = re:search_files(paths, { max = answer.max - #answer.matches })
+  for i, res in ipairs(results) do
+    local f = files[i]
+    if res.error and not res.errname then return pattern_error(f.rec, res.error) end
+    if not res.error then
+      local read, close, size = file_reader(f.path)
+      add_lines(f.rec, res.lines, res.more, res.searched, { read = read, first = f.first, size = size }, answer, args)
+      close()
+    end
+    if #answer.matches >= answer.max or answer.size > ANSWER_BYTES then
+      answer.truncated = answer.truncated or i < #results or res.more
+      break
+    end
+  end
+  return true
+end
+
+local FILES_AT_ONCE = 64 -- stored outputs per search_files call (a search stops early once it has enough)
 
 function search.handler(engine, args, ctx)
   local re, err = search.compile(args.pattern)
@@ -170,12 +196,32 @@ function search.handler(engine, args, ctx)
   if not recs then return nil, err end
   local answer = { matches = json.array(), max = args.maxMatches or DEFAULT_MATCHES, truncated = false,
                    jobs = 0, bytes = 0, size = 0 }
+  local batch = {}
+  local function full() return #answer.matches >= answer.max or answer.size > ANSWER_BYTES end
+  local function flush()
+    if #batch == 0 then return true end
+    local ok, ferr = search_files(batch, re, args, answer)
+    batch = {}
+    return ok, ferr
+  end
   for _, rec in ipairs(recs) do
-    if #answer.matches >= answer.max or answer.size > ANSWER_BYTES then
+    if full() then
       answer.truncated = true
       break
     end
-    local ok, serr = search_job(engine, rec, re, args, answer)
+    local path, first = engine:output_file(rec)
+    local ok, serr = true, nil
+    if path then
+      batch[#batch + 1] = { rec = rec, path = path, first = first }
+      if #batch == FILES_AT_ONCE then ok, serr = flush() end
+    else
+      ok, serr = flush() -- (newest first: the files before it)
+      if ok and not full() then ok, serr = search_ring(engine, rec, re, args, answer) end
+    end
+    if not ok then return nil, serr end
+  end
+  if not full() then
+    local ok, serr = flush()
     if not ok then return nil, serr end
   end
   return { matches = answer.matches, count = #answer.matches, truncated = answer.truncated,

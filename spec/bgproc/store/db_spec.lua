@@ -32,7 +32,8 @@ local function mode(path)
 end
 
 local function row(id, seq, extra)
-  local r = { id = id, seq = seq, status = "running", out_bytes = 0, data = '{"id":"' .. id .. '"}' }
+  local r = { id = id, seq = seq, status = "running", out_bytes = 0, data = '{"id":"' .. id .. '"}',
+              name = "", tags = "", global = false, out_start = 0 }
   for k, v in pairs(extra or {}) do r[k] = v end
   return r
 end
@@ -111,15 +112,25 @@ describe("bgproc.store.db", function()
         row("empty", 6, { data = "" }),
         row("numbers", 7, { ended_ms = 2 ^ 53 | 0, out_bytes = math.maxinteger, session = "" }),
         row("negative", -8, { ended_ms = -1, out_bytes = 0 }),
+        row("found-by", 9, { name = "it's a\nname", tags = "a\nb:c", global = true, out_start = 1 << 40 }),
       }
       local path = fresh()
       local handle = open(path)
       for _, r in ipairs(odd) do assert.is_true(handle:put(r)) end
       local sorted = { odd[8] }
       for i = 1, 7 do sorted[#sorted + 1] = odd[i] end
+      sorted[#sorted + 1] = odd[9]
       assert.same(sorted, handle:load())
       handle:close()
       assert.same(sorted, open(path):load())
+    end)
+
+    it("come one at a time to a function, in seq order, without a list", function()
+      local handle = open(fresh())
+      for _, r in ipairs { row("a", 30), row("b", 10) } do handle:put(r) end
+      local seen = {}
+      assert.is_true(handle:load(function(r) seen[#seen + 1] = r.id end))
+      assert.same({ "b", "a" }, seen)
     end)
 
     it("come back ordered by seq, not by id or by when they were put", function()
@@ -132,7 +143,8 @@ describe("bgproc.store.db", function()
       local handle = open(fresh())
       handle:put(row("a", 1, { session = "s1", ended_ms = 5, out_bytes = 10 }))
       handle:put(row("b", 2))
-      local again = { id = "a", seq = 3, status = "exited", out_bytes = 99, data = "{}" }
+      local again = { id = "a", seq = 3, status = "exited", out_bytes = 99, data = "{}", name = "n", tags = "t",
+                      global = true, out_start = 7 }
       assert.is_true(handle:put(again))
       local rows = handle:load()
       assert.equal(2, #rows)
