@@ -49,8 +49,10 @@ local SAVED = { "id", "seq", "name", "command", "argv", "cwd", "env", "no_inheri
 local META_PREFIX, META_SEQ = "id_prefix", "seq"
 
 local function failed(h, what, err)
-  h.failure = ("%s: %s"):format(what, tostring(err))
-  return nil, h.failure
+  local msg = what and ("%s: %s"):format(what, tostring(err)) or tostring(err)
+  if not h.failure and h.log then h.log("warn", msg .. " (jobs run on; history is kept in memory)") end
+  h.failure = msg
+  return nil, msg
 end
 
 -- ---- the journal ------------------------------------------------------------------------
@@ -84,7 +86,10 @@ function history.save(self, rec)
   if not (h and h.db) or rec.removed then return true end
   local ok, err = h.db:put(row_of(rec))
   if not ok then return failed(h, "saving " .. rec.id, err) end
-  h.failure = nil
+  if h.failure then
+    h.log("info", "history is saved again (" .. h.failure .. " is over)")
+    h.failure = nil
+  end
   return true
 end
 
@@ -328,14 +333,11 @@ end
 -- "output" beside it) and bring back its records: register(rec) adds one
 -- to the engine. Sets self.prefix and self.seq from it.
 function history.open(self, path, register)
-  local h = { path = path, live = {}, loaded = {}, loaded_order = {}, loaded_bytes = 0, disk_bytes = 0 }
+  local h = { path = path, live = {}, loaded = {}, loaded_order = {}, loaded_bytes = 0, disk_bytes = 0,
+              log = function(level, msg) self:log(level, "history: " .. msg) end }
   self.history = h
   local handle, err = db.open(path)
-  if not handle then
-    failed(h, "history is kept in memory only", err)
-    self:log("warn", h.failure)
-    return
-  end
+  if not handle then return failed(h, nil, err) end
   local dir = path == ":memory:" and nil or (path:match("^(.*)/[^/]*$") or ".")
   local files, ferr = dir and outfiles.new(dir .. "/output")
   if dir and not files then failed(h, "output stays in memory", ferr) end

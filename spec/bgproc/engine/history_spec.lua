@@ -177,6 +177,33 @@ describe("history in a store", function()
     assert.is_nil(holder:store_failure())
   end)
 
+  it("keeps a job's output in memory when its file cannot be written (disk full), and says so", function()
+    local mnt = dir .. "/state"
+    os.execute("mkdir -p " .. mnt)
+    if not h.sh(("mount -t tmpfs -o size=256k tmpfs %s 2>/dev/null"):format(mnt)) then
+      pending("mount -t tmpfs is not allowed here")
+      return
+    end
+    local ok, err = pcall(function()
+      local m = engine()
+      assert.is_nil(m:store_failure())
+      local r = start(m, { command = "head -c 1048576 /dev/zero | tr '\\0' y; echo; echo tail-line",
+                           outputBytes = 2 * 1024 * 1024 })
+      assert.is_true(done(m, r.id))
+      assert.is_true(m:run_until(function() return m:store_failure() ~= nil end, 5000))
+      assert.matches("space", m:store_failure())
+      local g = h.ok(m, "getBackgroundProcess", { processId = r.id, lines = 1 })
+      assert.equal("tail-line\n", g.output)
+      assert.equal(1048576 + 11, g.outputBytes)
+      assert.equal(0, g.droppedBytes, "the ring kept it all")
+      assert.equal(1, h.ok(m, "listBackgroundProcesses", {}).count)
+      assert.matches("history is not being saved", start(m, { argv = { "true" } }).warning)
+      m:shutdown()
+    end)
+    os.execute("umount " .. mnt)
+    assert(ok, err)
+  end)
+
   it("runs on in memory when the database is corrupt, and leaves the file alone", function()
     os.execute(("mkdir -p %s/state/bgproc && printf 'garbage, not sqlite' > %s"):format(dir, db_path()))
     local m = engine()
