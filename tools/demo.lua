@@ -146,7 +146,11 @@ local function tour()
 {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"listBackgroundProcesses","arguments":{}}}
 EOF]])
 
-  note("10. Stopping the daemon ends every job it runs")
+  note("10. Stopping the daemon ends every job it runs; their records and output stay, for every agent")
+  run("bgproc daemon stop")
+  run("bgproc ls --status failed")
+  run("bgproc grep -C 1 'FAIL|warning'")
+  run("bgproc rerun tests")
   run("bgproc daemon stop")
 end
 
