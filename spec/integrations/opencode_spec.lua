@@ -260,7 +260,11 @@ describe("OpenCode plugin without OpenCode", function()
     assert.equal("ses_root", r.notices[1].id) -- a subagent's chat maps to its root chat
     assert.is_nil(r.unhandled)
     local jobs = cjson.decode((d.run { "--json", "list" })).processes
-    assert.equal(2, #jobs)
+    -- the job from before the restart is history: ended by the daemon's stop
+    assert.equal(3, #jobs)
+    assert.equal("before", jobs[1].name)
+    assert.equal("cancelled", jobs[1].status)
+    assert.equal("shutdown", jobs[1].stopReason)
     for _, j in ipairs(jobs) do
       assert.equal("ses_root", j.sessionId)
       assert.is_false(h.alive(j.pid))

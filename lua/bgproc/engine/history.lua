@@ -8,8 +8,8 @@
 -- its output is flushed, when it ends, when tags or notes are added.
 --
 -- Output: a running job's ring stays in memory and is flushed to its file
--- every FLUSH_MS, or as soon as FLUSH_BYTES are waiting (so a crash loses
--- at most that much). Once the job has ended and all its output is in,
+-- every FLUSH_MS, or as soon as FLUSH_BYTES are waiting (at most every
+-- FLUSH_GAP_MS), so a crash loses at most that much. Once the job has ended and all its output is in,
 -- the file is cut to the ring's window (outputBytes at most) and the ring
 -- is freed: a finished job's output is only on disk, and memory is the
 -- running rings plus a constant, whatever the history.
@@ -33,6 +33,7 @@ history.methods = methods
 
 history.FLUSH_MS = 1000
 history.FLUSH_BYTES = 64 * 1024
+history.FLUSH_GAP_MS = 100
 local CACHE_BYTES = 8 * 1024 * 1024 -- finished jobs' outputs kept loaded for the next read
 
 local FINAL = states.FINAL
@@ -195,15 +196,22 @@ local function flush(self, rec, final)
   return history.save(self, rec)
 end
 
--- Flush a running job's output once FLUSH_BYTES wait (after its output).
+-- Flush a running job's output once FLUSH_BYTES wait (after its output),
+-- at most every FLUSH_GAP_MS: a job that floods is flushed ten times a
+-- second, and once its ring has overwritten what was not flushed, the
+-- timer's flush (which rewrites the file from the ring) does it.
 function history.output(self, rec)
   local h = self.history
   if not (h and h.files) or rec.moved or not rec.job then return end
   h.live[rec] = true
-  local _, head = rec.job:offsets()
+  local tail, head = rec.job:offsets()
   local disk = rec.disk
   local flushed = disk and disk.start + disk.size or rec.base
-  if rec.base + head - flushed >= history.FLUSH_BYTES then flush(self, rec) end
+  if rec.base + head - flushed < history.FLUSH_BYTES or flushed < rec.base + tail then return end
+  local now = self.sched.now()
+  if rec.flushed_at and now - rec.flushed_at < history.FLUSH_GAP_MS then return end
+  rec.flushed_at = now
+  flush(self, rec)
 end
 
 local function flush_live(self)
