@@ -256,7 +256,10 @@ function history.forget(self, rec)
   end
   local ok, err = h.db:delete(rec.id)
   if not ok then failed(h, "removing " .. rec.id, err) end
-  h.db:set_meta(META_SEQ, tostring(self.seq)) -- (its seq may have been the highest: ids never come back)
+  if rec.seq > h.seq_kept then -- its seq may be the highest given: kept, so ids never come back
+    h.seq_kept = self.seq
+    h.db:set_meta(META_SEQ, tostring(self.seq))
+  end
 end
 
 -- Bytes of output on disk.
@@ -352,7 +355,8 @@ function history.open(self, path, register)
   h.db, h.files = handle, files
   local prefix = handle:meta(META_PREFIX)
   if prefix then self.prefix = prefix else handle:set_meta(META_PREFIX, self.prefix) end
-  self.seq = math.max(self.seq, math.tointeger(tonumber(handle:meta(META_SEQ))) or 0)
+  h.seq_kept = math.tointeger(tonumber(handle:meta(META_SEQ))) or 0
+  self.seq = math.max(self.seq, h.seq_kept)
   restore(self, h, register)
   h.timer = self.sched:every(history.FLUSH_MS, function() flush_live(self) end)
 end
