@@ -42,8 +42,8 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
 
 DEPS_BUILD := gcc make pkg-config procps lua5.4 liblua5.4-dev libpcre2-dev lua-luv \
-              lua-cjson lua-argparse lua-busted
-DEPS_TEST  := $(DEPS_BUILD) luarocks procps util-linux python3 tmux lua-sql-sqlite3 sqlite3
+              lua-cjson lua-argparse lua-busted lua-sql-sqlite3
+DEPS_TEST  := $(DEPS_BUILD) luarocks procps util-linux python3 tmux sqlite3
 DEPS_VALGRIND := valgrind
 DEPS_DEMO  := python3 lua-sql-sqlite3 sqlite3
 

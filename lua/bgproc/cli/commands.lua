@@ -205,10 +205,10 @@ function commands.rerun(a, c)
   return EXIT.OK
 end
 
--- Exit 0 when a line matched, 1 when none did (as grep).
+-- Exit 0 when a line matched, 1 when none did, 2 on an error (as grep).
 function commands.grep(a, c)
-  local r, code = call(c, "grep", a, my_session())
-  if not r then return code end
+  local r = call(c, "grep", a, my_session())
+  if not r then return EXIT.USAGE end
   if a.json then render.json(r) elseif r.count > 0 then render.result(false, TOOLS.grep.tool, r) end
   return r.count > 0 and EXIT.OK or EXIT.FAIL
 end

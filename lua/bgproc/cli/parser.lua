@@ -102,7 +102,8 @@ end
 local function grep_command(p)
   local g = p:command("grep", "Search the output of processes (running, finished, earlier) for a regex.")
     :epilog("Prints ID:LINE: TEXT for each matching line (context: ID:LINE- TEXT), newest job first; line "
-      .. "numbers count from the first line still kept. Exit 0 when a line matched, 1 when none did (as grep).")
+      .. "numbers count from the first line still kept. Exit 0 when a line matched, 1 when none did, 2 on an error "
+      .. "(as grep).")
   g:argument("PATTERN", "Regular expression (PCRE2, or /re/flags with i, m, s, x)."):target("pattern")
   flags.add(g, "searchBackgroundOutput")
 end

@@ -21,8 +21,9 @@ end
 
 -- nil, or the error for a bad sessionId
 local function bad_session_id(sid)
-  if sid ~= nil and (type(sid) ~= "string" or sid == "" or #sid > 200) then
-    return rpc.error(rpc.INVALID_PARAMS, "'sessionId' must be a non-empty string of at most 200 characters")
+  if sid ~= nil and (type(sid) ~= "string" or sid == "" or #sid > 200 or sid:find("%c")) then
+    return rpc.error(rpc.INVALID_PARAMS,
+      "'sessionId' must be a non-empty string of at most 200 characters, without control characters")
   end
 end
 

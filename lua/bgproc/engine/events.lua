@@ -162,9 +162,10 @@ function events.finish(self, rec)
     check_ready(self, rec, true)
     if rec.notify_re and output_done(rec) then check_notify(self, rec, true) end
   end
+  -- journaled before anyone is told
+  if rec.job and output_done(rec) then history.settle(self, rec, records.last_line) else history.save(self, rec) end
   tell_ended(self, rec)
   if self.plugins:has("on_exit") then self.plugins:call("on_exit", records.public(rec)) end
-  if rec.job and output_done(rec) then history.settle(self, rec, records.last_line) else history.save(self, rec) end
   retain_soon(self)
 end
 

@@ -49,11 +49,26 @@ local SAVED = { "id", "seq", "name", "command", "argv", "cwd", "env", "no_inheri
 -- database's whole life.
 local META_PREFIX, META_SEQ = "id_prefix", "seq"
 
-local function failed(h, what, err)
+-- Why history is not (all) being saved, or nil: the database's failure
+-- (kind "db"), else the output directory's ("dir"), else a job's file's.
+local function failure(h)
+  return h.failures.db or h.failures.dir or select(2, next(h.file_failures))
+end
+
+-- A failure of `kind` ("db", "dir"), or of rec's output file. Logged
+-- when history goes from saved to not.
+local function failed(h, kind, what, err, rec)
   local msg = what and ("%s: %s"):format(what, tostring(err)) or tostring(err)
-  if not h.failure and h.log then h.log("warn", msg .. " (jobs run on; history is kept in memory)") end
-  h.failure = msg
+  if not failure(h) then h.log("warn", msg .. " (jobs run on; history is kept in memory)") end
+  if rec then h.file_failures[rec] = msg else h.failures[kind] = msg end
   return nil, msg
+end
+
+-- The database (or rec's file) works again.
+local function recovered(h, kind, rec)
+  local before = failure(h)
+  if rec then h.file_failures[rec] = nil else h.failures[kind] = nil end
+  if before and not failure(h) then h.log("info", "history is saved again (" .. before .. " is over)") end
 end
 
 -- ---- the journal ------------------------------------------------------------------------
@@ -80,18 +95,31 @@ local function row_of(rec)
            name = rec.name, tags = table.concat(rec.tags, "\n"), global = rec.global }
 end
 
--- Journal rec's state. Returns true, or nil and why (the record lives on
--- in memory either way).
+-- Journal rec's state. Returns true, or nil and why: the record lives on
+-- in memory, and is saved again once the database works (h.dirty). The
+-- journal never raises into the engine.
 function history.save(self, rec)
   local h = self.history
   if not (h and h.db) or rec.removed then return true end
-  local ok, err = h.db:put(row_of(rec))
-  if not ok then return failed(h, "saving " .. rec.id, err) end
-  if h.failure then
-    h.log("info", "history is saved again (" .. h.failure .. " is over)")
-    h.failure = nil
+  local called, ok, err = pcall(function() return h.db:put(row_of(rec)) end)
+  if not called then ok, err = nil, err end
+  if not ok then
+    h.dirty[rec] = true
+    return failed(h, "db", "saving " .. rec.id, err)
   end
+  h.dirty[rec] = nil
+  recovered(h, "db")
   return true
+end
+
+-- What failed to be saved or deleted, tried again (each flush tick).
+local function retry(self, h)
+  for id in pairs(h.undeleted) do
+    if h.db:delete(id) then h.undeleted[id] = nil end
+  end
+  for rec in pairs(h.dirty) do
+    if rec.removed then h.dirty[rec] = nil elseif not history.save(self, rec) then return end
+  end
 end
 
 -- ---- output on disk ---------------------------------------------------------------------
@@ -154,8 +182,13 @@ local function stderr_runs(rec, from, to)
   return out
 end
 
+-- rec's file is now `size` bytes. Finished jobs' bytes (h.done_bytes)
+-- are what retention's maxDiskBytes bounds: running jobs' files are not
+-- theirs to delete.
 local function account(h, rec, size)
-  h.disk_bytes = h.disk_bytes + size - rec.disk.size
+  local delta = size - rec.disk.size
+  h.disk_bytes = h.disk_bytes + delta
+  if rec.moved then h.done_bytes = h.done_bytes + delta end
   rec.disk.size = size
 end
 
@@ -186,13 +219,14 @@ local function flush(self, rec, final)
     end
   else
     local from = flushed - rec.base
-    ok, err = h.files:append(rec.id, (rec.job:read(from, head - from)), stderr_runs(rec, from, head))
+    ok, err = h.files:append(rec.id, (rec.job:read(from, head - from)), stderr_runs(rec, from, head), disk.size)
     if ok then
       unload(h, rec) -- (loaded before a restart)
       account(h, rec, last - disk.start)
     end
   end
-  if not ok then return failed(h, "output of " .. rec.id, err) end
+  if not ok then return failed(h, "files", "output of " .. rec.id, err, rec) end
+  recovered(h, "files", rec)
   return history.save(self, rec)
 end
 
@@ -219,6 +253,7 @@ local function flush_live(self)
   for rec in pairs(h.live) do
     if rec.moved or rec.removed or not rec.job then h.live[rec] = nil else flush(self, rec) end
   end
+  if next(h.dirty) or next(h.undeleted) then retry(self, h) end
 end
 
 -- The job has ended and all its output is in: its output goes to disk
@@ -235,44 +270,53 @@ function history.settle(self, rec, last_line)
   if head == 0 and not rec.disk then
     rec.disk = { start = rec.base, size = 0 }
   elseif not flush(self, rec, true) then
-    rec.job:shrink()
-    return nil
+    rec.job:shrink() -- (its row says what its file holds: the end is journaled all the same)
+    return history.save(self, rec)
   end
   rec.ll = last_line(rec)
   rec.job:drop_output()
   rec.moved = true
+  h.done_bytes = h.done_bytes + rec.disk.size
+  h.file_failures[rec] = nil
   return history.save(self, rec)
+end
+
+-- A finished record runs again (a restart): its output goes on in a new
+-- ring, and on to the end of its file.
+function history.revive(self, rec)
+  local h = self.history
+  if rec.moved and rec.disk and h then h.done_bytes = h.done_bytes - rec.disk.size end
+  rec.moved = nil
 end
 
 -- The record is gone for good: its row and its output files too.
 function history.forget(self, rec)
   local h = self.history
   if not (h and h.db) then return end
-  h.live[rec] = nil
+  h.live[rec], h.dirty[rec], h.file_failures[rec] = nil, nil, nil
   unload(h, rec)
   if rec.disk then
-    h.disk_bytes = h.disk_bytes - rec.disk.size
+    account(h, rec, 0)
     h.files:remove(rec.id)
   end
   local ok, err = h.db:delete(rec.id)
-  if not ok then failed(h, "removing " .. rec.id, err) end
+  if not ok then
+    h.undeleted[rec.id] = true
+    failed(h, "db", "removing " .. rec.id, err)
+  end
   if rec.seq > h.seq_kept then -- its seq may be the highest given: kept, so ids never come back
     h.seq_kept = self.seq
     h.db:set_meta(META_SEQ, tostring(self.seq))
   end
 end
 
--- Bytes of output on disk.
+-- Bytes of finished jobs' output on disk (what maxDiskBytes bounds).
 function history.disk_bytes(self)
-  return self.history and self.history.disk_bytes or 0
+  return self.history and self.history.done_bytes or 0
 end
 
 -- ---- opening: the records of earlier runs -------------------------------------------------
 
--- A record of an earlier run, cold: only what finds it (its rosters,
--- selectors, retention) and reads its output, from the row's columns; the
--- rest stays JSON text (rec.cold) until warm() (a history of 10,000
--- records opens in a few milliseconds, and costs little memory).
 -- Tags from their column (one per line). (gmatch costs 5 µs a row here.)
 local function split_tags(s)
   local out, pos = {}, 1
@@ -284,6 +328,10 @@ local function split_tags(s)
   return out
 end
 
+-- A record of an earlier run, cold: only what finds it (its rosters,
+-- selectors, retention) and reads its output, from the row's columns; the
+-- rest stays JSON text (rec.cold) until warm() (a history of 10,000
+-- records opens in a few milliseconds, and costs little memory).
 local function cold_record(row)
   local tag_list = split_tags(row.tags)
   return { id = row.id, seq = row.seq, name = row.name, lname = row.name:lower(), status = row.status,
@@ -299,8 +347,11 @@ function history.warm(rec)
   if not text then return rec end
   rec.cold = nil
   local d = json.decode(text)
-  if type(d) ~= "table" then return rec end
+  if type(d) ~= "table" then -- (a row another program damaged: what its columns say, and that)
+    d = { command = "?", error = "its stored record could not be read" }
+  end
   d = json.normalize(d)
+  if d.command == nil and d.argv == nil then d.command = "?" end
   for _, k in ipairs(SAVED) do
     if rec[k] == nil then rec[k] = d[k] end
   end
@@ -320,7 +371,8 @@ local function died(self, rec)
   rec.stop = { reason = "daemon-died" }
   rec.error = states.FAILING_STOP["daemon-died"](rec)
   if h.files then account(h, rec, h.files:size(rec.id)) end -- (what was flushed after its last row)
-  rec.endedMs = rec.endedMs or clock.wall_ms()
+  -- it ended at its last sign of life: its file's last write, else now
+  rec.endedMs = rec.endedMs or (h.files and h.files:mtime_ms(rec.id)) or clock.wall_ms()
   local out = history.source(self, rec)
   if out then rec.ll = history.last_line_of(out) end
 end
@@ -329,12 +381,17 @@ local function restore(self, h, register)
   local dead = {}
   local ok, err = h.db:load(function(row)
     local rec = cold_record(row)
-    h.disk_bytes = h.disk_bytes + rec.disk.size
+    h.disk_bytes, h.done_bytes = h.disk_bytes + rec.disk.size, h.done_bytes + rec.disk.size
     if not FINAL[rec.status] then dead[#dead + 1] = rec end
     if rec.seq > self.seq then self.seq = rec.seq end
     register(rec)
   end)
-  if not ok then return failed(h, "loading history", err) end
+  if not ok then return failed(h, "db", "loading history", err) end
+  if h.files then -- files no record owns (a record whose delete did not reach the database)
+    for _, id in ipairs(h.files:ids()) do
+      if not self.jobs[id] then h.files:remove(id) end
+    end
+  end
   for _, rec in ipairs(dead) do died(self, rec) end
   if #dead > 0 then h.db:batch(function() for _, rec in ipairs(dead) do history.save(self, rec) end end) end
   return true
@@ -345,13 +402,15 @@ end
 -- to the engine. Sets self.prefix and self.seq from it.
 function history.open(self, path, register)
   local h = { path = path, live = {}, loaded = {}, loaded_order = {}, loaded_bytes = 0, disk_bytes = 0,
+              done_bytes = 0, failures = {}, file_failures = {}, dirty = {}, undeleted = {},
               log = function(level, msg) self:log(level, "history: " .. msg) end }
   self.history = h
   local handle, err = db.open(path)
-  if not handle then return failed(h, nil, err) end
+  if not handle then return failed(h, "db", nil, err) end
   local dir = path == ":memory:" and nil or (path:match("^(.*)/[^/]*$") or ".")
-  local files, ferr = dir and outfiles.new(dir .. "/output")
-  if dir and not files then failed(h, "output stays in memory", ferr) end
+  local files, ferr
+  if dir then files, ferr = outfiles.new(dir .. "/output") end
+  if dir and not files then failed(h, "dir", "output stays in memory", ferr) end
   h.db, h.files = handle, files
   local prefix = handle:meta(META_PREFIX)
   if prefix then self.prefix = prefix else handle:set_meta(META_PREFIX, self.prefix) end
@@ -388,7 +447,7 @@ function methods:store_status()
   if not h then return nil end
   local st = h.db and h.db:stats() or {}
   return { path = h.path, records = st.records, bytes = st.bytes, outputBytes = h.disk_bytes,
-           failure = h.failure }
+           failure = failure(h) }
 end
 
 local function copy(t)
@@ -402,8 +461,9 @@ end
 -- caller gave them, the inherited environment aside.
 function methods:spec_of(rec)
   history.warm(rec)
+  local ring = rec.ring ~= self.cfg.ringBytes and rec.ring or nil -- (the default: today's)
   local s = { command = rec.command, argv = copy(rec.argv), name = rec.name, tags = copy(rec.tags), cwd = rec.cwd,
-              env = copy(rec.env), global = rec.global or nil, timeoutMs = rec.timeoutMs, outputBytes = rec.ring,
+              env = copy(rec.env), global = rec.global or nil, timeoutMs = rec.timeoutMs, outputBytes = ring,
               readyPattern = rec.readyPattern, readyPort = rec.readyPort, readyUrl = rec.readyUrl,
               memoryMax = rec.memoryMax, notifyPattern = rec.notifyPattern }
   if rec.pty then s.pty = true elseif rec.stdin == "pipe" then s.stdin = "pipe" end
@@ -413,7 +473,7 @@ end
 
 -- Why history is not being saved, or nil.
 function methods:store_failure()
-  return self.history and self.history.failure
+  return self.history and failure(self.history)
 end
 
 -- The path of rec's output file, its first cursor and its line count

@@ -322,7 +322,7 @@ function methods:respawn(rec, asked)
     rec.base = records.output_end(rec)
     records.drop_job(self, rec)
   end
-  rec.moved = nil -- (its output goes on in a new ring, and on to its file)
+  history.revive(self, rec) -- (its output goes on in a new ring, and on to its file)
   rec.stop, rec.no_restart = nil, nil
   records.unsettle(rec)
   if rec.finished then

@@ -196,9 +196,11 @@ records.public = public_record
 -- What on_output and api.jobs give plugins: who the job is and its
 -- state, without a full record's costs (reading output, copying notes).
 function records.light(rec)
-  if rec.cold then history.warm(rec) end
-  return { id = rec.id, name = rec.name, status = rec.status, pid = rec.pid, sessionId = rec.sessionId,
-           global = rec.global, stdin = rec.stdin, tags = table.move(rec.tags, 1, #rec.tags, 1, {}) }
+  -- (not warmed: a plugin that looks at every job each second must not
+  -- load every record of earlier runs; those have no pid any more)
+  return { id = rec.id, name = rec.name, status = rec.status, pid = rec.pid,
+           sessionId = rec.sessionId, global = rec.global, stdin = rec.stdin or "null",
+           tags = table.move(rec.tags, 1, #rec.tags, 1, {}) }
 end
 
 -- The cursor just past the record's output: where a next run's begins.
@@ -248,6 +250,7 @@ end
 function methods:note(id, key, value)
   local rec = self.jobs[id]
   if not rec then return false end
+  history.warm(rec) -- (its stored notes first)
   rec.notes = rec.notes or {}
   rec.notes[key] = value
   records.unsettle(rec)
@@ -266,6 +269,7 @@ end
 function methods:add_tags(id, list)
   local rec = self.jobs[id]
   if not rec then return false end
+  history.warm(rec)
   local merged = table.move(rec.tags, 1, #rec.tags, 1, {})
   for _, t in ipairs(list) do merged[#merged + 1] = t end
   local norm, err = tags.normalize(merged, self.tag_policy)

@@ -43,7 +43,6 @@
 -- refused and left as it is.
 local uv = require "luv"
 local dbfiles = require "bgproc.store.dbfiles"
-local luasql = require "luasql.sqlite3"
 
 local db = {}
 
@@ -380,6 +379,9 @@ local function prepare(h)
 end
 
 local function connect(h)
+  -- (required here: a host that keeps no history needs no LuaSQL)
+  local found, luasql = pcall(require, "luasql.sqlite3")
+  if not found then return nil, "LuaSQL's SQLite driver is missing (Debian: apt-get install lua-sql-sqlite3)" end
   h._env = luasql.sqlite3()
   local conn, err = h._env:connect(h.path)
   if not conn then return nil, ("database %s: cannot open it: %s"):format(h.path, bare(err)) end

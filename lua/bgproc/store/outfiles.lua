@@ -38,22 +38,41 @@ end
 function Files:log_path(id) return self.dir .. "/" .. id .. ".log" end
 function Files:err_path(id) return self.dir .. "/" .. id .. ".err" end
 
--- Write data at the end of path (flags "a") or as its whole content ("w").
-local function write(path, flags, data)
-  local fd, err = uv.fs_open(path, flags, FILE_MODE)
+-- Write data at byte `at` of path (created when missing; with at == 0
+-- whatever was there goes: a file no record owned). Returns the file's
+-- size before, or nil and why; on a failure the file is cut back to `at`,
+-- so a short write leaves nothing half there.
+local function write_at(path, data, at)
+  local fd, err = uv.fs_open(path, at == 0 and "w" or "r+", FILE_MODE)
+  if not fd and at > 0 and tostring(err):find("^ENOENT") then fd, err = uv.fs_open(path, "w", FILE_MODE) end
   if not fd then return fail(path, err) end
   local off, n = 0, #data
   while off < n do
-    local wrote, werr = uv.fs_write(fd, off == 0 and data or data:sub(off + 1), -1)
+    local wrote, werr = uv.fs_write(fd, off == 0 and data or data:sub(off + 1), at + off)
     if not wrote then
+      uv.fs_ftruncate(fd, at)
       uv.fs_close(fd)
       return fail(path, werr)
     end
     off = off + wrote
   end
+  uv.fs_ftruncate(fd, at + n) -- (a longer file than the record says: what a crash left)
   local ok, cerr = uv.fs_close(fd)
   if not ok then return fail(path, cerr) end
   return true
+end
+
+local function cut(path, size)
+  local fd = uv.fs_open(path, "r+", FILE_MODE)
+  if fd then
+    uv.fs_ftruncate(fd, size)
+    uv.fs_close(fd)
+  end
+end
+
+local function size_of(path)
+  local st = uv.fs_stat(path)
+  return st and st.size or 0
 end
 
 -- "from to" lines of the stderr runs.
@@ -63,14 +82,24 @@ local function runs_text(runs)
   return table.concat(lines)
 end
 
--- Add output at the end of the job's files. runs: its stderr runs
--- ({ from, to } cursors).
-function Files:append(id, data, runs)
-  if #data > 0 then
-    local ok, err = write(self:log_path(id), "a", data)
-    if not ok then return nil, err end
+-- Add output to the job's files: data at byte `at` of its log (what the
+-- record says it holds; 0: a new log), its stderr runs ({ from, to }
+-- cursors) after the others. All or nothing: a failure leaves both files
+-- as they were.
+function Files:append(id, data, runs, at)
+  local log, errs = self:log_path(id), self:err_path(id)
+  local ok, err = write_at(log, data, at)
+  if not ok then return nil, err end
+  if #runs == 0 then
+    if at == 0 then uv.fs_unlink(errs) end
+    return true
   end
-  if #runs > 0 then return write(self:err_path(id), "a", runs_text(runs)) end
+  local errs_at = at == 0 and 0 or size_of(errs)
+  ok, err = write_at(errs, runs_text(runs), errs_at)
+  if not ok then
+    cut(log, at)
+    return nil, err
+  end
   return true
 end
 
@@ -78,8 +107,8 @@ end
 -- are written beside, then renamed over the old ones.
 function Files:replace(id, data, runs)
   local log, err_file = self:log_path(id), self:err_path(id)
-  local ok, err = write(log .. ".new", "w", data)
-  if ok and #runs > 0 then ok, err = write(err_file .. ".new", "w", runs_text(runs)) end
+  local ok, err = write_at(log .. ".new", data, 0)
+  if ok and #runs > 0 then ok, err = write_at(err_file .. ".new", runs_text(runs), 0) end
   if ok then ok, err = uv.fs_rename(log .. ".new", log) end
   if ok then
     if #runs > 0 then ok, err = uv.fs_rename(err_file .. ".new", err_file) else uv.fs_unlink(err_file) end
@@ -111,6 +140,12 @@ end
 function Files:size(id)
   local st = uv.fs_stat(self:log_path(id))
   return st and st.size or 0
+end
+
+-- When the job's output file was last written (ms since the epoch), or nil.
+function Files:mtime_ms(id)
+  local st = uv.fs_stat(self:log_path(id))
+  return st and (st.mtime.sec * 1000 + st.mtime.nsec // 1000000) or nil
 end
 
 -- Delete the job's files (gone already is fine).

@@ -128,7 +128,7 @@ function create.check(args, engine)
     return errors.fail("invalid_argument", "'outputBytes' must be <= %d (maxRingBytes), got %d", max_ring,
       args.outputBytes)
   end
-  if args.unique and not args.name then
+  if args.unique and not args.name and not args.rerun then
     return errors.fail("invalid_argument", "'unique' needs 'name' (the name a running job is found by)")
   end
   local ready_by = {}

@@ -34,7 +34,8 @@ local search = {
     contextLines = { type = "integer", minimum = 0, maximum = MAX_CONTEXT,
                      description = "Lines before and after each match (default 0)." },
     maxMatches = { type = "integer", minimum = 1, maximum = MAX_MATCHES,
-                   description = ("Matching lines at most (default %d); more sets truncated."):format(
+                   description = ("Matching lines at most (default %d). truncated: the search stopped "
+                     .. "there (or at the answer's size) before all the output was searched."):format(
                      DEFAULT_MATCHES) },
   }), { "pattern" }),
   selects = SELECTS,
@@ -136,7 +137,7 @@ local function add_lines(rec, found, more, searched, source, answer, args)
       answer.truncated = true
       break
     end
-    local line = shown(source.read(m.start, m.stop))
+    local line = shown(source.read(m.start, math.min(m.stop, m.start + 4 * LINE_CHARS)))
     local before, after = context(source.read, m.start, m.stop, args.contextLines or 0, source.size)
     answer.size = answer.size + #line + 64
     for _, l in ipairs(before or {}) do answer.size = answer.size + #l end
@@ -236,7 +237,10 @@ function search.text(r)
     lines[#lines + 1] = ("%s:%d: %s"):format(m.processId, m.line, m.text)
     for i, l in ipairs(m.after or {}) do lines[#lines + 1] = ("%s:%d- %s"):format(m.processId, m.line + i, l) end
   end
-  if r.truncated then lines[#lines + 1] = "(more matches: narrow the search or raise maxMatches)" end
+  if r.truncated then
+    lines[#lines + 1] = ("(stopped at %d matching lines: there may be more; narrow the search or raise "
+      .. "maxMatches)"):format(r.count)
+  end
   return table.concat(lines, "\n")
 end
 
