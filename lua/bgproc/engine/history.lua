@@ -49,10 +49,11 @@ local SAVED = { "id", "seq", "name", "command", "argv", "cwd", "env", "no_inheri
 -- database's whole life.
 local META_PREFIX, META_SEQ = "id_prefix", "seq"
 
--- Why history is not (all) being saved, or nil: the database's failure
--- (kind "db"), else the output directory's ("dir"), else a job's file's.
+-- Why history is not (all) being saved, or nil: the database file gone
+-- (kind "gone", for good), its failure ("db"), else the output
+-- directory's ("dir"), else a job's file's.
 local function failure(h)
-  return h.failures.db or h.failures.dir or select(2, next(h.file_failures))
+  return h.failures.gone or h.failures.db or h.failures.dir or select(2, next(h.file_failures))
 end
 
 -- A failure of `kind` ("db", "dir"), or of rec's output file. Logged
@@ -254,6 +255,10 @@ local function flush_live(self)
     if rec.moved or rec.removed or not rec.job then h.live[rec] = nil else flush(self, rec) end
   end
   if next(h.dirty) or next(h.undeleted) then retry(self, h) end
+  if not h.failures.gone and h.db:gone() then
+    failed(h, "gone", nil, ("database %s was deleted or replaced while in use: history is not being saved "
+      .. "until the daemon restarts"):format(h.path))
+  end
 end
 
 -- The job has ended and all its output is in: its output goes to disk

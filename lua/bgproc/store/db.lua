@@ -11,6 +11,7 @@
 --   h:batch(fn)           -> true          fn() in one transaction
 --   h:stats()             -> { path, records, bytes = db + wal file size }
 --   h:close()             -> true          idempotent; also on collection
+--   h:gone()              -> boolean       the file at the path is not the one open any more
 --   h.path, h.failure     the last failure's message (nil after a success)
 --   db.VERSION            the schema version this code writes
 --
@@ -386,7 +387,16 @@ local function connect(h)
   local conn, err = h._env:connect(h.path)
   if not conn then return nil, ("database %s: cannot open it: %s"):format(h.path, bare(err)) end
   h._conn = conn
+  h._ino = h.path ~= ":memory:" and (uv.fs_stat(h.path) or {}).ino or nil
   return prepare(h)
+end
+
+-- Whether the file at the database's path is no longer the one open
+-- (deleted or replaced under us: what is written then is lost).
+function Handle:gone()
+  if not self._ino then return false end
+  local st = uv.fs_stat(self.path)
+  return not st or st.ino ~= self._ino
 end
 
 function db.open(path)
