@@ -183,27 +183,21 @@ end
 
 -- ---- the commands ------------------------------------------------------------------------
 
-function commands.start(a, c)
-  -- the job gets this shell's directory and environment (and --env), not the daemon's
-  local args = require("bgproc.client").localize_create(tool_args("start", a))
+-- A create for the caller's session with args as this shell would run
+-- them: its directory and environment (not the daemon's) under the env
+-- given (--env, or a rerun's stored one).
+local function create(name, a, c, args)
+  args = require("bgproc.client").localize_create(args)
   local sid, serr = caller.open_session(c)
   if not sid then return render.fail(serr) end
-  local r, code = call(c, "start", a, sid, args)
+  local r, code = call(c, name, a, sid, args)
   if not r then return code end
   render.result(a.json, TOOLS.start.tool, r)
   return EXIT.OK
 end
 
-function commands.rerun(a, c)
-  -- this shell's environment under the env the job was given
-  local args = require("bgproc.client").localize_create { rerun = a.id }
-  local sid, serr = caller.open_session(c)
-  if not sid then return render.fail(serr) end
-  local r, code = call(c, "rerun", a, sid, args)
-  if not r then return code end
-  render.result(a.json, TOOLS.start.tool, r)
-  return EXIT.OK
-end
+function commands.start(a, c) return create("start", a, c, tool_args("start", a)) end
+function commands.rerun(a, c) return create("rerun", a, c, { rerun = a.id }) end
 
 -- Exit 0 when a line matched, 1 when none did, 2 on an error (as grep).
 function commands.grep(a, c)
