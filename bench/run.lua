@@ -26,7 +26,7 @@ local cjson = require "cjson"
 local uv = require "luv"
 local common = require "common"
 
-local groups = { "core", "engine", "interfaces", "metrics", "search" }
+local groups = { "core", "engine", "interfaces", "metrics", "search", "history" }
 local BASELINE = root .. "/build/bench-baseline"
 
 local function all_benches()
