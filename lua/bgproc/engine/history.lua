@@ -74,8 +74,9 @@ end
 
 -- ---- the journal ------------------------------------------------------------------------
 
+-- (exact: a command, cwd or env that is not UTF-8 runs again as it was)
 local function encode(d)
-  local ok, s = pcall(json.encode, d)
+  local ok, s = pcall(json.encode_exact, d)
   if ok then return s end
   d.notes = nil -- a plugin's note JSON cannot say
   return json.encode(d)
@@ -102,21 +103,30 @@ end
 function history.save(self, rec)
   local h = self.history
   if not (h and h.db) or rec.removed then return true end
-  local called, ok, err = pcall(function() return h.db:put(row_of(rec)) end)
+  -- a new id is inserted at once; one whose old row waits to be deleted
+  -- (a unique replace took it) overwrites that row instead
+  local fresh = not rec.saved and not h.undeleted[rec.id]
+  h.undeleted[rec.id] = nil
+  local called, ok, err = pcall(function() return h.db:put(row_of(rec), fresh) end)
   if not called then ok, err = nil, err end
   if not ok then
     h.dirty[rec] = true
     return failed(h, "db", "saving " .. rec.id, err)
   end
-  h.dirty[rec] = nil
+  h.dirty[rec], rec.saved = nil, true
   recovered(h, "db")
   return true
 end
 
--- What failed to be saved or deleted, tried again (each flush tick).
+-- The rows of removed records, deleted in one transaction (each flush
+-- tick: a removal costs a job's end no commit of its own), and what
+-- failed to be saved, tried again.
 local function retry(self, h)
-  for id in pairs(h.undeleted) do
-    if h.db:delete(id) then h.undeleted[id] = nil end
+  local ids = {}
+  for id in pairs(h.undeleted) do ids[#ids + 1] = id end
+  if #ids > 0 then
+    local ok, err = h.db:delete_many(ids)
+    if ok then h.undeleted = {} else failed(h, "db", "removing " .. #ids .. " records", err) end
   end
   for rec in pairs(h.dirty) do
     if rec.removed then h.dirty[rec] = nil elseif not history.save(self, rec) then return end
@@ -304,11 +314,7 @@ function history.forget(self, rec)
     account(h, rec, 0)
     h.files:remove(rec.id)
   end
-  local ok, err = h.db:delete(rec.id)
-  if not ok then
-    h.undeleted[rec.id] = true
-    failed(h, "db", "removing " .. rec.id, err)
-  end
+  h.undeleted[rec.id] = true -- (its row goes with the next tick's, or at close)
   if rec.seq > h.seq_kept then -- its seq may be the highest given: kept, so ids never come back
     h.seq_kept = self.seq
     h.db:set_meta(META_SEQ, tostring(self.seq))
@@ -342,7 +348,7 @@ local function cold_record(row)
   return { id = row.id, seq = row.seq, name = row.name, lname = row.name:lower(), status = row.status,
            sessionId = row.session, global = row.global, tags = tag_list, tagset = tags.set(tag_list),
            endedMs = row.ended_ms, disk = { start = row.out_start, size = row.out_bytes },
-           moved = true, restored = true, finished = true, cold = row.data }
+           moved = true, restored = true, finished = true, saved = true, cold = row.data }
 end
 
 -- Fill in a cold record from its JSON. The columns it was found by win

@@ -206,6 +206,13 @@ decoder.decode_max_depth(64)
 -- answered with id null)
 decoder.decode_invalid_numbers(false)
 
+-- JSON that keeps every string's bytes as they are, valid UTF-8 or not
+-- (json.encode makes them valid): for what bgproc stores and reads back
+-- itself, such as a command to run again. Raises on what JSON cannot say.
+local exact = cjson.new()
+exact.encode_sparse_array(true)
+json.encode_exact = exact.encode
+
 -- Decode s: value, or nil and a message.
 function json.decode(s)
   local ok, v = pcall(decoder.decode, s)

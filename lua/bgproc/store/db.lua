@@ -2,7 +2,7 @@
 -- change here, so history survives a restart.
 --
 --   local h, err = db.open(path)  -- a file's path, or ":memory:"
---   h:put(row)            -> true          insert or replace one job
+--   h:put(row [, fresh])  -> true          insert or replace one job (fresh: a new id, insert)
 --   h:delete(id)          -> true          (true also when there was none)
 --   h:delete_many(ids)    -> true          all in one transaction
 --   h:load([each])        -> rows          every row, ordered by seq (each(row): one at a time)
@@ -199,8 +199,9 @@ Handle.__index = Handle
 -- An UPDATE first, an INSERT only for a new id: most puts are a known
 -- job's state change, and an UPDATE rewrites one page where INSERT OR
 -- REPLACE deletes and re-inserts (three times slower). We are the only
--- writer (the lock), so nothing comes between the two.
-function Handle:put(row)
+-- writer (the lock), so nothing comes between the two. fresh: the caller
+-- knows the id is new (a job just created): the INSERT at once.
+function Handle:put(row, fresh)
   if type(row) ~= "table" then error("put: row must be a table", 2) end
   local id = quote(check_text(row.id, "row.id"))
   local seq = check_int(row.seq, "row.seq")
@@ -214,11 +215,14 @@ function Handle:put(row)
   local global = row.global and 1 or 0
   local out_start = row.out_start == nil and 0 or check_int(row.out_start, "row.out_start")
   local what = "put " .. row.id
-  local n, err = write(self, what, "UPDATE jobs SET seq=" .. seq .. ",status=" .. status .. ",session=" .. session
-    .. ",ended_ms=" .. ended_ms .. ",out_bytes=" .. out_bytes .. ",data=" .. data .. ",name=" .. name
-    .. ",tags=" .. tags .. ",global=" .. global .. ",out_start=" .. out_start .. " WHERE id=" .. id)
-  if n == nil then return nil, err end
-  if n > 0 then return true end
+  local n, err = 0, nil
+  if not fresh then
+    n, err = write(self, what, "UPDATE jobs SET seq=" .. seq .. ",status=" .. status .. ",session=" .. session
+      .. ",ended_ms=" .. ended_ms .. ",out_bytes=" .. out_bytes .. ",data=" .. data .. ",name=" .. name
+      .. ",tags=" .. tags .. ",global=" .. global .. ",out_start=" .. out_start .. " WHERE id=" .. id)
+    if n == nil then return nil, err end
+    if n > 0 then return true end
+  end
   n, err = write(self, what, "INSERT INTO jobs(" .. COLUMNS .. ") VALUES(" .. id .. "," .. seq .. "," .. status
     .. "," .. session .. "," .. ended_ms .. "," .. out_bytes .. "," .. data .. "," .. name .. "," .. tags .. ","
     .. global .. "," .. out_start .. ")")

@@ -56,7 +56,7 @@ local function write_at(path, data, at)
     end
     off = off + wrote
   end
-  uv.fs_ftruncate(fd, at + n) -- (a longer file than the record says: what a crash left)
+  if at > 0 then uv.fs_ftruncate(fd, at + n) end -- (a longer file than the record says: what a crash left)
   local ok, cerr = uv.fs_close(fd)
   if not ok then return fail(path, cerr) end
   return true
@@ -90,10 +90,7 @@ function Files:append(id, data, runs, at)
   local log, errs = self:log_path(id), self:err_path(id)
   local ok, err = write_at(log, data, at)
   if not ok then return nil, err end
-  if #runs == 0 then
-    if at == 0 then uv.fs_unlink(errs) end
-    return true
-  end
+  if #runs == 0 then return true end
   local errs_at = at == 0 and 0 or size_of(errs)
   ok, err = write_at(errs, runs_text(runs), errs_at)
   if not ok then
