@@ -380,6 +380,11 @@ local function prepare(h)
   end
   local ok, serr = exec(conn, "PRAGMA synchronous = NORMAL")
   if not ok then return nil, where(h, "PRAGMA synchronous", serr) end
+  -- a checkpoint (two fsyncs, in the daemon's loop) every 4000 pages, not
+  -- 1000: a job's two rows then cost about a fifth less; the WAL is cut
+  -- back to 16 MiB after each
+  exec(conn, "PRAGMA wal_autocheckpoint = 4000")
+  exec(conn, "PRAGMA journal_size_limit = 16777216")
   return migrate(h, version)
 end
 
