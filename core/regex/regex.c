@@ -5,8 +5,9 @@
  *   local re, err = regex.new("error|warn(ing)?", "i")   -- or "/error/i"
  *   re:test(line)                 --> true | false
  *   re:find(s [, init])           --> start, end (1-based, inclusive) | nil
- *   re:search(s [, opts])         --> lines, more, searched | nil, msg
- *   re:search_file(path [, opts]) --> lines, more, searched | nil, msg [, errname]
+ *   re:search(s [, opts])         --> lines, more, searched, timedout | nil, msg
+ *   re:search_file(path [, opts]) --> lines, more, searched, timedout
+ *                                     | nil, msg [, errname]
  *   regex.search_files(re | pattern, paths [, opts]) --> results | nil, msg
  *
  * Agents write JavaScript-style expressions, so "/.../flags" is accepted,
@@ -25,6 +26,31 @@
  * (pread, never mapped: a file truncated under us cannot raise SIGBUS) in
  * pieces of 4 MiB of whole lines, each piece one subject; a line longer
  * than that is read whole. See docs/core.md.
+ *
+ * PCRE2's match limit holds per start position, and one pcre2_match call
+ * goes through start positions by itself, so a catastrophic pattern over a
+ * large subject can run for minutes under the limit. So the searches call
+ * pcre2_match once per window of whole lines (1 KiB, then four times as
+ * large up to 256 KiB; a longer line is one window), the subject pointer
+ * staying the whole buffer and the start offset the window's start:
+ *  - JIT-compiled (every pattern is compiled with PCRE2_USE_OFFSET_LIMIT):
+ *    the length is the whole buffer's and an offset limit keeps the match
+ *    starting in the window, so results are those of one call over the
+ *    whole buffer; and the JIT's look for a required character ahead
+ *    (made only when less than 500,000 bytes are left) stays as rare as
+ *    before: a length ending at the window would have it made all along,
+ *    20% more instructions for a plain word;
+ *  - interpreted (BGPROC_REGEX_JIT=0, or the JIT failed: its search for a
+ *    first character would go to the buffer's end from every window): the
+ *    length ends one byte past the window's last "\n" (so \Z does not
+ *    match before it), with PCRE2_NOTEOL, so a match that runs past the
+ *    window's end (across a line boundary) is not found there, as at a
+ *    file's piece ends.
+ * With opts.timeout_ms CLOCK_MONOTONIC is read between windows: the search
+ * stops once the deadline has passed, and a window that took more than
+ * 5 ms is followed not by a larger one but by one sized to take about
+ * 5 ms (so the deadline is overshot by little more than that, or by one
+ * line when a single line is that slow).
  */
 #define _GNU_SOURCE /* memrchr, strerrorname_np */
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -42,6 +68,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REGEX_MT "bgproc.regex.Regex"
@@ -52,6 +79,7 @@ static int use_jit = 1;
 
 typedef struct regex {
   pcre2_code *code;
+  int jit; /* JIT-compiled: searches bound windows with an offset limit */
   pcre2_match_data *md;
   pcre2_match_context *mctx;
   struct hit *hits; /* re:search's list of lines (kept while small) */
@@ -88,7 +116,7 @@ static int regex_new(lua_State *L) {
   const char *pat = luaL_checklstring(L, 1, &plen);
   const char *flags = luaL_optlstring(L, 2, "", &flen);
   uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_ALT_BSUX |
-                  PCRE2_NEVER_BACKSLASH_C;
+                  PCRE2_NEVER_BACKSLASH_C | PCRE2_USE_OFFSET_LIMIT;
   /* "/body/flags", as written in JavaScript */
   if (plen >= 2 && pat[0] == '/') {
     const char *end = pat + plen - 1;
@@ -114,6 +142,7 @@ static int regex_new(lua_State *L) {
   }
   regex *re = lua_newuserdatauv(L, sizeof *re, 0);
   re->code = NULL;
+  re->jit = 0;
   re->md = NULL;
   re->mctx = NULL;
   re->hits = NULL;
@@ -134,7 +163,8 @@ static int regex_new(lua_State *L) {
     lua_pushfstring(L, "%s at offset %d", (const char *)buf, (int)erroff);
     return 2;
   }
-  if (use_jit) pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE); /* best effort */
+  /* best effort: without it the interpreter runs */
+  re->jit = use_jit && pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE) == 0;
   re->md = pcre2_match_data_create_from_pattern(re->code, NULL);
   re->mctx = pcre2_match_context_create(NULL);
   if (re->md == NULL || re->mctx == NULL) return luaL_error(L, "out of memory");
@@ -145,6 +175,7 @@ static int regex_new(lua_State *L) {
 
 /* Run a match from byte offset start; returns the pcre2 result code. */
 static int run(regex *re, const char *s, size_t len, size_t start) {
+  pcre2_set_offset_limit(re->mctx, PCRE2_UNSET); /* a search may have set it */
   return pcre2_match(re->code, (PCRE2_SPTR)s, len, start, 0, re->md,
                      re->mctx);
 }
@@ -197,6 +228,9 @@ static int regex_find(lua_State *L) {
 
 #define SEARCH_MAX 1000              /* opts.max by default */
 #define READ_CHUNK ((size_t)4 << 20) /* search_file reads this much at once */
+#define WIN_FIRST ((size_t)1 << 10)  /* a search's first window */
+#define WIN_MAX ((size_t)256 << 10)  /* its largest */
+#define WIN_SLICE_NS 5000000u        /* with a deadline: a window's target */
 
 /* Push "ENAME: what: strerror"; returns "ENAME". */
 static const char *push_errmsg(lua_State *L, int err, const char *fmt, ...)
@@ -250,12 +284,66 @@ typedef struct scan {
   pcre2_match_context *mctx;
   hit **hits; /* the list (grown as needed) and its capacity */
   size_t *hitcap;
+  int jit;       /* windows by offset limit (else by length) */
   size_t n, max; /* lines found; how many to report */
   int more;      /* a line past max matches too */
   lua_Integer line; /* the number of the line at buffer position lpos */
   size_t lpos;
-  uint64_t seen; /* with more: just past the line that showed it */
+  uint64_t seen; /* with more: just past the line that showed it, or with
+                    timedout the end of the last window searched */
+  uint64_t deadline; /* CLOCK_MONOTONIC, ns; 0: none */
+  size_t win;        /* the next window's size */
+  int timedout;      /* (with more) the deadline stopped it */
 } scan;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The deadline timeout_ms from now; 0 (none) for 0. */
+static uint64_t deadline_in(lua_Integer timeout_ms) {
+  if (timeout_ms <= 0) return 0;
+  uint64_t now = now_ns();
+  if ((uint64_t)timeout_ms > (UINT64_MAX - now) / 1000000u) return UINT64_MAX;
+  return now + (uint64_t)timeout_ms * 1000000u;
+}
+
+/* Stop: the deadline has passed with everything before at searched. */
+static void time_out(scan *sc, uint64_t searched) {
+  sc->more = 1;
+  sc->timedout = 1;
+  sc->seen = searched;
+}
+
+/* The end of the window from pos (a line's start) of about win bytes: just
+ * after the last "\n" in it, or the end of the line at pos when none is
+ * (a longer line is one window), or len. */
+static size_t window_end(const char *buf, size_t len, size_t pos,
+                         size_t win) {
+  if (len - pos <= win) return len;
+  const char *nl = memrchr(buf + pos, '\n', win);
+  if (nl == NULL) nl = memchr(buf + pos + win, '\n', len - pos - win);
+  return nl ? (size_t)(nl - buf) + 1 : len;
+}
+
+/* A window of n bytes begun at t0 is done: size the next one. Returns the
+ * time now (0 without a deadline, where windows only grow). */
+static uint64_t window_done(scan *sc, size_t n, uint64_t t0) {
+  uint64_t t = 0, took = 0;
+  if (sc->deadline) {
+    t = now_ns();
+    took = t - t0;
+  }
+  if (took <= WIN_SLICE_NS) {
+    sc->win = sc->win < WIN_MAX / 4 ? sc->win * 4 : WIN_MAX;
+  } else { /* slow: the next one should take about WIN_SLICE_NS */
+    double want = (double)n * WIN_SLICE_NS / (double)took;
+    sc->win = want < 1 ? 1 : want < (double)WIN_MAX ? (size_t)want : WIN_MAX;
+  }
+  return t;
+}
 
 static int add_hit(scan *sc, uint64_t start, uint64_t stop) {
   if (sc->n == *sc->hitcap) {
@@ -270,20 +358,56 @@ static int add_hit(scan *sc, uint64_t start, uint64_t stop) {
 }
 
 /* Search buf[0, len), whole lines (the last may lack its "\n" at the end
- * of the subject) whose first byte is at offset base. The whole buffer is
- * one subject: a match is looked for from the start of a line, its line
- * found around it and reported, and the next looked for from the next
- * line. 0, or a PCRE2 error code (the match limit, out of memory). */
-static int scan_buf(scan *sc, const char *buf, size_t len, uint64_t base) {
+ * of the subject) whose first byte is at offset base; at_end: the subject
+ * ends there (else $ must not match at len). The buffer is one subject,
+ * searched in windows of whole lines (see the top of this file): a match
+ * is looked for from the start of a line, its line found around it and
+ * reported, and the next looked for from the next line. With a deadline
+ * the clock is read between windows. 0, or a PCRE2 error code (the match
+ * limit, out of memory). */
+static int scan_buf(scan *sc, const char *buf, size_t len, uint64_t base,
+                    int at_end) {
   PCRE2_SIZE *ov = pcre2_get_ovector_pointer(sc->md);
-  size_t pos = 0;
+  size_t pos = 0, wbeg = 0, wend = 0; /* the window: [wbeg, wend) */
+  uint64_t t0 = 0;                    /* when it started (with a deadline) */
+  if (sc->deadline && (t0 = now_ns()) >= sc->deadline) {
+    time_out(sc, base);
+    return 0;
+  }
   while (pos < len) {
-    int rc = pcre2_match(sc->code, (PCRE2_SPTR)buf, len, pos, 0, sc->md,
-                         sc->mctx);
-    if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    if (pos >= wend) { /* the next window */
+      if (wend > 0) {
+        t0 = window_done(sc, wend - wbeg, t0);
+        if (sc->deadline && t0 >= sc->deadline) {
+          time_out(sc, base + pos);
+          return 0;
+        }
+      }
+      wbeg = pos;
+      wend = window_end(buf, len, pos, sc->win);
+    }
+    int rc;
+    if (sc->jit) { /* the whole subject, a match starting before wend */
+      pcre2_set_offset_limit(sc->mctx, wend < len ? wend - 1 : len);
+      rc = pcre2_match(sc->code, (PCRE2_SPTR)buf, len, pos,
+                       at_end ? 0 : PCRE2_NOTEOL, sc->md, sc->mctx);
+    } else { /* the subject up to wend and one byte more, so that \Z does
+                not match before the "\n" at wend - 1 */
+      rc = pcre2_match(sc->code, (PCRE2_SPTR)buf, wend < len ? wend + 1 : len,
+                       pos, wend < len || !at_end ? PCRE2_NOTEOL : 0, sc->md,
+                       sc->mctx);
+    }
+    if (rc == PCRE2_ERROR_NOMATCH) {
+      pos = wend;
+      continue;
+    }
     if (rc < 0) return rc;
     size_t m = ov[0] < pos ? pos : ov[0];
-    if (m >= len && buf[len - 1] == '\n') return 0; /* after the last line */
+    if (!sc->jit && m >= wend && wend < len) { /* the next window's */
+      pos = wend;
+      continue;
+    }
+    if (m >= len && buf[len - 1] == '\n') break; /* after the last line */
     const char *end = m < len ? memchr(buf + m, '\n', len - m) : NULL;
     size_t stop = end ? (size_t)(end - buf) : len;
     size_t next = end ? stop + 1 : len;
@@ -299,6 +423,7 @@ static int scan_buf(scan *sc, const char *buf, size_t len, uint64_t base) {
     if (add_hit(sc, base + start, base + stop)) return PCRE2_ERROR_NOMEMORY;
     pos = next;
   }
+  if (wend > 0) window_done(sc, wend - wbeg, t0); /* sizes the next piece's */
   return 0;
 }
 
@@ -342,6 +467,10 @@ static int scan_file(scan *sc, int fd, uint64_t size, uint64_t offset,
   *read_bytes = 0;
   (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   for (uint64_t at = 0; count_lines && at < offset && at < size;) {
+    if (sc->deadline && now_ns() >= sc->deadline) {
+      time_out(sc, offset);
+      return 0;
+    }
     uint64_t left = (offset < size ? offset : size) - at;
     size_t want = left < READ_CHUNK ? (size_t)left : READ_CHUNK;
     if (reserve(buf, cap, want)) return ENOMEM;
@@ -373,7 +502,7 @@ static int scan_file(scan *sc, int fd, uint64_t size, uint64_t offset,
       cut = (size_t)(nl - *buf) + 1;
     }
     if (cut > 0) {
-      int rc = scan_buf(sc, *buf, cut, base);
+      int rc = scan_buf(sc, *buf, cut, base, last);
       if (rc) return rc;
     }
     if (sc->more || last) return 0;
@@ -386,7 +515,7 @@ static int scan_file(scan *sc, int fd, uint64_t size, uint64_t offset,
 }
 
 typedef struct search_opts {
-  lua_Integer max, offset, line;
+  lua_Integer max, offset, line, timeout_ms;
   int has_line;
 } search_opts;
 
@@ -412,6 +541,7 @@ static void search_options(lua_State *L, int t, search_opts *o,
   o->max = SEARCH_MAX;
   o->offset = 0;
   o->line = 1;
+  o->timeout_ms = 0;
   o->has_line = 0;
   if (lua_isnoneornil(L, t)) return;
   luaL_checktype(L, t, LUA_TTABLE);
@@ -419,13 +549,17 @@ static void search_options(lua_State *L, int t, search_opts *o,
   while (lua_next(L, t)) {
     lua_pop(L, 1);
     const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-    if (strcmp(k, "max") && strcmp(k, "offset") && strcmp(k, "line"))
-      luaL_error(L, "%s: unknown option '%s' (expected max, offset, line)",
+    if (strcmp(k, "max") && strcmp(k, "offset") && strcmp(k, "line") &&
+        strcmp(k, "timeout_ms"))
+      luaL_error(L,
+                 "%s: unknown option '%s' (expected max, offset, line, "
+                 "timeout_ms)",
                  what, lua_type(L, -1) == LUA_TSTRING ? k : luaL_typename(L, -1));
   }
   o->max = opt_int(L, t, "max", SEARCH_MAX, 0, what);
   o->offset = opt_int(L, t, "offset", 0, 0, what);
   o->line = opt_int(L, t, "line", 1, 0, what);
+  o->timeout_ms = opt_int(L, t, "timeout_ms", 0, 0, what);
   lua_getfield(L, t, "line");
   o->has_line = !lua_isnil(L, -1);
   lua_pop(L, 1);
@@ -438,8 +572,11 @@ static void scan_init(scan *sc, regex *re, const search_opts *o) {
   sc->mctx = re->mctx;
   sc->hits = &re->hits;
   sc->hitcap = &re->hitcap;
+  sc->jit = re->jit;
   sc->max = (uint64_t)o->max > SIZE_MAX ? SIZE_MAX : (size_t)o->max;
   sc->line = o->line;
+  sc->win = WIN_FIRST;
+  sc->deadline = deadline_in(o->timeout_ms);
 }
 
 /* Push the list of lines found. */
@@ -473,7 +610,8 @@ static uint64_t searched_bytes(const scan *sc, uint64_t offset,
   return sc->more ? sc->seen - offset : all;
 }
 
-/* re:search(subject [, opts]) -> lines, more, searched | nil, message */
+/* re:search(subject [, opts]) -> lines, more, searched, timedout
+ *   | nil, message */
 static int regex_search(lua_State *L) {
   regex *re = checkregex(L);
   size_t len;
@@ -485,14 +623,15 @@ static int regex_search(lua_State *L) {
   size_t off = (uint64_t)o.offset < len ? (size_t)o.offset : len;
   if (!o.has_line) sc.line += (lua_Integer)count_nl(s, off);
   if ((uint64_t)o.offset < len) {
-    int rc = scan_buf(&sc, s + off, len - off, off);
+    int rc = scan_buf(&sc, s + off, len - off, off, 1);
     if (rc) return match_error(L, rc);
   }
   push_hits(L, re->hits, sc.n);
   keep_small(re);
   lua_pushboolean(L, sc.more);
   lua_pushinteger(L, (lua_Integer)searched_bytes(&sc, off, len - off));
-  return 3;
+  lua_pushboolean(L, sc.timedout);
+  return 4;
 }
 
 /* Open path and search it from offset (scan_file). 0, an errno (> 0;
@@ -521,7 +660,7 @@ static int search_path(scan *sc, const char *path, uint64_t offset,
   return rc;
 }
 
-/* re:search_file(path [, opts]) -> lines, more, searched
+/* re:search_file(path [, opts]) -> lines, more, searched, timedout
  *   | nil, message (the match limit) | nil, "ENAME: ...", "ENAME" */
 static int regex_search_file(lua_State *L) {
   regex *re = checkregex(L);
@@ -548,7 +687,8 @@ static int regex_search_file(lua_State *L) {
   keep_small(re);
   lua_pushboolean(L, sc.more);
   lua_pushinteger(L, (lua_Integer)searched);
-  return 3;
+  lua_pushboolean(L, sc.timedout);
+  return 4;
 }
 
 /* ---- regex.search_files: many files on several threads ------------------ */
@@ -562,6 +702,8 @@ typedef struct file_result {
   hit *hits;
   size_t hitcap, n;
   int more, rc; /* rc: 0, an errno (step failed) or a PCRE2 error code */
+  int done;     /* a worker searched it (else the deadline came first) */
+  int timedout; /* the deadline cut its search short */
   const char *step;
   uint64_t searched;
 } file_result;
@@ -570,11 +712,15 @@ typedef struct file_result {
  * compiled pattern is shared read-only, each worker has its own match
  * data, match context, JIT stack (PCRE2's default, on the worker's own
  * machine stack) and read buffer, and takes the next file until none is
- * left. */
+ * left or the deadline (the same for all, read-only) has passed. Each
+ * file's result is written by the one worker that took it, and read by
+ * the calling thread after joining them all. */
 typedef struct batch {
   const pcre2_code *code;
   pcre2_match_context *mctx;
   size_t max, nfiles;
+  int jit;
+  uint64_t deadline; /* 0: none */
   atomic_size_t next;
   file_result files[];
 } batch;
@@ -588,7 +734,9 @@ static void *batch_worker(void *arg) {
   for (;;) {
     size_t i = atomic_fetch_add(&b->next, 1);
     if (i >= b->nfiles) break;
+    if (b->deadline && now_ns() >= b->deadline) break; /* i on: not started */
     file_result *f = &b->files[i];
+    f->done = 1;
     if (md == NULL || mctx == NULL) {
       f->rc = ENOMEM;
       f->step = "search";
@@ -601,12 +749,16 @@ static void *batch_worker(void *arg) {
     sc.mctx = mctx;
     sc.hits = &f->hits;
     sc.hitcap = &f->hitcap;
+    sc.jit = b->jit;
     sc.max = b->max;
     sc.line = 1;
+    sc.win = WIN_FIRST;
+    sc.deadline = b->deadline;
     f->rc = search_path(&sc, f->path, 0, 0, &buf, &cap, &f->searched,
                         &f->step);
     f->n = sc.n;
     f->more = sc.more;
+    f->timedout = sc.timedout;
   }
   free(buf);
   pcre2_match_data_free(md);
@@ -633,9 +785,13 @@ static long cpu_count(void) {
 
 /* regex.search_files(re | pattern, paths [, opts]) -> results
  *   | nil, message (a pattern that does not compile)
- * results[i] = { lines = {...}, more = bool, searched = n } for paths[i],
- *   or { error = "ENAME: ...", errname = "ENAME" } | { error = message }.
- * opts: max (per file, 1000), threads (default: the CPUs we may use). */
+ * results[i] = { lines = {...}, more = bool, searched = n [, timedOut = true] }
+ *   for paths[i], or { error = "ENAME: ...", errname = "ENAME" }
+ *   | { error = message }.
+ * opts: max (per file, 1000), threads (default: the CPUs we may use),
+ *   timeout_ms (0: none; for the whole call: a file cut short has timedOut,
+ *   and one not started { lines = {}, more = true, searched = 0,
+ *   timedOut = true }). */
 static int regex_search_files(lua_State *L) {
   if (lua_type(L, 1) == LUA_TSTRING) { /* compiled with "m", as regex.new */
     lua_pushcfunction(L, regex_new);
@@ -648,19 +804,22 @@ static int regex_search_files(lua_State *L) {
   }
   regex *re = checkregex(L);
   luaL_checktype(L, 2, LUA_TTABLE);
-  lua_Integer max = SEARCH_MAX, threads = cpu_count();
+  lua_Integer max = SEARCH_MAX, threads = cpu_count(), timeout_ms = 0;
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_pushnil(L);
     while (lua_next(L, 3)) {
       lua_pop(L, 1);
       const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-      if (strcmp(k, "max") && strcmp(k, "threads"))
-        luaL_error(L, "search_files: unknown option '%s' (expected max, threads)",
+      if (strcmp(k, "max") && strcmp(k, "threads") && strcmp(k, "timeout_ms"))
+        luaL_error(L,
+                   "search_files: unknown option '%s' (expected max, threads, "
+                   "timeout_ms)",
                    lua_type(L, -1) == LUA_TSTRING ? k : luaL_typename(L, -1));
     }
     max = opt_int(L, 3, "max", SEARCH_MAX, 0, "search_files");
     threads = opt_int(L, 3, "threads", threads, 1, "search_files");
+    timeout_ms = opt_int(L, 3, "timeout_ms", 0, 0, "search_files");
   }
   if (threads > MAX_THREADS) threads = MAX_THREADS;
   size_t n = (size_t)lua_rawlen(L, 2);
@@ -678,9 +837,11 @@ static int regex_search_files(lua_State *L) {
     lua_pop(L, 1);
   }
   b->code = re->code;
+  b->jit = re->jit;
   b->mctx = re->mctx;
   b->max = (uint64_t)max > SIZE_MAX ? SIZE_MAX : (size_t)max;
   b->nfiles = n;
+  b->deadline = deadline_in(timeout_ms); /* after the paths are checked */
   atomic_init(&b->next, 0);
   if ((size_t)threads > n) threads = n > 0 ? (lua_Integer)n : 1;
   pthread_t tids[MAX_THREADS];
@@ -695,7 +856,13 @@ static int regex_search_files(lua_State *L) {
   lua_createtable(L, (int)(n < INT32_MAX ? n : INT32_MAX), 0);
   for (size_t i = 0; i < n; i++) {
     file_result *f = &b->files[i];
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
+    if (!f->done) { /* the deadline passed before a worker took it */
+      f->n = 0;
+      f->more = 1;
+      f->searched = 0;
+      f->timedout = 1;
+    }
     if (f->rc > 0) {
       const char *name = push_errmsg(L, f->rc, "%s '%s'", f->step, f->path);
       lua_setfield(L, -2, "error");
@@ -713,6 +880,10 @@ static int regex_search_files(lua_State *L) {
       lua_setfield(L, -2, "more");
       lua_pushinteger(L, (lua_Integer)f->searched);
       lua_setfield(L, -2, "searched");
+      if (f->timedout) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "timedOut");
+      }
     }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
     free(f->hits); /* as soon as it is a Lua table */

@@ -1,5 +1,8 @@
 -- bgproc.regex: PCRE2 with JavaScript-style input, bounded matching.
 local regex = require "bgproc.regex"
+local uv = require "luv"
+
+local function elapsed_since(t0) return (uv.hrtime() - t0) / 1e9 end
 
 describe("bgproc.regex", function()
   it("matches with PCRE2 syntax", function()
@@ -272,7 +275,17 @@ describe("bgproc.regex", function()
       assert.has_error(function() re:search("x", { max = 1.5 }) end)
       assert.has_error(function() re:search("x", { offset = "a" }) end)
       assert.has_error(function() re:search("x", { offset = -1 }) end)
-      assert.has_error(function() re:search("x", { limit = 3 }) end, "search: unknown option 'limit' (expected max, offset, line)")
+      assert.has_error(function() re:search("x", { limit = 3 }) end,
+        "search: unknown option 'limit' (expected max, offset, line, timeout_ms)")
+      for _, bad in ipairs { -1, 1.5, "10", true, {} } do
+        assert.has_error(function() re:search("x", { timeout_ms = bad }) end)
+        assert.has_error(function() re:search_file("/x", { timeout_ms = bad }) end)
+        assert.has_error(function() regex.search_files(re, {}, { timeout_ms = bad }) end)
+      end
+      assert.has_error(function() re:search("x", { timeout_ms = -1 }) end,
+        "search: option 'timeout_ms' must be at least 0, got -1")
+      assert.has_error(function() regex.search_files(re, {}, { timeout = 1 }) end,
+        "search_files: unknown option 'timeout' (expected max, threads, timeout_ms)")
       assert.has_error(function() re:search_file() end)
       assert.has_error(function() re:search_file("/x", { line = -1 }) end)
       assert.has_error(function() regex.search_files(re) end)
@@ -281,6 +294,129 @@ describe("bgproc.regex", function()
       assert.has_error(function() regex.search_files(re, {}, { offset = 1 }) end)
       assert.has_error(function() regex.search_files(5, {}) end)
       assert.has_error(function() regex.new("x").search("x") end)
+    end)
+
+    describe("timeout_ms", function()
+      -- Lines of 11 "x"s: (x+x+)+[yz] backtracks through every way to split
+      -- each one before it fails (10 us a line with the JIT, 0.1 ms without
+      -- it, some ms under valgrind), and finds a line ending in "y" (every
+      -- 50th) at once. 8 MiB of them take 7 s with the JIT.
+      local SLOW = "(x+x+)+[yz]"
+      local function slow_subject(bytes)
+        return (("xxxxxxxxxxx\n"):rep(49) .. "xxxxxxxxxxy\n"):rep(bytes // 600)
+      end
+
+      it("cuts a pathological search short, with the lines found so far", function()
+        local s = slow_subject(8 << 20)
+        local re = assert(regex.new(SLOW, "m"))
+        local t0 = uv.hrtime()
+        local list, more, searched, timedout = re:search(s, { timeout_ms = 1000, max = 1e9 })
+        local took = elapsed_since(t0)
+        assert.is_true(timedout)
+        assert.is_true(more)
+        assert.is_true(took >= 0.99 and took < 3, "took " .. took .. " s")
+        assert.is_true(searched > 0 and searched < #s)
+        assert.equal("\n", s:sub(searched, searched)) -- whole lines
+        -- every matching line before searched, and none after
+        assert.equal(searched // 12 // 50, #list)
+        for i, l in ipairs(list) do
+          assert.same({ start = (50 * i - 1) * 12, stop = (50 * i - 1) * 12 + 11, line = 50 * i }, l)
+        end
+        -- going on from there: the rest, numbered on (a fast pattern here)
+        local fast = assert(regex.new("y$", "m"))
+        local rest = fast:search(s, { offset = searched, max = 1e9 })
+        assert.equal(#s // 12 // 50, #list + #rest)
+        assert.equal(#list * 50 + 50, rest[1].line)
+        -- a file, too
+        local path = tmpfile(s)
+        t0 = uv.hrtime()
+        local flist, fmore, fsearched, ftimedout = re:search_file(path, { timeout_ms = 1000, max = 1e9 })
+        took = elapsed_since(t0)
+        assert.is_true(ftimedout)
+        assert.is_true(fmore)
+        assert.is_true(took < 3, "took " .. took .. " s")
+        assert.equal("\n", s:sub(fsearched, fsearched))
+        assert.equal(fsearched // 12 // 50, #flist)
+        -- from an offset: searched counts from there
+        list, more, searched, timedout = re:search(s, { offset = 12 * 1000, timeout_ms = 300, max = 1e9 })
+        assert.is_true(timedout and more)
+        assert.equal("\n", s:sub(12 * 1000 + searched, 12 * 1000 + searched))
+        if list[1] then assert.same({ start = 1049 * 12, stop = 1049 * 12 + 11, line = 1050 }, list[1]) end
+        assert.equal((1000 + searched // 12) // 50 - 20, #list)
+      end)
+
+      it("changes nothing for a search that ends in time", function()
+        -- 3 MiB of 64-byte lines: the windows (1, 4, 16, 64 KiB, then 256
+        -- KiB) all end at multiples of 1 KiB, where the lines around are
+        -- needles: the first and the last of a window, and lookbehind
+        -- across its start.
+        local n = 3 * 16384
+        local t, want = {}, {}
+        for i = 1, n do
+          local needle = i % 16 == 0 or i % 16 == 1
+          t[i] = (needle and ("needle %d"):format(i) or ("hay %d"):format(i)) .. ("."):rep(63)
+          t[i] = t[i]:sub(1, 63)
+          if needle then want[#want + 1] = { start = (i - 1) * 64, stop = i * 64 - 1, line = i } end
+        end
+        local s = table.concat(t, "\n") -- the last line ends the subject
+        local path = tmpfile(s)
+        local function check(pattern, flags, expect)
+          local re = assert(regex.new(pattern, flags))
+          local list, more, searched, timedout = re:search(s, { max = 1e9 })
+          assert.same(expect, list)
+          assert.is_false(more)
+          assert.equal(#s, searched)
+          assert.is_false(timedout)
+          assert.same({ list, more, searched, timedout }, { re:search(s, { max = 1e9, timeout_ms = 60000 }) })
+          assert.same({ list, more, searched, timedout }, { re:search_file(path, { max = 1e9, timeout_ms = 60000 }) })
+          for _, opts in ipairs { { max = 100 }, { offset = 5000 }, { offset = 87040, max = 10, line = 3 } } do
+            local plain = { re:search(s, opts) }
+            opts.timeout_ms = 60000
+            assert.same(plain, { re:search(s, opts) })
+            assert.same(plain, { re:search_file(path, opts) })
+          end
+        end
+        check("needle", "m", want)
+        check("^needle \\d+\\.+$", "m", want)
+        local after = {} -- lines after one that ends in "."s: all but the first
+        for i, l in ipairs(want) do if l.line > 1 then after[#after + 1] = want[i] end end
+        check("(?<=\\.\\n)needle", "m", after)
+        -- $ and \Z without "m": only at the subject's end, not a window's
+        local last = { want[#want] }
+        check("needle \\d+\\.*$", "", last)
+        check("needle \\d+\\.*\\Z", "", last)
+      end)
+
+      it("bounds search_files as a whole: files cut short, files not started", function()
+        local path = tmpfile(slow_subject(8 << 20))
+        local small = tmpfile("xxxxxxxxxxy\nxx\n")
+        local re = assert(regex.new(SLOW, "m"))
+        local t0 = uv.hrtime()
+        local got = regex.search_files(re, { path, path, path, path, path },
+          { timeout_ms = 1000, threads = 2, max = 1e9 })
+        local took = elapsed_since(t0)
+        assert.is_true(took < 3, "took " .. took .. " s")
+        assert.equal(5, #got)
+        local cut, unstarted = 0, 0
+        for _, r in ipairs(got) do
+          assert.is_true(r.timedOut)
+          assert.is_true(r.more)
+          if r.searched == 0 and #r.lines == 0 then
+            unstarted = unstarted + 1
+            assert.same({ lines = {}, more = true, searched = 0, timedOut = true }, r)
+          else
+            cut = cut + 1
+            assert.equal(r.searched // 12 // 50, #r.lines)
+          end
+        end
+        assert.is_true(cut >= 1 and cut <= 2, "cut " .. cut)
+        assert.is_true(unstarted >= 3, "unstarted " .. unstarted)
+        -- in time: as without it, no timedOut
+        local want = regex.search_files(re, { small, small })
+        assert.same({ lines = { { start = 0, stop = 11, line = 1 } }, more = false, searched = 15 }, want[1])
+        assert.same(want, regex.search_files(re, { small, small }, { timeout_ms = 60000 }))
+        assert.same(want, regex.search_files(SLOW, { small, small }, { timeout_ms = 60000, threads = 1 }))
+      end)
     end)
   end)
 end)
