@@ -15,6 +15,7 @@ local LINE_CHARS = 500             -- a line longer than this is cut (with "…"
 local ANSWER_BYTES = 256 * 1024    -- lines and context in one answer, at most
 local CONTEXT_READ = 4096          -- bytes read per context line, at most
 local ALL = 1 << 50
+local SEARCH_MS = 5000             -- a search's time, at most (then timedOut, truncated)
 
 local search = {
   name = "searchBackgroundOutput",
@@ -22,7 +23,8 @@ local search = {
     .. "also those from before the manager restarted) for a regular expression (PCRE2; \"/re/i\" for flags). "
     .. "Returns the matching lines, newest job first, each with its job, line number (counted from the "
     .. "first line still kept), cursor (for getBackgroundProcess's since) and context lines. Narrow it with "
-    .. "processIds or the filters: sessionId, status, tags, allTags, name (substring), global.",
+    .. "processIds or the filters: sessionId, status, tags, allTags, name (substring), global. A search "
+    .. "takes 5 s at most (then timedOut: true, with what it found).",
   inputSchema = common.object(common.selector_props(SELECTS, {
     tags = "Only jobs with any of these tags.", allTags = "Only jobs with all of these tags.",
   }, {
@@ -159,8 +161,10 @@ end
 -- A job whose output is in memory (running, or not moved to disk).
 local function search_ring(engine, rec, re, args, answer)
   local data, _, first = engine:read(rec, 0, ALL)
-  local found, more, searched = re:search(data, { max = answer.max - #answer.matches })
+  local found, more, searched, timed_out = re:search(data, { max = answer.max - #answer.matches,
+                                                             timeout_ms = answer.left() })
   if not found then return pattern_error(rec, more) end
+  if timed_out then answer.timed_out = true end
   add_lines(rec, found, more, searched, { read = string_reader(data), first = first, size = #data }, answer, args)
   return true
 end
@@ -170,9 +174,10 @@ end
 local function search_files(files, re, args, answer)
   local paths = {}
   for i, f in ipairs(files) do paths[i] = f.path end
-  local results = re:search_files(paths, { max = answer.max - #answer.matches })
+  local results = re:search_files(paths, { max = answer.max - #answer.matches, timeout_ms = answer.left() })
   for i, res in ipairs(results) do
     local f = files[i]
+    if res.timedOut then answer.timed_out = true end
     if res.error and not res.errname then return pattern_error(f.rec, res.error) end
     if not res.error then
       local read, close, size = file_reader(f.path)
@@ -197,8 +202,13 @@ function search.handler(engine, args, ctx)
   if not recs then return nil, err end
   local answer = { matches = json.array(), max = args.maxMatches or DEFAULT_MATCHES, truncated = false,
                    jobs = 0, bytes = 0, size = 0 }
+  -- the whole search has SEARCH_MS: the daemon serves no one else meanwhile
+  local deadline = engine:now() + SEARCH_MS
+  function answer.left() return math.max(1, math.floor(deadline - engine:now())) end
   local batch = {}
-  local function full() return #answer.matches >= answer.max or answer.size > ANSWER_BYTES end
+  local function full()
+    return #answer.matches >= answer.max or answer.size > ANSWER_BYTES or answer.timed_out or engine:now() >= deadline
+  end
   local function flush()
     if #batch == 0 then return true end
     local ok, ferr = search_files(batch, re, args, answer)
@@ -225,8 +235,9 @@ function search.handler(engine, args, ctx)
     local ok, serr = flush()
     if not ok then return nil, serr end
   end
+  if answer.timed_out or engine:now() >= deadline then answer.truncated, answer.timed_out = true, true end
   return { matches = answer.matches, count = #answer.matches, truncated = answer.truncated,
-           searchedJobs = answer.jobs, searchedBytes = answer.bytes }
+           timedOut = answer.timed_out or nil, searchedJobs = answer.jobs, searchedBytes = answer.bytes }
 end
 
 function search.text(r)

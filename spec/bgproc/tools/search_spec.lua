@@ -95,6 +95,21 @@ describe("searchBackgroundOutput", function()
     assert.equal(0, search(m, { pattern = "gone" }).count)
   end)
 
+  it("stops a pathological pattern after its time, with what it found", function()
+    local m = engine()
+    local a = start(m, { command = "yes xxxxxxxxxxxxxxx | head -c 2000000; echo; exec sleep 600" })
+    assert.is_true(m:run_until(function()
+      return h.ok(m, "getBackgroundProcess", { processId = a.id }).outputBytes >= 2000000
+    end, 10000))
+    local t0 = h.now_ms()
+    local r = search(m, { pattern = "(x+x+)+y" })
+    local took = h.now_ms() - t0
+    assert.is_true(r.timedOut)
+    assert.is_true(r.truncated)
+    assert.equal(0, r.count)
+    assert.is_true(took >= 4500 and took < 9000, "about its 5 s, took " .. took .. " ms")
+  end)
+
   it("searches in memory without a store", function()
     local m = h.manager()
     local a = start(m, { command = "echo in-memory" })
