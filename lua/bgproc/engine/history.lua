@@ -237,6 +237,7 @@ local function flush(self, rec, final)
     end
   end
   if not ok then return failed(h, "files", "output of " .. rec.id, err, rec) end
+  disk.file = true
   recovered(h, "files", rec)
   return history.save(self, rec)
 end
@@ -311,8 +312,9 @@ function history.forget(self, rec)
   h.live[rec], h.dirty[rec], h.file_failures[rec] = nil, nil, nil
   unload(h, rec)
   if rec.disk then
+    local written = rec.disk.size > 0 or rec.disk.file
     account(h, rec, 0)
-    h.files:remove(rec.id)
+    if written then h.files:remove(rec.id) end -- (most jobs that print nothing never had one)
   end
   h.undeleted[rec.id] = true -- (its row goes with the next tick's, or at close)
   if rec.seq > h.seq_kept then -- its seq may be the highest given: kept, so ids never come back
