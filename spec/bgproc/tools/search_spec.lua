@@ -97,9 +97,11 @@ describe("searchBackgroundOutput", function()
 
   it("stops a pathological pattern after its time, with what it found", function()
     local m = engine()
-    local a = start(m, { command = "yes xxxxxxxxxxxxxxx | head -c 2000000; echo; exec sleep 600" })
+    -- 4 MB of it: far more than 5 s of this pattern's backtracking
+    local a = start(m, { command = "yes xxxxxxxxxxxxxxx | head -c 4000000; echo; exec sleep 600",
+                         outputBytes = 4 * 1024 * 1024 })
     assert.is_true(m:run_until(function()
-      return h.ok(m, "getBackgroundProcess", { processId = a.id }).outputBytes >= 2000000
+      return h.ok(m, "getBackgroundProcess", { processId = a.id }).outputBytes >= 4000000
     end, 10000))
     local t0 = h.now_ms()
     local r = search(m, { pattern = "(x+x+)+y" })
