@@ -108,7 +108,7 @@ function history.save(self, rec)
   local fresh = not rec.saved and not h.undeleted[rec.id]
   h.undeleted[rec.id] = nil
   local called, ok, err = pcall(function() return h.db:put(row_of(rec), fresh) end)
-  if not called then ok, err = nil, err end
+  if not called then ok, err = nil, ok end -- (what it raised)
   if not ok then
     h.dirty[rec] = true
     return failed(h, "db", "saving " .. rec.id, err)
