@@ -445,7 +445,7 @@ function history.close(self)
   h.db = nil
 end
 
--- The last line of a loaded output (for a record restored after a crash).
+-- The last line (cleaned, cut at 200) of a job's ring or a loaded file.
 function history.last_line_of(out)
   return text.last_line(text.clean((out:tail(64, "both", 4096)), true), 200)
 end

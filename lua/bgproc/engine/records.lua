@@ -8,7 +8,6 @@ local json = require "bgproc.lib.json"
 local metrics = require "bgproc.engine.metrics"
 local states = require "bgproc.engine.states"
 local tags = require "bgproc.engine.tags"
-local text = require "bgproc.lib.text"
 
 local records = {}
 local methods = {}
@@ -39,7 +38,7 @@ local function last_line(rec, head)
   if rec.moved then return rec.ll end -- (its ring is gone: kept when its output went to disk)
   if rec.ll_head ~= head then
     rec.ll_head = head
-    rec.ll = text.last_line(text.clean((rec.job:tail(64, "both", 4096)), true), 200)
+    rec.ll = history.last_line_of(rec.job)
   end
   return rec.ll
 end

@@ -9,6 +9,8 @@
 -- Writes go through luv's fs calls so each file is created 0600 whatever
 -- the umask. Every function returns true (or a value), or nil and a
 -- message naming the file.
+local files = require "bgproc.lib.files"
+local paths = require "bgproc.lib.paths"
 local uv = require "luv"
 
 local outfiles = {}
@@ -24,13 +26,10 @@ end
 
 -- A files object over dir (created 0700 when missing).
 function outfiles.new(dir)
+  local made, err = paths.ensure_dir(dir, DIR_MODE)
+  if not made then return fail(dir, err) end
   local st = uv.fs_stat(dir)
-  if not st then
-    local ok, err = uv.fs_mkdir(dir, DIR_MODE)
-    if not ok and not tostring(err):find("^EEXIST") then return fail(dir, err) end
-    st = uv.fs_stat(dir)
-  end
-  if not st or st.type ~= "directory" then return fail(dir, "not a directory") end
+  if not st then return fail(dir, "gone") end
   if st.mode % 512 ~= DIR_MODE then uv.fs_chmod(dir, DIR_MODE) end
   return setmetatable({ dir = dir }, Files)
 end
@@ -120,11 +119,7 @@ end
 
 -- The stderr runs of a job inside [from, to), as { from, to } pairs.
 function Files:runs(id, from, to)
-  local fd = uv.fs_open(self:err_path(id), "r", 0)
-  if not fd then return {} end
-  local st = uv.fs_fstat(fd)
-  local data = st and st.size > 0 and uv.fs_read(fd, st.size, 0) or ""
-  uv.fs_close(fd)
+  local data = files.read(self:err_path(id)) or ""
   local out = {}
   for a, b in data:gmatch("(%d+) (%d+)\n") do
     a, b = math.max(tonumber(a), from), math.min(tonumber(b), to)
@@ -135,8 +130,7 @@ end
 
 -- Bytes in the job's output file (0 when it has none).
 function Files:size(id)
-  local st = uv.fs_stat(self:log_path(id))
-  return st and st.size or 0
+  return size_of(self:log_path(id))
 end
 
 -- When the job's output file was last written (ms since the epoch), or nil.
